@@ -1,0 +1,37 @@
+"""Exceptions and the exit codes they map to.
+
+Every user-facing failure is a GhostsentError subclass whose message names the file, line or field at
+fault; the CLI turns it into one line on stderr and the exit code below, never a traceback.
+"""
+from __future__ import annotations
+
+# Exit codes (documented in docs/cli.md). 0 = success / "not detected"; 1 = "detected" for detection
+# commands that are asked to signal it with --fail-on-detect; 2 = usage error (click's own).
+EXIT_OK = 0
+EXIT_DETECTED = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3      # bad input file, word list, JSONL line, template
+EXIT_LEDGER = 4     # ledger conflict, unknown identifier, schema problem
+EXIT_MODEL = 5      # model missing, cannot load, API/capability failure
+EXIT_INTERRUPTED = 130
+
+
+class GhostsentError(Exception):
+    exit_code = EXIT_INPUT
+
+
+class InputError(GhostsentError):
+    """Bad user input: a file, a line of it, a field, a word list or a template."""
+    exit_code = EXIT_INPUT
+
+
+class LedgerError(GhostsentError):
+    exit_code = EXIT_LEDGER
+
+
+class ModelError(GhostsentError):
+    exit_code = EXIT_MODEL
+
+
+class CapabilityError(ModelError):
+    """A server cannot give the prompt log-probabilities the perplexity test needs."""
