@@ -1,0 +1,148 @@
+"""The perplexity test: rank the ghost's likelihood under the model among fresh passphrases.
+
+Score = mean negative log-likelihood (nats per token) of the passphrase tokens given the ghost's prefix.
+Every candidate shares the same context and a leading space, so tokenisation is comparable. Nulls are
+fresh passphrases drawn exactly like the ghost (same list, length and template). Under H0 the ghost is
+one more such draw, so its rank among the N+1 scores is uniform and p = rank/(N+1) is exact.
+
+With a reference model (one released before the identifier existed), the score is target NLL minus
+reference NLL. Word frequency makes some passphrases easy for every model; subtracting what an innocent
+model thinks cancels most of that noise, which narrows the null and raises power. The p-value stays exact
+because nulls get the same treatment.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ghostsent.passphrase import Ghost, draw_words
+from ghostsent.stats import RankResult, approx_exposure, rank_test, tail_p_value
+from ghostsent.targets.base import Target
+from ghostsent.wordlists import WordList
+
+DEFAULT_NULLS = 1000
+
+
+def candidate_nll(target: Target, ghosts: Sequence[Ghost], progress: bool = False) -> np.ndarray:
+    """Mean NLL of each ghost's passphrase tokens given its prefix (lower = more familiar to the model).
+
+    Candidates are grouped by prefix so the shared context is computed once per group.
+    """
+    out = np.empty(len(ghosts), dtype=float)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(ghosts):
+        groups[g.prefix].append(i)
+    for prefix, idx in groups.items():
+        scored = target.score(prefix, [" " + ghosts[i].passphrase for i in idx], progress=progress)
+        for i, s in zip(idx, scored):
+            out[i] = s.nll
+    return out
+
+
+def draw_nulls(ghost: Ghost, wordlist: WordList, n: int, rng: random.Random | None = None) -> list[Ghost]:
+    """n fresh passphrases drawn exactly like the ghost: same list, length and template."""
+    return [ghost.with_words(draw_words(wordlist, len(ghost.words), rng)) for _ in range(n)]
+
+
+@dataclass
+class PplResult:
+    ghost_text: str
+    score: float                      # target NLL (or target - reference)
+    null_scores: np.ndarray
+    rank: RankResult
+    approx_tail_p: float              # skew-normal extrapolation, APPROXIMATE
+    target_nll: float
+    reference_nll: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def p_value(self) -> float:
+        return self.rank.p_value
+
+    @property
+    def exposure(self) -> float:
+        return self.rank.exposure
+
+    def to_dict(self, include_nulls: bool = False) -> dict[str, Any]:
+        d = {
+            "ghost_text": self.ghost_text,
+            "score": self.score,
+            "target_nll": self.target_nll,
+            "reference_nll": self.reference_nll,
+            "rank": self.rank.rank,
+            "n_nulls": self.rank.n_nulls,
+            "p_value": self.p_value,
+            "exposure_bits": self.exposure,
+            "max_exposure_bits": float(np.log2(self.rank.n_nulls + 1)),
+            "approx_tail_p": self.approx_tail_p,
+            "approx_exposure_bits": approx_exposure(self.approx_tail_p),
+            "null_mean": float(np.mean(self.null_scores)),
+            "null_std": float(np.std(self.null_scores)),
+            **self.extra,
+        }
+        if include_nulls:
+            d["null_scores"] = self.null_scores.tolist()
+        return d
+
+
+@dataclass
+class ScoredSet:
+    """Scores of a batch of ghosts (members, controls, nulls) under target and optional reference."""
+
+    target: np.ndarray
+    reference: np.ndarray | None
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.target if self.reference is None else self.target - self.reference
+
+
+def score_set(
+    target: Target, ghosts: Sequence[Ghost], reference: Target | None = None, progress: bool = False
+) -> ScoredSet:
+    t = candidate_nll(target, ghosts, progress=progress)
+    r = candidate_nll(reference, ghosts, progress=progress) if reference is not None else None
+    return ScoredSet(t, r)
+
+
+def rank_against(
+    ghost: Ghost, ghost_scores: ScoredSet, index: int, nulls: ScoredSet, extra: dict[str, Any] | None = None
+) -> PplResult:
+    """The ghost at `index` of `ghost_scores` ranked against a scored null set."""
+    s = float(ghost_scores.score[index])
+    ns = nulls.score
+    return PplResult(
+        ghost_text=ghost.text,
+        score=s,
+        null_scores=ns,
+        rank=rank_test(s, ns),
+        approx_tail_p=tail_p_value(s, ns),
+        target_nll=float(ghost_scores.target[index]),
+        reference_nll=None if ghost_scores.reference is None else float(ghost_scores.reference[index]),
+        extra=dict(extra or {}),
+    )
+
+
+def ppl_test(
+    target: Target,
+    ghost: Ghost,
+    wordlist: WordList,
+    n_nulls: int = DEFAULT_NULLS,
+    reference: Target | None = None,
+    rng: random.Random | None = None,
+    progress: bool = False,
+) -> PplResult:
+    """Rank one ghost sentence against n_nulls fresh passphrases under `target` (minus `reference`)."""
+    if not getattr(target, "supports_logprobs", True):
+        from ghostsent.errors import CapabilityError
+
+        raise CapabilityError(f"{target.spec} gives no log-probabilities; use the last-k probe instead")
+    nulls = draw_nulls(ghost, wordlist, n_nulls, rng)
+    scored = score_set(target, [ghost, *nulls], reference, progress=progress)
+    ghost_part = ScoredSet(scored.target[:1], None if scored.reference is None else scored.reference[:1])
+    null_part = ScoredSet(scored.target[1:], None if scored.reference is None else scored.reference[1:])
+    return rank_against(ghost, ghost_part, 0, null_part, {"reference": reference.spec if reference else None})
