@@ -5,7 +5,8 @@ that never saw a ghost sentence guesses a held-out word with probability at most
 lists must be exact sets (no duplicates after normalisation) and why the SHA-256 of the list is stored
 with every identifier: the null distribution is only valid for the same list.
 
-Shipped list files (in `wordlists/`, built by `scripts/build_wordlists.py`) start with `# key: value`
+Shipped list files (in `wordlists/`, installed as package `ghostsent.wordlist_data`, built by
+`scripts/build_wordlists.py`) start with `# key: value`
 header lines (name, language, size, sha256) followed by one word a line. The SHA-256 is over the
 words joined by "\n" (with a trailing "\n"), so it does not depend on the header.
 """
@@ -114,10 +115,25 @@ def parse_wordlist(text: str, source: str, name: str | None = None, language: st
     )
 
 
+DATA_PACKAGE = "ghostsent.wordlist_data"  # top-level wordlists/, installed under this name
+
+
+def _data_root():
+    """Where the shipped lists are.
+
+    In a source checkout (pyproject.toml beside the package) the top-level `wordlists/` folder is used
+    directly, so a fresh clone works without reinstalling. Installed, they are package data of
+    `ghostsent.wordlist_data` (it cannot be `ghostsent.wordlists`: that name is this module).
+    """
+    repo = Path(__file__).resolve().parent.parent
+    if (repo / "pyproject.toml").is_file() and (repo / "wordlists" / "__init__.py").is_file():
+        return repo / "wordlists"
+    return resources.files(DATA_PACKAGE)
+
+
 def builtin_names() -> list[str]:
-    """Names of the shipped lists (file stems in the ghostsent.wordlists package)."""
-    root = resources.files("ghostsent.wordlists")
-    return sorted(p.name[:-4] for p in root.iterdir() if p.name.endswith(".txt"))
+    """Names of the shipped lists (file stems of the `*.txt` files in the data folder)."""
+    return sorted(p.name[:-4] for p in _data_root().iterdir() if p.name.endswith(".txt"))
 
 
 _CACHE: dict[str, WordList] = {}
@@ -130,7 +146,7 @@ def load_wordlist(name_or_path: str | Path = DEFAULT_WORDLIST) -> WordList:
         return _CACHE[key]
     path = Path(key)
     if key in builtin_names():
-        res = resources.files("ghostsent.wordlists") / f"{key}.txt"
+        res = _data_root() / f"{key}.txt"
         wl = parse_wordlist(res.read_text(encoding="utf-8"), source=f"wordlists/{key}.txt", name=key)
     elif path.is_file():
         try:
