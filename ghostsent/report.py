@@ -101,10 +101,12 @@ def markdown(res: dict[str, Any], images: list[str] | None = None) -> str:
         if pr and pr["records"]:
             b = min(pr["records"], key=lambda x: x["p_value"])
             best = f"{b['matches']}/{b['k']}"
+        rank = f"{pp['rank']}/{pp['n_nulls'] + 1}" if pp else "–"
+        expo = f"{pp['exposure_bits']:.1f}" if pp else "–"
         lines.append(
             f"| {r['key']} | {r['role']} | {best} | {format_p(pr['p_value']) if pr else '–'} | "
-            f"{f'{pp['rank']}/{pp['n_nulls'] + 1}' if pp else '–'} | {format_p(pp['p_value']) if pp else '–'} | "
-            f"{f'{pp['exposure_bits']:.1f}' if pp else '–'} | {format_p(r['p_holm']) if 'p_holm' in r else '–'} |"
+            f"{rank} | {format_p(pp['p_value']) if pp else '–'} | "
+            f"{expo} | {format_p(r['p_holm']) if 'p_holm' in r else '–'} |"
         )
     comb = res.get("combined", {})
     lines += ["", "## Combined evidence", ""]
