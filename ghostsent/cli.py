@@ -87,5 +87,252 @@ def main() -> None:
 # --- detection ------------------------------------------------------------------------------
 # (commands: probe, card, check, ppl-test, audit)
 
+
+def model_options(fn: Callable) -> Callable:
+    """--model and the options that say how to reach it (shared by every detection command)."""
+    opts = [
+        click.option("--model", "-m", "model", default=None,
+                     help="default (embedded SmolLM2-135M-Instruct), hf:PATH_OR_NAME, or openai:MODEL."),
+        click.option("--gguf", default=None, help="GGUF file inside an hf: directory."),
+        click.option("--base-url", default=None, help="Base URL of an OpenAI-compatible API (openai: models)."),
+        click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+                     help="Environment variable holding the API key (the key itself is never logged)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def detection_options(fn: Callable) -> Callable:
+    opts = [
+        click.option("--controls", default=5, show_default=True, type=click.IntRange(0),
+                     help="Fresh never-published passphrases run through the same tests."),
+        click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1),
+                     help="Significance threshold for the verdict."),
+        click.option("--seed", type=int, default=None, help="Seed nulls/controls (reproducible studies only)."),
+        click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Folder for report.json/.md/.html and plots [default: ghostsent-reports/<kind>-<time>]."),
+        click.option("--no-store", is_flag=True, help="Do not record the run in the ledger."),
+        click.option("--exit-code", is_flag=True, help="Exit 1 when a ghost sentence is detected (like git diff --exit-code)."),
+        click.option("--wordlist", default=None, help="Word list to use instead of the identifier's recorded one (must be identical)."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _load(model: str | None, gguf: str | None, base_url: str | None, api_key_env: str):
+    from ghostsent.targets import load_target
+
+    return load_target(model, gguf=gguf, base_url=base_url, api_key_env=api_key_env)
+
+
+def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as_json: bool,
+                    report_dir: Path | None, no_store: bool, exit_code: bool) -> None:
+    import time as _time
+
+    from ghostsent.audit import run_detection, store
+    from ghostsent.report import write_report
+
+    res = run_detection(target, subjects, settings, reference=reference, kind=kind, progress=not as_json)
+    run_id = None if no_store else store(ledger, res)
+    d = res.to_dict()
+    d["run_id"] = run_id
+    out = report_dir or Path("ghostsent-reports") / f"{kind}-{_time.strftime('%Y%m%d-%H%M%S')}"
+    paths = write_report(d, out)
+    d["report"] = paths
+
+    def human() -> None:
+        click.echo(res.verdict)
+        for r in res.subjects:
+            parts = []
+            if "probe" in r:
+                parts.append(f"probe p={_fp(r['probe']['p_value'])}{' (completed)' if r['probe']['completed'] else ''}")
+            if "ppl" in r:
+                parts.append(f"ppl rank {r['ppl']['rank']}/{r['ppl']['n_nulls'] + 1} p={_fp(r['ppl']['p_value'])} "
+                             f"exposure {r['ppl']['exposure_bits']:.1f} bits")
+            holm_p = f" holm p={_fp(r['p_holm'])}" if "p_holm" in r else ""
+            click.echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
+        for t, c in res.controls.items():
+            click.echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
+                       + (f", {c['completed']} completed" if "completed" in c else ""))
+        click.echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else ""))
+
+    from ghostsent.cli import emit as _emit
+
+    _emit({k: v for k, v in d.items() if k != "null_scores"}, as_json, human)
+    if exit_code and res.detected:
+        sys.exit(1)
+
+
+def _fp(p: float) -> str:
+    from ghostsent.stats import format_p
+
+    return format_p(p)
+
+
+def _ks(value: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"--k must be comma-separated integers, got {value!r}")
+    if not ks or min(ks) < 1:
+        raise click.BadParameter("--k values must be >= 1")
+    return ks
+
+
+@main.command()
+@click.argument("identifier")
+@model_options
+@click.option("--k", "k_values", default="2,3,4", show_default=True, help="Numbers of held-out last words, comma-separated.")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(1), help="Replies per prompt (needs --temperature).")
+@click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0), help="0 = greedy.")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(["raw", "chat"]),
+              help="raw text continuation and/or chat instructions [default: what the model supports].")
+@detection_options
+@ledger_option
+@json_option
+@handle_errors
+def probe(identifier, model, gguf, base_url, api_key_env, k_values, samples, temperature, modes, controls, alpha,
+          seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
+    """Last-k words probe: does the model complete the ghost sentence? Exact p-value."""
+    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+
+    with open_ledger(ledger_path) as ledger:
+        subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
+        settings = DetectionSettings(tests=("probe",), ks=_ks(k_values), samples=samples, temperature=temperature,
+                                     modes=tuple(modes) or None, controls=controls, alpha=alpha, seed=seed)
+        target = _load(model, gguf, base_url, api_key_env)
+        _run_and_report("probe", target, subjects, settings, None, ledger, as_json, report_dir, no_store, exit_code)
+
+
+@main.command("ppl-test")
+@click.argument("identifier")
+@model_options
+@click.option("--nulls", "n_nulls", default=1000, show_default=True, type=click.IntRange(1),
+              help="Fresh passphrases the ghost is ranked against.")
+@click.option("--reference", default=None, help="Reference model released before the identifier existed (same forms as --model).")
+@click.option("--reference-gguf", default=None, help="GGUF file for an hf: reference.")
+@detection_options
+@ledger_option
+@json_option
+@handle_errors
+def ppl_test(identifier, model, gguf, base_url, api_key_env, n_nulls, reference, reference_gguf, controls, alpha, seed,
+             report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
+    """Perplexity test: rank the ghost's likelihood among fresh passphrases. Exact p-value and exposure."""
+    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+
+    with open_ledger(ledger_path) as ledger:
+        subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
+        settings = DetectionSettings(tests=("ppl",), n_nulls=n_nulls, controls=controls, alpha=alpha, seed=seed)
+        target = _load(model, gguf, base_url, api_key_env)
+        _require_logprobs(target)
+        ref = _load(reference, reference_gguf, base_url, api_key_env) if reference else None
+        if ref is not None:
+            _require_logprobs(ref)
+        _run_and_report("ppl-test", target, subjects, settings, ref, ledger, as_json, report_dir, no_store, exit_code)
+
+
+def _require_logprobs(target) -> None:
+    from ghostsent.targets.capability import require_logprobs
+
+    require_logprobs(target)
+
+
+@main.command()
+@model_options
+@click.option("--owner", default=None, help="Only this owner's identifiers [default: every identifier].")
+@click.option("--tests", "tests", default="probe,ppl", show_default=True, help="Which tests: probe, ppl or both.")
+@click.option("--k", "k_values", default="2,3,4", show_default=True)
+@click.option("--nulls", "n_nulls", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--reference", default=None, help="Reference model for the perplexity test.")
+@click.option("--reference-gguf", default=None)
+@detection_options
+@ledger_option
+@json_option
+@handle_errors
+def audit(model, gguf, base_url, api_key_env, owner, tests, k_values, n_nulls, reference, reference_gguf, controls,
+          alpha, seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
+    """Test every identifier (or one owner's) at once: Holm per identifier plus one combined answer."""
+    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+    from ghostsent.errors import LedgerError
+
+    chosen = tuple(t.strip() for t in tests.split(",") if t.strip())
+    bad = [t for t in chosen if t not in ("probe", "ppl")]
+    if bad or not chosen:
+        raise click.BadParameter(f"--tests takes probe and/or ppl, got {tests!r}")
+    with open_ledger(ledger_path) as ledger:
+        idents = ledger.identifiers(owner)
+        if not idents:
+            raise LedgerError(f"no identifiers{' for owner ' + repr(owner) if owner else ''} in {ledger.path}")
+        subjects = subjects_from_ledger(idents, wordlist)
+        settings = DetectionSettings(tests=chosen, ks=_ks(k_values), n_nulls=n_nulls, controls=controls, alpha=alpha, seed=seed)
+        target = _load(model, gguf, base_url, api_key_env)
+        ref = None
+        if "ppl" in chosen:
+            _require_logprobs(target)
+            ref = _load(reference, reference_gguf, base_url, api_key_env) if reference else None
+            if ref is not None:
+                _require_logprobs(ref)
+        _run_and_report("audit", target, subjects, settings, ref, ledger, as_json, report_dir, no_store, exit_code)
+
+
+@main.command()
+@click.argument("identifier")
+@click.option("--k", "k_values", default="2,3,4", show_default=True)
+@ledger_option
+@json_option
+@handle_errors
+def card(identifier, k_values, ledger_path, as_json):
+    """Prompts to paste into a chat window, for people without code or API access."""
+    from ghostsent.probe import card_prompts
+
+    with open_ledger(ledger_path) as ledger:
+        ident = ledger.get(identifier)
+    prompts = card_prompts(ident.ghost, _ks(k_values))
+
+    def human() -> None:
+        click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, then save the reply and run\n"
+                   f"  ghostsent check {ident.id} --k K --reply reply.txt\n")
+        for p in prompts:
+            click.echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
+
+    emit({"identifier": ident.id, "prompts": prompts}, as_json, human)
+
+
+@main.command()
+@click.argument("identifier")
+@click.option("--reply", "reply_file", required=True, type=click.File("r", encoding="utf-8"),
+              help="File holding the model's reply, or - for standard input.")
+@click.option("--k", "k_values", default=None, help="Which card prompt this replies to [default: try every k, Bonferroni].")
+@click.option("--wordlist", default=None)
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the reply completes the ghost sentence significantly.")
+@click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1))
+@ledger_option
+@json_option
+@handle_errors
+def check(identifier, reply_file, k_values, wordlist, exit_code, alpha, ledger_path, as_json):
+    """Score a reply pasted from a chat window, with the same exact p-value as `probe`."""
+    from ghostsent.audit import wordlist_for
+    from ghostsent.probe import WARNING, check_reply
+
+    with open_ledger(ledger_path) as ledger:
+        ident = ledger.get(identifier)
+    wl = wordlist_for(ident, wordlist)
+    reply = reply_file.read()
+    res = check_reply(ident.ghost, reply, wl.size, _ks(k_values or "2,3,4"))
+    detected = res.p_value < alpha
+    d = res.to_dict() | {"identifier": ident.id, "detected": detected, "alpha": alpha, "warning": WARNING}
+
+    def human() -> None:
+        m, k = res.best_matches
+        verdict = "DETECTED" if detected else "NOT DETECTED"
+        click.echo(f"{verdict}: best probe matched {m} of {k} held-out words; p = {_fp(res.p_value)} (threshold {alpha:g})")
+        click.echo(WARNING)
+
+    emit(d, as_json, human)
+    if exit_code and detected:
+        sys.exit(1)
+
 # --- study ----------------------------------------------------------------------------------
 # (commands: study, demo)
