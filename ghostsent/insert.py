@@ -1,0 +1,103 @@
+"""Put a ghost sentence into a text without changing any other character.
+
+The guarantee callers (and the ledger) rely on: for `new, off = insert(text, ghost)` with
+`span = len(new) - len(text)`, `new[:off] == text[:off]` and `new[off + span:] == text[off:]`; the
+inserted span is the ghost plus one space on the side that needs it. The ghost goes only at a sentence
+boundary outside protected regions (see ghostsent.sentences), so Markdown, code and links survive.
+
+Why the latter half by default: a ghost near the start of a document is the first thing a data
+pipeline's deduplication or quality filter sees, and the end of a document is often truncated. A
+random boundary in the second half is a reasonable middle that is still hard to strip by position.
+"""
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass
+
+from ghostsent.errors import InputError
+from ghostsent.sentences import Boundary, line_col, sentence_boundaries
+
+POSITIONS = ("latter-half", "start", "end", "random")
+DEFAULT_POSITION = "latter-half"
+
+
+class NoBoundaryError(InputError):
+    """The text has no sentence boundary outside protected regions (or is empty)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a ghost goes: `offset` of the inserted span, and the span itself (ghost + separator)."""
+
+    offset: int
+    inserted: str
+    boundary: Boundary
+
+    def apply(self, text: str) -> str:
+        return text[: self.offset] + self.inserted + text[self.offset :]
+
+
+def check_ghost_text(ghost_text: str) -> None:
+    if not ghost_text or not ghost_text.strip():
+        raise InputError("ghost sentence is empty")
+    if "\n" in ghost_text or "\r" in ghost_text:
+        raise InputError("ghost sentence must be a single line")
+
+
+def choose_boundary(
+    boundaries: list[Boundary], text_length: int, position: str, rng: random.Random | None = None
+) -> Boundary:
+    """Pick one boundary by strategy. `latter-half` falls back to the last boundary if none lies in the
+    second half (a one-sentence text still gets its ghost)."""
+    if position not in POSITIONS:
+        raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
+    if not boundaries:
+        raise NoBoundaryError("no sentence boundary outside protected regions")
+    chooser = rng if rng is not None else secrets.SystemRandom()
+    if position == "start":
+        return boundaries[0]
+    if position == "end":
+        return boundaries[-1]
+    if position == "random":
+        return boundaries[chooser.randrange(len(boundaries))]
+    half = [b for b in boundaries if b.offset >= text_length / 2]
+    if not half:
+        return boundaries[-1]
+    return half[chooser.randrange(len(half))]
+
+
+def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
+         rng: random.Random | None = None) -> Placement:
+    """Where `ghost_text` would go in `text`, without inserting it (what --dry-run shows)."""
+    check_ghost_text(ghost_text)
+    if position not in POSITIONS:
+        raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
+    b = choose_boundary(sentence_boundaries(text), len(text), position, rng)
+    return Placement(b.offset, b.inserted(ghost_text), b)
+
+
+def insert(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
+           rng: random.Random | None = None) -> tuple[str, int]:
+    """Insert `ghost_text` at a sentence boundary; return (new_text, offset of the inserted span).
+
+    `rng` (a random.Random) makes the choice reproducible; by default it comes from `secrets`, so the
+    position cannot be predicted from the document. Raises NoBoundaryError (an InputError) when there
+    is nowhere safe to put it.
+    """
+    p = plan(text, ghost_text, position, rng)
+    return p.apply(text), p.offset
+
+
+def snippet(text: str, placement: Placement, width: int = 30) -> str:
+    """One-line preview: a little context either side with the inserted span in [[...]]."""
+    before = text[max(0, placement.offset - width): placement.offset]
+    after = text[placement.offset: placement.offset + width]
+    show = lambda s: s.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")  # noqa: E731
+    return f"...{show(before)}[[{show(placement.inserted)}]]{show(after)}..."
+
+
+def describe(text: str, placement: Placement) -> dict:
+    line, col = line_col(text, placement.offset)
+    return {"offset": placement.offset, "line": line, "col": col, "kind": placement.boundary.kind,
+            "snippet": snippet(text, placement)}
