@@ -81,6 +81,190 @@ def main() -> None:
 # --- identifiers and the ledger -------------------------------------------------------------
 # (commands: new, list, show, export, import, commit)
 
+SEED_WARNING = ("Warning: --seed makes the passphrase predictable to anyone who knows the seed; use it for "
+                "tests and studies only, never for a real watermark.")
+
+
+def _default_owner() -> str:
+    return os.environ.get("USER") or "me"
+
+
+def _ident_json(ident, ledger, reveal: bool = False) -> dict:
+    from ghostsent import ledger as ledger_mod
+
+    d = ident.to_dict(reveal=False)
+    d["insertions"] = [i.to_dict() for i in ledger.insertions(ident.id)]
+    d["commitment"] = ledger_mod.identifier_commitment(ident)
+    if reveal:
+        d["reveal"] = ledger_mod.reveal(ident)
+    return d
+
+
+@main.command()
+@click.option("--owner", default=None, help="Who the identifier belongs to [default: $USER or 'me'].")
+@click.option("--words", "n_words", default=12, show_default=True, type=click.IntRange(1),
+              help="Number of random words in the passphrase.")
+@click.option("--wordlist", default="en", show_default=True, help="Shipped list name (en, de, ...) or a file path.")
+@click.option("--template", default=None,
+              help="Built-in template name (none, post, project, document, author) or text with {words}.")
+@click.option("--seed", default=None, type=int, help="Seeded draw: for tests and studies only.")
+@ledger_option
+@json_option
+@handle_errors
+def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
+    """Draw a new ghost sentence and record it in the ledger."""
+    from ghostsent.passphrase import entropy_bits
+    from ghostsent.wordlists import load_wordlist
+
+    if seed is not None:
+        click.echo(SEED_WARNING, err=True)
+    wl = load_wordlist(wordlist)
+    with open_ledger(ledger_path) as led:
+        ident = led.new_identifier(owner or _default_owner(), wordlist, n_words=n_words, template=template, seed=seed)
+    bits = entropy_bits(ident.n_words, wl.size)
+    data = {**ident.to_dict(), "wordlist_size": wl.size, "entropy_bits": round(bits, 2),
+            "ledger": str(led.path)}
+
+    def human() -> None:
+        click.echo(ident.text)
+        click.echo(f"id: {ident.id}  owner: {ident.owner}  {ident.n_words} words from {wl.name} "
+                   f"({wl.size} words)  entropy: {bits:.1f} bits")
+        click.echo(f"recorded in {led.path}")
+
+    emit(data, as_json, human)
+
+
+@main.command("list")
+@click.option("--owner", default=None, help="Only this owner's identifiers.")
+@ledger_option
+@json_option
+@handle_errors
+def list_cmd(owner, ledger_path, as_json):
+    """List identifiers: id, owner, words, created, insertions."""
+    with open_ledger(ledger_path) as led:
+        rows = [{**i.to_dict(), "insertions": led.count_insertions(i.id)} for i in led.identifiers(owner)]
+
+    def human() -> None:
+        if not rows:
+            click.echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
+            return
+        w = max(5, max(len(r["owner"]) for r in rows))
+        click.echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
+        for r in rows:
+            text = r["text"] if len(r["text"]) <= 50 else r["text"][:49] + "…"
+            click.echo(f"{r['id']:<13} {r['owner']:<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
+                       f"{r['insertions']:>10}  {text}")
+
+    emit(rows, as_json, human)
+
+
+@main.command()
+@click.argument("identifier")
+@click.option("--reveal", is_flag=True,
+              help="Also print the salt and canonical JSON, so a third party can recompute the commitment.")
+@ledger_option
+@json_option
+@handle_errors
+def show(identifier, reveal, ledger_path, as_json):
+    """Show one identifier (id or unique prefix) and where it was inserted."""
+    with open_ledger(ledger_path) as led:
+        data = _ident_json(led.get(identifier), led, reveal)
+
+    def human() -> None:
+        click.echo(data["text"])
+        for key in ("id", "owner", "n_words", "wordlist_name", "wordlist_sha256", "created_at", "drawn", "commitment"):
+            click.echo(f"{key + ':':<17}{data[key]}")
+        click.echo(f"insertions:      {len(data['insertions'])}")
+        for ins in data["insertions"]:
+            click.echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
+        if reveal:
+            rv = data["reveal"]
+            click.echo("reveal (publish these to prove the identifier existed when the root was published):")
+            click.echo(f"  scheme:         {rv['scheme']}")
+            click.echo(f"  salt:           {rv['salt']}")
+            click.echo(f"  canonical_json: {rv['canonical_json']}")
+            click.echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
+
+    emit(data, as_json, human)
+
+
+@main.command()
+@click.option("-o", "--output", default="-", show_default=True, help="File to write, or - for stdout.")
+@ledger_option
+@json_option
+@handle_errors
+def export(output, ledger_path, as_json):
+    """Export the ledger as JSON lines (identifiers with salts, insertions, runs)."""
+    import io
+    import tempfile
+
+    with open_ledger(ledger_path) as led:
+        buf = io.StringIO()
+        n = led.export_jsonl(buf)
+    if output == "-":
+        click.echo(buf.getvalue(), nl=False)
+        click.echo(f"exported {n} records", err=True)
+        return
+    out = Path(output)
+    if not out.parent.exists():
+        from ghostsent.errors import InputError
+        raise InputError(f"{out}: folder {out.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, out)  # atomic: never half an export
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    emit({"output": str(out), "records": n}, as_json, f"exported {n} records to {out}")
+
+
+@main.command("import")
+@click.argument("source", type=click.Path(dir_okay=False, allow_dash=True))
+@ledger_option
+@json_option
+@handle_errors
+def import_cmd(source, ledger_path, as_json):
+    """Import a JSONL export, all or nothing; refuses conflicting ids or passphrases."""
+    from ghostsent.errors import InputError
+
+    with open_ledger(ledger_path) as led:
+        if source == "-":
+            counts = led.import_jsonl(click.get_text_stream("stdin"), "<stdin>")
+        else:
+            try:
+                with open(source, encoding="utf-8") as fh:
+                    counts = led.import_jsonl(fh, source)
+            except OSError as e:
+                raise InputError(f"{source}: cannot read ({e.strerror})") from None
+            except UnicodeDecodeError as e:
+                raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
+
+    def human() -> None:
+        for kind, c in counts.items():
+            click.echo(f"{kind}: {c['added']} added, {c['skipped']} identical already present")
+
+    emit(counts, as_json, human)
+
+
+@main.command()
+@ledger_option
+@json_option
+@handle_errors
+def commit(ledger_path, as_json):
+    """Print the commitment root over all identifiers (publish it) and each identifier's commitment."""
+    with open_ledger(ledger_path) as led:
+        data = led.commitment()
+
+    def human() -> None:
+        click.echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
+        for item in data["identifiers"]:
+            click.echo(f"  {item['id']}  {item['commitment']}  {item['owner']}  {item['created_at']}")
+
+    emit(data, as_json, human)
+
+
 # --- insertion ------------------------------------------------------------------------------
 # (commands: insert, tag-jsonl)
 
