@@ -2,7 +2,8 @@
 
 The guarantee callers (and the ledger) rely on: for `new, off = insert(text, ghost)` with
 `span = len(new) - len(text)`, `new[:off] == text[:off]` and `new[off + span:] == text[off:]`; the
-inserted span is the ghost plus one space on the side that needs it. The ghost goes only at a sentence
+inserted span is the ghost (plus a full stop if it has no terminal punctuation) and one space on the
+side that needs it. The ghost goes only at a sentence
 boundary outside protected regions (see ghostsent.sentences), so Markdown, code and links survive.
 
 Why the latter half by default: a ghost near the start of a document is the first thing a data

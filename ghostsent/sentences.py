@@ -14,6 +14,8 @@ original changes:
   whitespace or the end of the text follows. The ghost goes in as ``" " + ghost``.
 * ``before``: at the first character of a prose paragraph (start of text or after a blank line). The
   ghost goes in as ``ghost + " "``.
+
+A ghost without terminal punctuation (template "none") gets a full stop appended.
 """
 from __future__ import annotations
 
@@ -70,6 +72,10 @@ class Boundary:
     kind: str
 
     def inserted(self, ghost_text: str) -> str:
+        """The span that goes in: the ghost, a full stop if it has no terminal punctuation (so sentence
+        splitters downstream keep it a sentence of its own), and one space on the open side."""
+        if not ghost_text.rstrip().endswith((".", "!", "?", "\u2026", "\u3002")):
+            ghost_text = ghost_text + "."
         return " " + ghost_text if self.kind == "after" else ghost_text + " "
 
 
