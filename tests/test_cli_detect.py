@@ -1,0 +1,82 @@
+"""Detection commands end to end: real ledger, real embedded model, real report files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ghostsent.cli import main
+from ghostsent.ledger import Ledger
+from ghostsent.wordlists import load_wordlist
+
+
+@pytest.fixture()
+def ledger_with_ids(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        a = led.new_identifier("alice", load_wordlist("en"), 8, "post")
+        b = led.new_identifier("alice", load_wordlist("en"), 8, "post")
+    return path, a, b
+
+
+def invoke(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r
+
+
+def test_card_and_check_pasted_reply(ledger_with_ids, tmp_path):
+    path, a, _ = ledger_with_ids
+    r = invoke("card", a.id, "--ledger", path, "--json")
+    assert r.exit_code == 0, r.output
+    prompts = json.loads(r.output)["prompts"]
+    assert [p["k"] for p in prompts] == [2, 3, 4]
+    shown = " ".join(a.ghost.words[:-3])
+    assert shown in prompts[1]["prompt"] and a.ghost.words[-1] not in prompts[1]["prompt"].split()[-1:]
+
+    good = tmp_path / "good.txt"
+    good.write_text("Sure: " + " ".join(a.ghost.words) + ".", encoding="utf-8")
+    r = invoke("check", a.id, "--reply", good, "--k", "3", "--ledger", path, "--exit-code", "--json")
+    assert r.exit_code == 1, r.output  # detected
+    d = json.loads(r.output)
+    assert d["detected"] and d["p_value"] < 1e-8
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("I don't know how this sentence ends.", encoding="utf-8")
+    r = invoke("check", a.id, "--reply", bad, "--ledger", path, "--exit-code")
+    assert r.exit_code == 0 and "NOT DETECTED" in r.output
+
+
+def test_check_unknown_identifier_exit_code(ledger_with_ids, tmp_path):
+    path, _, _ = ledger_with_ids
+    f = tmp_path / "r.txt"
+    f.write_text("x")
+    r = invoke("check", "gs-doesnotexist", "--reply", f, "--ledger", path)
+    assert r.exit_code == 4 and "gs-doesnotexist" in r.output
+
+
+@pytest.mark.slow
+def test_audit_ppl_and_probe_store_run_and_write_report(ledger_with_ids, tmp_path, default_target):
+    path, a, b = ledger_with_ids
+    rep = tmp_path / "rep"
+    r = invoke("audit", "--tests", "ppl", "--nulls", "60", "--controls", "2", "--seed", "3", "--alpha", "0.01",
+               "--ledger", path, "--report", rep, "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    members = [s for s in d["subjects"] if s["role"] == "member"]
+    assert {s["key"] for s in members} == {a.id, b.id}
+    assert all("p_holm" in s and s["ppl"]["n_nulls"] == 60 for s in members)
+    assert "ppl_rank_sum" in d["combined"]
+    assert not d["detected"]
+    for f in ("report.json", "report.md", "report.html", "pvalues.png", "ppl_null_0.png"):
+        assert (rep / f).exists(), f
+    with Ledger(path) as led:
+        runs = led.runs()
+        assert len(runs) == 1
+        full = led.run(runs[0]["id"])
+        assert len([x for x in full["records"] if x["test"] == "ppl"]) == 4  # 2 members + 2 controls
+
+    r = invoke("probe", a.id, "--k", "2", "--controls", "1", "--mode", "raw", "--ledger", path,
+               "--report", tmp_path / "rep2")
+    assert r.exit_code == 0, r.output
+    assert "NOT DETECTED" in r.output
