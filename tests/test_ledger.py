@@ -1,0 +1,348 @@
+"""The ledger on real SQLite files: schema, transactions, collisions, import/export, commitments."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import random
+import sqlite3
+
+import pytest
+
+from ghostsent.errors import InputError, LedgerError
+from ghostsent.ledger import (SCHEMA_VERSION, Identifier, Ledger, canonical_json, commitment_root,
+                              identifier_commitment, reveal)
+from ghostsent.passphrase import Ghost, draw_words
+from ghostsent.wordlists import load_wordlist, parse_wordlist
+
+EN = load_wordlist("en")
+# A minimal legal custom list: 1024 words, so 1-word passphrases collide quickly.
+TINY = parse_wordlist("\n".join(EN.words[:1024]), "tiny.txt")
+
+
+@pytest.fixture
+def led(tmp_path):
+    with Ledger(tmp_path / "l.db") as ledger:
+        yield ledger
+
+
+def _sha(x: str) -> str:
+    return hashlib.sha256(x.encode()).hexdigest()
+
+
+def _populate(ledger: Ledger) -> list[Identifier]:
+    idents = [ledger.new_identifier(o, EN, n_words=6, template="post") for o in ("ann", "bob", "cy")]
+    ledger.add_insertion(idents[0].id, "docs/a.md", _sha("a"), _sha("a2"), 17, "latter-half")
+    ledger.add_insertion(idents[1].id, "docs/b.md", _sha("b"), _sha("b2"), 0, "start")
+    run = ledger.add_run("probe", {"spec": "default"}, {"k": [2, 3]}, {"verdict": "NOT DETECTED"})
+    ledger.add_run_records(run, [
+        {"identifier_id": idents[0].id, "role": "member", "test": "probe", "prompt": "p", "reply": "r",
+         "score": 0.0, "p_value": 1.0, "details": {"k": 2}},
+        {"identifier_id": None, "role": "control", "test": "probe", "prompt": "p2", "reply": "r2",
+         "score": 1.0, "p_value": 0.5, "details": {}},
+    ])
+    return idents
+
+
+def _snapshot(ledger: Ledger) -> tuple:
+    return (ledger.identifiers(), [dataclasses.replace(i, id=0) for i in ledger.insertions()],
+            [ledger.run(r["id"]) | {"id": 0} for r in ledger.runs()], ledger.commitment())
+
+
+# --- schema ------------------------------------------------------------------------------------------
+
+def test_wal_foreign_keys_and_schema_version(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        assert ledger.schema_version == SCHEMA_VERSION
+        assert ledger._conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    versions = [r[0] for r in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+    assert versions == list(range(1, SCHEMA_VERSION + 1))
+    raw.close()
+
+
+def test_migration_from_version_1_keeps_data(tmp_path):
+    path = tmp_path / "old.db"
+    with Ledger(path, _target_version=1) as old:
+        assert old.schema_version == 1
+        ident = old.new_identifier("ann", EN, n_words=4)
+        tables = {r[0] for r in old._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "runs" not in tables
+    with Ledger(path) as new:
+        assert new.schema_version == SCHEMA_VERSION
+        assert new.get(ident.id) == ident
+        assert new.get(ident.id).salt == ident.salt
+        run = new.add_run("probe", {}, {}, {})  # the table added by migration 2 works
+        new.add_run_records(run, [{"identifier_id": ident.id, "role": "member", "test": "probe"}])
+        assert new.runs(ident.id)[0]["id"] == run
+
+
+def test_newer_schema_refused(tmp_path):
+    path = tmp_path / "l.db"
+    Ledger(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("PRAGMA user_version = 99")
+    raw.close()
+    with pytest.raises(LedgerError, match="schema version 99 is newer"):
+        Ledger(path)
+
+
+def test_not_a_ledger(tmp_path):
+    bad = tmp_path / "x.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="x.db"):
+        Ledger(bad)
+    with pytest.raises(LedgerError, match="does not exist"):
+        Ledger(tmp_path / "missing" / "l.db")
+
+
+# --- transactions ------------------------------------------------------------------------------------
+
+def test_crash_mid_transaction_leaves_nothing(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as ledger:
+        keep = ledger.new_identifier("ann", EN)
+        with pytest.raises(RuntimeError, match="boom"):
+            with ledger.transaction():
+                ident = ledger.new_identifier("bob", EN)  # nested transaction joins the outer one
+                ledger.add_insertion(ident.id, "d.md", _sha("x"), _sha("y"), 3, "end")
+                ledger.set_checkpoint("job", {"done": 5})
+                raise RuntimeError("boom")
+        assert ledger.identifiers() == [keep]
+        assert ledger.insertions() == [] and ledger.get_checkpoint("job") is None
+    with Ledger(path) as again:  # and on disk, from a fresh connection
+        assert again.identifiers() == [keep]
+
+
+def test_reader_not_blocked_by_writer(tmp_path):
+    path = tmp_path / "l.db"
+    with Ledger(path) as writer, Ledger(path) as reader:
+        first = writer.new_identifier("ann", EN)
+        with writer.transaction():
+            writer.new_identifier("bob", EN)
+            assert reader.identifiers() == [first]  # WAL: reads see the last commit, without waiting
+        assert len(reader.identifiers()) == 2
+
+
+# --- identifiers -------------------------------------------------------------------------------------
+
+def test_new_identifier_fields(led):
+    ident = led.new_identifier("ann", "en", n_words=12, template="post")
+    assert ident.id.startswith("gs-") and len(ident.id) == 13
+    assert ident.n_words == 12 and all(w in EN.words for w in ident.words)
+    assert ident.text == f"The ghost sentence of this post is {' '.join(ident.words)}."
+    assert ident.wordlist_name == "en" and ident.wordlist_sha256 == EN.sha256
+    assert ident.drawn == "secrets" and ident.created_at.endswith("Z")
+    assert led.get(ident.id) == ident
+    assert led.new_identifier("ann", EN, seed=5).drawn == "seed:5"
+    assert led.new_identifier("ann", EN, rng=random.Random(1)).drawn == "rng"
+    assert led.identifier_for_owner("ann").drawn == "rng"  # the newest
+    assert led.identifier_for_owner("nobody") is None
+    assert [i.owner for i in led.identifiers("ann")] == ["ann"] * 3
+
+
+def test_user_wordlist_path_is_stored_resolved(led, tmp_path):
+    path = tmp_path / "mine.txt"
+    path.write_text("\n".join(EN.words[:1024]) + "\n", encoding="utf-8")
+    ident = led.new_identifier("ann", str(path), n_words=3)
+    assert ident.wordlist_name == str(path.resolve())
+    assert load_wordlist(ident.wordlist_name).sha256 == ident.wordlist_sha256
+
+
+def test_collision_redraws_from_the_same_generator(led):
+    first = led.new_identifier("ann", TINY, n_words=1, seed=7)
+    second = led.new_identifier("bob", TINY, n_words=1, seed=7)  # same seed: first draw collides
+    rng = random.Random(7)
+    draws = [draw_words(TINY, 1, rng) for _ in range(20)]
+    assert first.words == draws[0]
+    assert second.words == next(d for d in draws if d != draws[0])
+    assert second.drawn == "seed:7"
+
+
+def test_exhausted_passphrase_space(led):
+    with led.transaction():  # one transaction: 1024 commits would be slow
+        for i in range(TINY.size):
+            led.new_identifier(f"o{i}", TINY, n_words=1)
+    assert len({i.words for i in led.identifiers()}) == TINY.size  # every draw unique
+    with pytest.raises(LedgerError, match=r"all 1024\^1 passphrases"):
+        led.new_identifier("late", TINY, n_words=1)
+
+
+def test_add_identifier_conflicts(led):
+    ident = led.new_identifier("ann", EN, n_words=3)
+    with pytest.raises(LedgerError, match=f"{ident.id} already exists"):
+        led.add_identifier(dataclasses.replace(ident, owner="eve"))
+    same_words = dataclasses.replace(ident, id="gs-0000000000",
+                                     ghost=Ghost(tuple(w.upper() for w in ident.words), ident.ghost.template))
+    with pytest.raises(LedgerError, match=f"already used by {ident.id}"):
+        led.add_identifier(same_words)
+    with pytest.raises(LedgerError, match="gs-<10 hex digits>"):
+        led.add_identifier(dataclasses.replace(ident, id="bad"))
+
+
+def test_get_by_prefix(led):
+    base = led.new_identifier("ann", EN, n_words=3)
+    for suffix, words in (("1", ("a1", "b")), ("2", ("a2", "b"))):
+        led.add_identifier(dataclasses.replace(base, id="gs-aaaaaaaaa" + suffix, ghost=Ghost(words), salt=""))
+    assert led.get("gs-aaaaaaaaa1").words == ("a1", "b")
+    led.add_identifier(dataclasses.replace(base, id="gs-bbbbbbbbbb", ghost=Ghost(("c", "d")), salt=""))
+    assert led.get("gs-bbbbb").words == ("c", "d")
+    assert led.get(base.id) == base
+    with pytest.raises(LedgerError, match="ambiguous: gs-aaaaaaaaa1, gs-aaaaaaaaa2"):
+        led.get("gs-aaa")
+    with pytest.raises(LedgerError, match="unknown identifier 'gs-zz'"):
+        led.get("gs-zz")
+    with pytest.raises(LedgerError, match="unknown identifier '%'"):
+        led.get("%")  # LIKE wildcards are escaped
+
+
+# --- insertions, checkpoints, runs -------------------------------------------------------------------
+
+def test_insertions(led):
+    ident = led.new_identifier("ann", EN)
+    n = led.add_insertion(ident.id, "a.md", _sha("a"), _sha("b"), 12, "latter-half")
+    got = led.insertions(ident.id)
+    assert [i.id for i in got] == [n] and got[0].offset == 12 and got[0].document == "a.md"
+    assert led.count_insertions(ident.id) == 1
+    with pytest.raises(LedgerError, match="unknown identifier 'gs-0000000000'"):
+        led.add_insertion("gs-0000000000", "a.md", _sha("a"), _sha("b"), 0, "start")
+
+
+def test_checkpoints(led):
+    assert led.get_checkpoint("k") is None
+    led.set_checkpoint("k", {"line": 10, "files": ["a"]})
+    led.set_checkpoint("k", {"line": 20})
+    assert led.get_checkpoint("k") == {"line": 20}
+    led.delete_checkpoint("k")
+    assert led.get_checkpoint("k") is None
+
+
+def test_runs_and_records(led):
+    idents = _populate(led)
+    [run] = led.runs()
+    assert led.runs(idents[0].id) == [run] and led.runs(idents[2].id) == []
+    full = led.run(run["id"])
+    assert full["model"] == {"spec": "default"} and len(full["records"]) == 2
+    assert full["records"][0]["details"] == {"k": 2} and full["records"][1]["identifier_id"] is None
+    with pytest.raises(LedgerError, match="unknown run 999"):
+        led.run(999)
+    bad = [{"identifier_id": idents[1].id, "role": "member", "test": "ppl"},
+           {"identifier_id": None, "role": "bystander", "test": "ppl"}]
+    run2 = led.add_run("ppl", {}, {}, {})
+    with pytest.raises(LedgerError, match="record 1: role"):
+        led.add_run_records(run2, bad)
+    assert led.run(run2)["records"] == []  # the good record before the bad one was rolled back too
+
+
+# --- export / import ---------------------------------------------------------------------------------
+
+def _export(ledger: Ledger) -> str:
+    buf = io.StringIO()
+    ledger.export_jsonl(buf)
+    return buf.getvalue()
+
+
+def test_export_import_round_trip_keeps_commitments(tmp_path):
+    with Ledger(tmp_path / "a.db") as a:
+        _populate(a)
+        text = _export(a)
+        snap = _snapshot(a)
+    lines = [json.loads(x) for x in text.splitlines()]
+    assert [x["type"] for x in lines] == ["header"] + ["identifier"] * 3 + ["insertion"] * 2 + ["run"]
+    assert all(len(x["salt"]) == 32 for x in lines if x["type"] == "identifier")
+    with Ledger(tmp_path / "b.db") as b:
+        counts = b.import_jsonl(io.StringIO(text), "a.jsonl")
+        assert counts == {"identifiers": {"added": 3, "skipped": 0}, "insertions": {"added": 2, "skipped": 0},
+                          "runs": {"added": 1, "skipped": 0}}
+        assert _snapshot(b) == snap
+        assert b.commitment() == snap[3]
+        again = b.import_jsonl(io.StringIO(text), "a.jsonl")  # identical duplicates are skipped
+        assert all(c["added"] == 0 and c["skipped"] > 0 for c in again.values())
+        assert _snapshot(b) == snap
+
+
+def test_import_conflicting_id_is_all_or_nothing(tmp_path):
+    with Ledger(tmp_path / "a.db") as a:
+        idents = _populate(a)
+        text = _export(a)
+    with Ledger(tmp_path / "b.db") as b:
+        b.new_identifier("zed", EN)
+        # same id as the file's third identifier (line 4), different owner
+        b.add_identifier(dataclasses.replace(idents[2], owner="mallory", salt=""))
+        before = _snapshot(b)
+        with pytest.raises(LedgerError, match=rf"^a\.jsonl:4: identifier {idents[2].id} conflicts .*owner"):
+            b.import_jsonl(io.StringIO(text), "a.jsonl")
+        assert _snapshot(b) == before
+
+
+def test_import_conflicting_passphrase(tmp_path):
+    with Ledger(tmp_path / "a.db") as a:
+        idents = _populate(a)
+        text = _export(a)
+    with Ledger(tmp_path / "b.db") as b:
+        b.add_identifier(dataclasses.replace(idents[1], id="gs-0123456789", salt=""))
+        before = _snapshot(b)
+        with pytest.raises(LedgerError, match=r"^a\.jsonl:3: .*same passphrase as gs-0123456789"):
+            b.import_jsonl(io.StringIO(text), "a.jsonl")
+        assert _snapshot(b) == before
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ("{not json", "not valid JSON"),
+    ('["a list"]', 'expected a JSON object with a "type" field'),
+    ('{"type": "nonsense"}', "unknown type 'nonsense'"),
+    ('{"type": "identifier", "id": "gs-0000000000"}', "missing field 'words'"),
+    ('{"type": "insertion", "identifier_id": "gs-ffffffffff", "document": "d", "sha256_before": "x", '
+     '"sha256_after": "y", "offset": "7", "strategy": "end", "created_at": "t"}', "field 'offset' must be int"),
+])
+def test_import_malformed_line_names_it_and_imports_nothing(tmp_path, bad_line, message):
+    with Ledger(tmp_path / "a.db") as a:
+        _populate(a)
+        lines = _export(a).splitlines()
+    lines.insert(5, bad_line)  # becomes line 6, after three identifiers and one insertion
+    with Ledger(tmp_path / "b.db") as b:
+        with pytest.raises(InputError, match=rf"^a\.jsonl:6: {message}"):
+            b.import_jsonl(io.StringIO("\n".join(lines)), "a.jsonl")
+        assert b.identifiers() == [] and b.insertions() == [] and b.runs() == []
+
+
+def test_import_insertion_for_unknown_identifier(led):
+    line = json.dumps({"type": "insertion", "identifier_id": "gs-ffffffffff", "document": "d", "sha256_before": "x",
+                       "sha256_after": "y", "offset": 1, "strategy": "end", "created_at": "t"})
+    with pytest.raises(LedgerError, match=r"^f:1: insertion refers to unknown identifier 'gs-ffffffffff'"):
+        led.import_jsonl(io.StringIO(line), "f")
+
+
+# --- commitments -------------------------------------------------------------------------------------
+
+def test_commitment_recomputable_by_a_third_party(led):
+    idents = _populate(led)
+    com = led.commitment()
+    assert com["count"] == 3 and [x["id"] for x in com["identifiers"]] == sorted(i.id for i in idents)
+    digests = []
+    for ident in idents:
+        rv = reveal(ident)
+        # what docs/ledger.md tells a verifier to do, from the revealed values only
+        mine = hashlib.sha256(bytes.fromhex(rv["salt"]) + rv["canonical_json"].encode("utf-8")).hexdigest()
+        assert mine == rv["commitment"] == identifier_commitment(ident)
+        assert json.loads(rv["canonical_json"]) == {"id": ident.id, "owner": ident.owner, "ghost": ident.text,
+                                                    "wordlist_sha256": ident.wordlist_sha256,
+                                                    "created_at": ident.created_at}
+        digests.append(mine)
+    root = hashlib.sha256(b"".join(bytes.fromhex(d) for d in sorted(digests))).hexdigest()
+    assert root == com["root"] == commitment_root(digests)
+
+
+def test_commitment_binds_content_and_salt(led):
+    ident = led.new_identifier("ann", EN)
+    c = identifier_commitment(ident)
+    assert identifier_commitment(dataclasses.replace(ident, owner="eve")) != c
+    assert identifier_commitment(dataclasses.replace(ident, salt="0" * 32)) != c
+    assert canonical_json(ident) == canonical_json(dataclasses.replace(ident, salt="0" * 32))
+    root = led.commitment()["root"]
+    led.new_identifier("bob", EN)
+    assert led.commitment()["root"] != root
