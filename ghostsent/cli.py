@@ -231,7 +231,7 @@ def import_cmd(source, ledger_path, as_json):
 
     with open_ledger(ledger_path) as led:
         if source == "-":
-            counts = led.import_jsonl(click.get_text_stream("stdin"), "<stdin>")
+            counts = led.import_jsonl(sys.stdin, "<stdin>")
         else:
             try:
                 with open(source, encoding="utf-8") as fh:
