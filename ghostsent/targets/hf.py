@@ -1,0 +1,480 @@
+"""Local transformers models as detection targets (including the embedded GGUF).
+
+Scoring is the hot loop of the perplexity test: hundreds or thousands of candidate passphrases after
+the same prefix. So the shared context runs through the model once; its key/value cache is expanded
+over each batch and only the candidates' own tokens are computed, in right-padded batches sized by a
+token budget. Everything else (the unbatched reference, generation) stays deliberately simple.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ghostsent.errors import ModelError
+from ghostsent.targets.base import Scored, Target
+
+log = logging.getLogger(__name__)
+
+# Tokens (rows x padded length) per forward batch. Large enough for efficient matmuls, small enough
+# that the fp32 logits (tokens x vocab x 4 bytes) stay a few hundred MB on CPU.
+CPU_TOKEN_BUDGET = 2048
+CUDA_TOKEN_BUDGET = 16384
+MAX_BATCH_ROWS = 512
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "f32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16", "f16": "float16",
+}
+
+
+def _offline_env() -> None:
+    """Never reach a model hub: ghostsent works from local files only."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pick_device(device: str | None = None) -> str:
+    """`device` as given, else CUDA when present, else CPU."""
+    import torch
+
+    if device:
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ModelError(f"device {device!r} requested but CUDA is not available")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(device: str, dtype: Any = None) -> Any:
+    """fp32 on CPU (bf16 matmuls are slow there); bf16 on CUDA where supported, else fp16."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPES.get(str(dtype).lower())
+    if name is None:
+        raise ModelError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, auto")
+    return getattr(torch, name)
+
+
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """Name, size and SHA-256 of a weights file, so a report pins exactly which model was tested."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+# --------------------------------------------------------------------------------------------- cache
+def _cache_kv(cache: Any) -> list[tuple[Any, Any]]:
+    """Per-layer (key, value) tensors of a DynamicCache across transformers versions."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    if hasattr(cache, "key_cache"):
+        return list(zip(cache.key_cache, cache.value_cache))
+    return [tuple(kv[:2]) for kv in cache]  # legacy tuple-of-tuples
+
+
+def _cache_kwarg(model: Any) -> str:
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+class HFTarget(Target):
+    """A transformers causal LM (a directory, a hub name already cached locally, or a GGUF file)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        spec: str,
+        *,
+        gguf_file: Path | None = None,
+        source: str | None = None,
+        token_budget: int | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.source = source
+        self.gguf_file = Path(gguf_file) if gguf_file else None
+        self.is_chat = bool(getattr(tokenizer, "chat_template", None))
+        self.supports_logprobs = True
+        dev = next(model.parameters()).device
+        self.device = dev
+        self.token_budget = token_budget or (CUDA_TOKEN_BUDGET if dev.type == "cuda" else CPU_TOKEN_BUDGET)
+        self._cache_kw = _cache_kwarg(model)
+        self._fingerprint: dict[str, Any] | None = None
+        self._boundary_warned = False
+        self._bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if self._bos is None:
+            raise ModelError(f"{spec}: tokenizer has neither a BOS nor an EOS token to start a text with")
+        pad = tokenizer.pad_token_id
+        self._pad = pad if pad is not None else (tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
+
+    # ------------------------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        gguf: str | None = None,
+        device: str | None = None,
+        dtype: Any = None,
+        spec: str | None = None,
+    ) -> "HFTarget":
+        """Load from a local directory (or a locally cached hub name); `gguf` names a GGUF file in it.
+
+        GGUF weights are dequantised to fp32 by transformers and then cast to the chosen dtype.
+        """
+        _offline_env()
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dev = pick_device(device)
+        dt = pick_dtype(dev, dtype)
+        p = Path(path).expanduser()
+        gguf_path: Path | None = None
+        if gguf:
+            g = Path(gguf).expanduser()
+            if g.is_absolute() or g.parent != Path("."):
+                # a path to the file itself: load from its directory
+                gguf_path, p = g, g.parent
+            else:
+                gguf_path = p / g
+            if not gguf_path.is_file():
+                raise ModelError(f"GGUF file not found: {gguf_path}")
+        elif p.suffix == ".gguf" and p.is_file():
+            gguf_path, p = p, p.parent
+        elif not p.exists() and (str(path).startswith((".", "/", "~")) or os.sep in str(path) and p.parent.exists()):
+            raise ModelError(f"model directory not found: {p}")
+        kw: dict[str, Any] = {"local_files_only": True}
+        if gguf_path is not None:
+            kw["gguf_file"] = gguf_path.name
+        where = str(p) if p.exists() else str(path)
+        try:
+            tok = AutoTokenizer.from_pretrained(where, **kw)
+            load_dtype = torch.float32 if gguf_path is not None else dt
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=load_dtype, **kw)
+        except (OSError, ValueError, EnvironmentError) as e:
+            raise ModelError(
+                f"cannot load model {where!r}"
+                + (f" (GGUF {gguf_path.name})" if gguf_path else "")
+                + f": {str(e).splitlines()[0] if str(e) else type(e).__name__}. ghostsent never downloads "
+                "models: give a local directory saved with save_pretrained, or a GGUF file"
+            ) from e
+        model = model.to(device=dev, dtype=dt)
+        model.eval()
+        return cls(model, tok, spec or f"hf:{path}", gguf_file=gguf_path, source=where)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, spec: str) -> "HFTarget":
+        """Wrap an in-memory model (e.g. just fine-tuned); its device and dtype are left as they are."""
+        return cls(model, tokenizer, spec, source="in-memory")
+
+    # ------------------------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        """inference_mode + eval, restoring the caller's training flag (fine-tuning code wraps us)."""
+        import torch
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if was_training:
+                self.model.train()
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of a prompt; an empty text is the BOS token alone (the model needs one input)."""
+        ids = list(self.tokenizer(text).input_ids) if text else []
+        if not ids:
+            ids = list(self.tokenizer("").input_ids) or [self._bos]
+        return ids
+
+    def _continuation_ids(self, context: str, ctx_ids: list[int], cont: str) -> list[int]:
+        """The continuation's tokens after `ctx_ids`.
+
+        Normally the joint tokenisation of context+continuation starts with the context's tokens
+        (continuations start with a space, which BPE pre-tokenisers split at), and its tail is the
+        continuation as the model would see it in running text. When the context's last token would
+        merge with the continuation (context ending in a space or mid-word), we keep the context's
+        tokens and tokenise the continuation on its own, so every candidate shares one prefix.
+        """
+        if not cont:
+            return []
+        if context:
+            joint = list(self.tokenizer(context + cont).input_ids)
+            n = len(ctx_ids)
+            if joint[:n] == ctx_ids and len(joint) > n:
+                return joint[n:]
+            if not self._boundary_warned:
+                self._boundary_warned = True
+                log.warning(
+                    "%s: the context's last token merges with the continuation; scoring the "
+                    "continuation tokenised on its own (end the context without a space)", self.spec
+                )
+        return list(self.tokenizer(cont, add_special_tokens=False).input_ids)
+
+    def _forward(self, input_ids: Any, attention_mask: Any = None, cache: Any = None) -> Any:
+        kw: dict[str, Any] = {"input_ids": input_ids, "use_cache": cache is not None}
+        if attention_mask is not None:
+            kw["attention_mask"] = attention_mask
+        if cache is not None:
+            kw[self._cache_kw] = cache
+        return self.model(**kw).logits
+
+    def _batches(self, rows: list[list[int]], prefix_len: int) -> Iterator[list[int]]:
+        """Indices of rows grouped into batches, longest first, within the token budget.
+
+        The budget bounds computed positions (rows x padded width: compute and logits memory); the
+        expanded prefix cache (rows x (prefix + width) keys/values per layer) gets 8x that.
+        """
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        batch: list[int] = []
+        for i in order:
+            width = max(len(rows[batch[0]]) if batch else len(rows[i]), 1)  # the first row is the longest
+            b = len(batch) + 1
+            if batch and (
+                b * width > self.token_budget
+                or b * (width + prefix_len) > 8 * self.token_budget
+                or b > MAX_BATCH_ROWS
+            ):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
+    @staticmethod
+    def _position_stats(logits: Any, targets: Any, full_stats: bool) -> tuple[Any, Any, Any]:
+        """log p(target) and, for Min-K%++, mean/std of log p(z) under z ~ p, per position."""
+        import torch
+
+        logits = logits.float()
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+        lp_t = (logits.gather(-1, targets.unsqueeze(-1)) - lse).squeeze(-1)
+        if not full_stats:
+            return lp_t, None, None
+        logp = logits - lse
+        p = logp.exp()
+        mu = (p * logp).sum(-1)
+        var = (p * logp * logp).sum(-1) - mu * mu
+        return lp_t, mu, var.clamp_min(0).sqrt()
+
+    # ------------------------------------------------------------------------------------ Target API
+    def score(
+        self,
+        context: str,
+        continuations: Sequence[str],
+        *,
+        full_stats: bool = False,
+        progress: bool = False,
+    ) -> list[Scored]:
+        import torch
+        from transformers import DynamicCache
+
+        conts = list(continuations)
+        if not conts:
+            return []
+        tok = self.tokenizer
+        ctx_ids = self._encode(context)
+        rows = [self._continuation_ids(context, ctx_ids, c) for c in conts]
+        out: list[Scored | None] = [None] * len(conts)
+        dev = self.device
+        with self._inference():
+            # The shared context, once: its KV cache and the logits that predict each row's first token.
+            cache = DynamicCache()
+            ctx_logits = self._forward(torch.tensor([ctx_ids], device=dev), cache=cache)[0, -1:]
+            kv = _cache_kv(cache)
+            P = len(ctx_ids)
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(conts), desc="scoring", unit="text")
+            try:
+                for idx in self._batches(rows, P):
+                    B = len(idx)
+                    T = max(1, max(len(rows[i]) for i in idx))
+                    ids = torch.full((B, T), self._pad, dtype=torch.long)
+                    mask = torch.zeros((B, P + T), dtype=torch.long)
+                    mask[:, :P] = 1
+                    for b, i in enumerate(idx):
+                        r = rows[i]
+                        ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+                        mask[b, P : P + len(r)] = 1
+                    ids, mask = ids.to(dev), mask.to(dev)
+                    batch_cache = DynamicCache([(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in kv])
+                    logits = self._forward(ids, mask, batch_cache)  # (B, T, V)
+                    # position j predicts token j+1; the context's last position predicts token 0
+                    pred = torch.cat([ctx_logits.unsqueeze(0).expand(B, -1, -1), logits[:, :-1]], dim=1)
+                    lp, mu, sd = self._position_stats(pred, ids, full_stats)
+                    lp = lp.double().cpu().numpy()
+                    if full_stats:
+                        mu, sd = mu.double().cpu().numpy(), sd.double().cpu().numpy()
+                    for b, i in enumerate(idx):
+                        n = len(rows[i])
+                        out[i] = Scored(
+                            tokens=[tok.decode([t]) for t in rows[i]],
+                            logprobs=lp[b, :n].copy(),
+                            mu=mu[b, :n].copy() if full_stats else None,
+                            sigma=sd[b, :n].copy() if full_stats else None,
+                        )
+                    if bar is not None:
+                        bar.update(B)
+            finally:
+                if bar is not None:
+                    bar.close()
+        return [s for s in out if s is not None]
+
+    def _generate_ids(self, ids: list[int], max_tokens: int, temperature: float, n: int, seed: int | None) -> list[str]:
+        import torch
+
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        if temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        inp = torch.tensor([ids], device=self.device)
+        kw: dict[str, Any] = {
+            "max_new_tokens": max_tokens,
+            "pad_token_id": self._pad,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "attention_mask": torch.ones_like(inp),
+        }
+        greedy = temperature == 0
+        if greedy:
+            kw.update(do_sample=False, num_return_sequences=1)
+        else:
+            kw.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=n)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with self._inference(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
+            seqs = self.model.generate(inp, **kw)
+        texts = [self.tokenizer.decode(s[len(ids):], skip_special_tokens=True) for s in seqs]
+        return texts * n if greedy else texts
+
+    def generate(
+        self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1, seed: int | None = None
+    ) -> list[str]:
+        """Continuation(s) of raw text; greedy (deterministic) at temperature 0, seeded sampling otherwise."""
+        return self._generate_ids(self._encode(prompt), max_tokens, temperature, n, seed)
+
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int = 48,
+        temperature: float = 0.0,
+        n: int = 1,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Reply through the tokenizer's chat template (add_generation_prompt=True)."""
+        if not self.is_chat:
+            raise ModelError(f"{self.spec}: the tokenizer has no chat template; use generate() (raw text)")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return self._generate_ids(ids, max_tokens, temperature, n, seed)
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        m = self.model
+        d: dict[str, Any] = {
+            "spec": self.spec,
+            "class": type(self).__name__,
+            "backend": "transformers",
+            "architecture": type(m).__name__,
+            "source": self.source,
+            "name_or_path": getattr(m.config, "_name_or_path", None) or getattr(m, "name_or_path", None),
+            "params": int(sum(p.numel() for p in m.parameters())),
+            "dtype": str(next(m.parameters()).dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "is_chat": self.is_chat,
+            "torch": torch.__version__,
+        }
+        if self.gguf_file is not None:
+            if self._fingerprint is None:
+                self._fingerprint = file_fingerprint(self.gguf_file)
+            d["gguf"] = self._fingerprint
+        return d
+
+
+def reference_logprobs(model: Any, tokenizer: Any, context: str, continuation: str) -> np.ndarray:
+    """log p of the continuation's tokens from one plain forward pass over context+continuation.
+
+    The slow, obviously-correct version of HFTarget.score (no batching, no cache reuse), used by the
+    tests and the benchmark as ground truth. Tokenisation matches score() (joint text, split after
+    the context's tokens; BOS alone for an empty context).
+    """
+    import torch
+
+    t = HFTarget.from_model(model, tokenizer, "reference")
+    ctx = t._encode(context)
+    tail = t._continuation_ids(context, ctx, continuation)
+    with t._inference():
+        logits = model(input_ids=torch.tensor([ctx + tail], device=t.device)).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    P = len(ctx)
+    return np.array([float(logp[P - 1 + j, tail[j]]) for j in range(len(tail))], dtype=np.float64)
+
+
+def save_plain(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
+    """Save a (possibly GGUF-loaded) model as a plain transformers directory that `hf:DIR` loads.
+
+    transformers refuses save_pretrained on a model loaded from GGUF (its config carries a GGUF
+    quantization_config), so we build a fresh model from a copy of the config without it and load the
+    weights into that. The directory appears atomically: written beside `out_dir`, then renamed in
+    (an existing `out_dir` is replaced only after the new one is complete).
+    """
+    from transformers import AutoModelForCausalLM
+
+    if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
+        raise ModelError("save_plain got a PEFT-wrapped model: call merge_and_unload() on it first")
+    out = Path(out_dir).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = copy.deepcopy(model.config)
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    dtype = next(model.parameters()).dtype
+    plain = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+    if missing or unexpected:
+        raise ModelError(f"save_plain: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    if getattr(cfg, "tie_word_embeddings", False):
+        plain.tie_weights()
+    if getattr(model, "generation_config", None) is not None:
+        plain.generation_config = copy.deepcopy(model.generation_config)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
