@@ -1,0 +1,317 @@
+"""File and JSONL tagging against a real SQLite ledger."""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from ghostsent.errors import InputError
+from ghostsent.ledger import Ledger
+from ghostsent.tagging import JsonlOptions, checkpoint_key, tag_files, tag_jsonl
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with Ledger(tmp_path / "ledger.db") as led:
+        yield led
+
+
+@pytest.fixture
+def ident(ledger):
+    return ledger.new_identifier("alice", "en", n_words=6, seed=1)
+
+
+def only_change_is_ghost(before: bytes, after: bytes, ghost: str, enc: str = "utf-8") -> None:
+    text_before, text_after = before.decode(enc), after.decode(enc)
+    i = next(i for i, (a, b) in enumerate(zip(text_before + "\0", text_after)) if a != b)
+    span = len(text_after) - len(text_before)
+    assert text_after[:i] + text_after[i + span:] == text_before
+    assert ghost in text_after[i - 1:i + span + 1]
+
+
+# --- files ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("enc,bom,nl", [
+    ("utf-8", b"", "\n"),
+    ("utf-8", codecs.BOM_UTF8, "\r\n"),
+    ("utf-16-le", codecs.BOM_UTF16_LE, "\r\n"),
+    ("utf-16-be", codecs.BOM_UTF16_BE, "\n"),
+])
+def test_encoding_bom_and_newlines_round_trip(tmp_path, ledger, ident, enc, bom, nl):
+    text = nl.join(["# Title", "", "Caf\u00e9 first. Second one.", "", "```", "code. X.", "```", "Last one.", ""])
+    src = tmp_path / "doc.md"
+    src.write_bytes(bom + text.encode(enc))
+    [res] = tag_files(ledger, ident, [src], out_dir=tmp_path / "out", rng=random.Random(0))
+    assert res.status == "tagged"
+    out = Path(res.output)
+    assert out == tmp_path / "out" / "doc.md"
+    raw = out.read_bytes()
+    assert raw.startswith(bom)
+    new_text = raw[len(bom):].decode(enc)
+    assert new_text.count("\r\n") == text.count("\r\n") and new_text.count("\n") == text.count("\n")
+    assert new_text.replace(" " + ident.text + ".", "", 1) == text
+    assert src.read_bytes() == bom + text.encode(enc)  # input untouched
+    [ins] = ledger.insertions(ident.id)
+    assert ins.sha256_before == hashlib.sha256(bom + text.encode(enc)).hexdigest()
+    assert ins.sha256_after == hashlib.sha256(raw).hexdigest()
+    assert ins.offset == res.offset and new_text[ins.offset:].startswith(" " + ident.text)
+    assert ins.strategy == "latter-half" and ins.document == str(out.resolve())
+
+
+def test_latin1_with_explicit_encoding(tmp_path, ledger, ident):
+    src = tmp_path / "a.txt"
+    src.write_bytes("Gr\u00fc\u00dfe aus K\u00f6ln. Sch\u00f6n hier.\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"a\.txt: not valid utf-8 at byte offset 2 .*--encoding"):
+        tag_files(ledger, ident, [src], out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() and ledger.insertions() == []
+    [res] = tag_files(ledger, ident, [src], out_dir=tmp_path / "out", encoding="latin-1")
+    only_change_is_ghost(src.read_bytes(), Path(res.output).read_bytes(), ident.text, "latin-1")
+
+
+def test_one_bad_file_means_nothing_written_for_any(tmp_path, ledger, ident):
+    good = tmp_path / "good.txt"
+    good.write_text("Fine text. Yes.\n")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"Hello. \xff\xfe broken.\n")
+    with pytest.raises(InputError, match="bad.txt: not valid utf-8 at byte offset 7"):
+        tag_files(ledger, ident, [good, bad], out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() and ledger.insertions() == []
+
+
+def test_binary_is_skipped_and_empty_is_reported(tmp_path, ledger, ident):
+    binf = tmp_path / "x.bin"
+    binf.write_bytes(b"Some. Text.\x00\x01\x02")
+    empty = tmp_path / "e.txt"
+    empty.write_text("")
+    code = tmp_path / "c.md"
+    code.write_text("```\nonly. Code.\n```\n")
+    warnings = []
+    res = tag_files(ledger, ident, [binf, empty, code], out_dir=tmp_path / "out", warn=warnings.append)
+    assert [r.status for r in res] == ["binary", "no-boundary", "no-boundary"]
+    assert "empty" in res[1].message and len(warnings) == 1
+    assert not (tmp_path / "out").exists() and ledger.insertions() == []
+
+
+def test_dry_run_writes_nothing(tmp_path, ledger, ident):
+    src = tmp_path / "a.txt"
+    src.write_text("One. Two. Three.\nFour five.\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    [res] = tag_files(ledger, ident, [src], dry_run=True, out_dir=tmp_path / "out")
+    assert res.status == "would-tag" and res.line >= 1 and res.col >= 1 and ident.text in res.snippet
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and ledger.insertions() == []
+
+
+def test_in_place_backup_and_idempotent_rerun(tmp_path, ledger, ident):
+    src = tmp_path / "a.md"
+    original = b"Para one. Para two.\n\nPara three.\n"
+    src.write_bytes(original)
+    src.chmod(0o640)
+    [res] = tag_files(ledger, ident, [src], in_place=True)
+    assert res.status == "tagged" and (tmp_path / "a.md.bak").read_bytes() == original
+    assert oct(src.stat().st_mode & 0o777) == oct(0o640)
+    tagged = src.read_bytes()
+    only_change_is_ghost(original, tagged, ident.text)
+    [again] = tag_files(ledger, ident, [src], in_place=True)
+    assert again.status == "already-tagged" and src.read_bytes() == tagged
+    assert ledger.count_insertions(ident.id) == 1
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    # A second identifier keeps the first backup and adds a numbered one.
+    other = ledger.new_identifier("bob", "en", n_words=6, seed=2)
+    tag_files(ledger, other, [src], in_place=True)
+    assert (tmp_path / "a.md.bak").read_bytes() == original
+    assert (tmp_path / "a.md.bak.1").read_bytes() == tagged
+
+
+def test_in_place_no_backup(tmp_path, ledger, ident):
+    src = tmp_path / "a.txt"
+    src.write_text("One. Two.\n")
+    tag_files(ledger, ident, [src], in_place=True, backup=False)
+    assert not (tmp_path / "a.txt.bak").exists() and ident.text in src.read_text()
+
+
+def test_failed_rename_rolls_the_ledger_back(tmp_path, ledger, ident, monkeypatch):
+    import os
+
+    src = tmp_path / "a.txt"
+    src.write_text("One. Two.\n")
+
+    def boom(*a, **k):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        tag_files(ledger, ident, [src], out_dir=tmp_path / "out")
+    monkeypatch.undo()
+    assert ledger.insertions() == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_output_collisions_are_refused(tmp_path, ledger, ident):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in "ab":
+        (tmp_path / d / "x.txt").write_text("One. Two.\n")
+    with pytest.raises(InputError, match="would both be written"):
+        tag_files(ledger, ident, [tmp_path / "a" / "x.txt", tmp_path / "b" / "x.txt"], out_dir=tmp_path / "out")
+
+
+# --- JSONL ------------------------------------------------------------------------------------
+
+def write_corpus(path: Path, n: int, owners: int = 3, extra: dict | None = None) -> list[bytes]:
+    lines = []
+    for i in range(n):
+        rec = {"id": f"r{i}", "author": f"owner{i % owners}",
+               "body": f"Record number {i} starts here. It has a middle part. And it ends \u00e9 here."}
+        if extra and i in extra:
+            rec = extra[i]
+        lines.append((rec if isinstance(rec, bytes) else json.dumps(rec).encode()) + b"\n")
+    path.write_bytes(b"".join(lines))
+    return lines
+
+
+def opts(**kw) -> JsonlOptions:
+    base = dict(text_field="body", owner_field="author", seed=5, checkpoint_every=7, words=6)
+    base.update(kw)
+    return JsonlOptions(**base)
+
+
+def test_jsonl_cap_order_and_ledger(tmp_path, ledger):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = write_corpus(inp, 30)
+    s = tag_jsonl(ledger, str(inp), str(out), opts(max_per_owner=2))
+    assert s["inserted"] == 6 and s["owners"] == 3 and s["new_identifiers"] == 3 and s["lines"] == 30
+    got = out.read_bytes().splitlines(keepends=True)
+    assert len(got) == 30
+    changed = [i for i, (a, b) in enumerate(zip(lines, got)) if a != b]
+    assert changed == [0, 1, 2, 3, 4, 5]  # first two records of each owner
+    for i, (a, b) in enumerate(zip(lines, got)):
+        ra, rb = json.loads(a), json.loads(b)
+        assert ra["id"] == rb["id"] and ra["author"] == rb["author"]
+        if i in changed:
+            ghost = ledger.identifier_for_owner(ra["author"]).text
+            assert rb["body"].replace(" " + ghost + ".", "", 1) == ra["body"]
+    ins = ledger.insertions()
+    assert sorted(i.document for i in ins) == sorted(f"{inp}:line {k + 1}" for k in changed)
+    assert ledger.get_checkpoint(checkpoint_key(str(out))) is None
+    assert not Path(str(out) + ".partial").exists()
+
+
+def test_jsonl_fraction_nested_field_and_id_field(tmp_path, ledger):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    with open(inp, "w") as f:
+        for i in range(40):
+            f.write(json.dumps({"rid": i, "meta": {"by": "solo"}, "doc": {"text": f"Item {i}. More text."}}) + "\n")
+    s = tag_jsonl(ledger, str(inp), str(out), opts(text_field="doc.text", owner_field="meta.by", id_field="rid",
+                                                   fraction=0.25))
+    assert s["inserted"] == 10
+    ghost = ledger.identifier_for_owner("solo").text
+    assert sum(ghost in json.loads(l)["doc"]["text"] for l in out.read_text().splitlines()) == 10
+    assert {i.document for i in ledger.insertions()} >= {f"{inp}:rid=0"}
+
+
+def test_jsonl_rerun_on_tagged_output_inserts_nothing(tmp_path, ledger):
+    inp, out, out2 = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "out2.jsonl"
+    write_corpus(inp, 12)
+    tag_jsonl(ledger, str(inp), str(out), opts(max_per_owner=1))
+    s = tag_jsonl(ledger, str(out), str(out2), opts(max_per_owner=1))
+    assert s["inserted"] == 0 and s["already_tagged"] == 3 and s["new_identifiers"] == 0
+    assert out2.read_bytes() == out.read_bytes() and len(ledger.insertions()) == 3
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_after", [1, 3])
+def test_jsonl_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_after):
+    inp = tmp_path / "in.jsonl"
+    write_corpus(inp, 50, owners=4)
+    o = dict(max_per_owner=5, position="random")
+    with Ledger(tmp_path / "ref.db") as ref:
+        tag_jsonl(ref, str(inp), str(tmp_path / "ref.jsonl"), opts(**o))
+        ref_docs = sorted((i.document, i.offset, i.sha256_after) for i in ref.insertions())
+
+    out = tmp_path / "out.jsonl"
+    with Ledger(tmp_path / "l.db") as led:
+        def hook(n):
+            if n == crash_after:
+                # Half-write the next chunk first, as a real crash would leave it.
+                with open(str(out) + ".partial", "ab") as f:
+                    f.write(b'{"garbage": "half a li')
+                raise Crash()
+
+        with pytest.raises(Crash):
+            tag_jsonl(led, str(inp), str(out), opts(**o), after_checkpoint=hook)
+        assert not out.exists() and Path(str(out) + ".partial").exists()
+        cp = led.get_checkpoint(checkpoint_key(str(out)))
+        assert cp["lines_done"] == 7 * crash_after
+        assert len(led.insertions()) == sum(1 for d in ref_docs if int(d[0].rsplit(" ", 1)[1]) <= 7 * crash_after)
+        with pytest.raises(InputError, match="--resume"):
+            tag_jsonl(led, str(inp), str(out), opts(**o))
+        with pytest.raises(InputError, match="different settings.*max_per_owner"):
+            tag_jsonl(led, str(inp), str(out), opts(max_per_owner=6, position="random", resume=True))
+        s = tag_jsonl(led, str(inp), str(out), opts(resume=True, **o))
+        assert s["resumed_from_line"] == 7 * crash_after
+        assert out.read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+        docs = sorted((i.document, i.offset, i.sha256_after) for i in led.insertions())
+        assert docs == ref_docs  # no double insertions, none lost
+        assert led.get_checkpoint(checkpoint_key(str(out))) is None
+
+
+def test_jsonl_skip_bad_copies_lines_through(tmp_path, ledger):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = write_corpus(inp, 10, extra={2: b"{not json", 4: {"author": "x"}, 6: b"[1, 2]", 8: b"\xff\xfe"})
+    s = tag_jsonl(ledger, str(inp), str(out), opts(skip_bad=True, max_per_owner=1))
+    got = out.read_bytes().splitlines(keepends=True)
+    assert len(got) == 10 and all(got[i] == lines[i] for i in (2, 4, 6, 8))
+    assert [b["line"] for b in s["bad_lines"]] == [3, 5, 7, 9] and s["bad"] == 4
+    assert "text field 'body'" in s["bad_lines"][1]["reason"]
+    assert "UTF-8" in s["bad_lines"][3]["reason"]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (b"{not json", r"line 4: not valid JSON"),
+    (b'{"author": "x", "text": "no body"}', r"line 4: missing text field 'body'"),
+    (b'{"body": "No owner. Here."}', r"line 4: missing owner field 'author'"),
+])
+def test_jsonl_bad_line_stops_and_leaves_nothing(tmp_path, ledger, bad, match):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_corpus(inp, 10, extra={3: bad})
+    with pytest.raises(InputError, match=match + ".*--skip-bad"):
+        tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=1000))
+    assert not out.exists() and not Path(str(out) + ".partial").exists()
+    assert ledger.insertions() == [] and ledger.get_checkpoint(checkpoint_key(str(out))) is None
+
+
+def test_jsonl_bad_line_after_a_checkpoint_keeps_a_resumable_partial(tmp_path, ledger):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_corpus(inp, 20, extra={12: b"{broken"})
+    with pytest.raises(InputError, match="line 13.*--resume"):
+        tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=5))
+    assert not out.exists()
+    s = tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=5, resume=True, skip_bad=True))
+    assert s["lines"] == 20 and [b["line"] for b in s["bad_lines"]] == [13]
+    assert len(out.read_bytes().splitlines()) == 20
+
+
+def test_jsonl_crlf_blank_lines_and_no_boundary(tmp_path, ledger):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(b'{"author": "a", "body": "One. Two."}\r\n\r\n{"author": "b", "body": ""}\r\n'
+                    b'{"author": "b", "body": "Three. Four."}')
+    s = tag_jsonl(ledger, str(inp), str(out), opts(max_per_owner=1))
+    got = out.read_bytes().split(b"\r\n")
+    assert len(got) == 4 and got[1] == b"" and got[2] == b'{"author": "b", "body": ""}'
+    assert s["no_boundary"] == 1 and s["blank"] == 1 and s["inserted"] == 2
+    assert not got[3].endswith(b"\n")
+
+
+def test_jsonl_existing_identifier_is_reused(tmp_path, ledger, ident):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text(json.dumps({"author": "alice", "body": "Hi there. Bye."}) + "\n")
+    s = tag_jsonl(ledger, str(inp), str(out), opts())
+    assert s["new_identifiers"] == 0 and ident.text in out.read_text()
+    assert ledger.count_insertions(ident.id) == 1
