@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from ghostsent.errors import InputError
-from ghostsent.sentences import Boundary, line_col, sentence_boundaries
+from ghostsent.sentences import Boundary, line_col, protected_spans, sentence_boundaries
 
 POSITIONS = ("latter-half", "start", "end", "random")
 DEFAULT_POSITION = "latter-half"
@@ -74,7 +74,14 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
     check_ghost_text(ghost_text)
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
-    b = choose_boundary(sentence_boundaries(text), len(text), position, rng)
+    spans = protected_spans(text)
+    if position in ("latter-half", "end"):
+        # Scan only the second half first; the whole text only when it has no boundary there.
+        half = sentence_boundaries(text, spans, start=(len(text) + 1) // 2)
+        if half:
+            b = choose_boundary(half, 0, position, rng)
+            return Placement(b.offset, b.inserted(ghost_text), b)
+    b = choose_boundary(sentence_boundaries(text, spans), len(text), position, rng)
     return Placement(b.offset, b.inserted(ghost_text), b)
 
 

@@ -46,20 +46,19 @@ _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
 _TABLE_DELIM = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$|^\s*\|\s*:?-+:?\s*\|?\s*$")
 _LINK_REFDEF = re.compile(r"^ {0,3}\[[^\]\n]+\]:")
 
-_INLINE = re.compile(
-    r"""
-      <!--[\s\S]*?(?:-->|$)                                   # HTML comment (unclosed: to the end)
-    | <(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)  # raw-text elements
-    | <[A-Za-z/!?][^<>]*>                                     # any other tag or autolink <http://..>
-    | \$\$[\s\S]*?(?:\$\$|$)                                  # display math
-    | !?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)   # [text](url), ![alt](src)
-    | !?\[[^\[\]\n]*\]\[[^\[\]\n]*\]                          # [text][ref]
-    | (?:https?|ftp|file)://\S+                               # URLs
-    | \bwww\.\S+
-    | \bmailto:\S+
-    | [\w.+-]+@[\w-]+(?:\.[\w-]+)+                            # e-mail addresses
-    """,
-    re.X | re.I,
+# Inline regions, each with a cheap substring trigger: most texts have no '<', '@' or '://' at all, and
+# skipping those patterns is what keeps tag-jsonl near raw JSON speed.
+_INLINE: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
+    (("<!--",), re.compile(r"<!--[\s\S]*?(?:-->|$)")),                         # HTML comment
+    (("<",), re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)", re.I)),
+    (("<",), re.compile(r"<[A-Za-z/!?][^<>]*>")),                               # tags, <http://..> autolinks
+    (("$$",), re.compile(r"\$\$[\s\S]*?(?:\$\$|$)")),                          # display math
+    (("](",), re.compile(r"!?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")),  # [text](url)
+    (("][",), re.compile(r"!?\[[^\[\]\n]*\]\[[^\[\]\n]*\]")),                # [text][ref]
+    (("://",), re.compile(r"(?:https?|ftp|file)://\S+", re.I)),                  # URLs
+    (("www.", "WWW."), re.compile(r"\bwww\.\S+", re.I)),
+    (("mailto:",), re.compile(r"\bmailto:\S+", re.I)),
+    (("@",), re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),                    # e-mail addresses
 )
 _BACKTICKS = re.compile(r"`+")
 
@@ -186,8 +185,11 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
                 block_start = None
         elif block_start is None:
             block_start = k
-    spans.extend(_code_spans(text))
-    spans.extend((m.start(), m.end()) for m in _INLINE.finditer(text))
+    if "`" in text:
+        spans.extend(_code_spans(text))
+    for triggers, pattern in _INLINE:
+        if any(t in text for t in triggers):
+            spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
     return _merge(spans)
 
 
@@ -215,7 +217,7 @@ def _is_sentence_end(text: str, m: re.Match) -> bool:
     if k < n and text[k].islower():
         return False
     if punct == ".":
-        token = _TOKEN_BEFORE.search(text, 0, s).group(0)
+        token = _TOKEN_BEFORE.search(text, max(0, s - 40), s).group(0)
         if not token:
             return False
         bare = token.lower().lstrip("*_~")
@@ -231,28 +233,31 @@ def _is_sentence_end(text: str, m: re.Match) -> bool:
     return True
 
 
-def sentence_boundaries(text: str, spans: list[tuple[int, int]] | None = None) -> list[Boundary]:
-    """All places a ghost may go, in text order; empty when there is none."""
+def sentence_boundaries(text: str, spans: list[tuple[int, int]] | None = None, start: int = 0) -> list[Boundary]:
+    """All places a ghost may go at offsets >= `start`, in text order; empty when there is none.
+
+    `start` lets the latter-half and end strategies skip scanning the first half (tag-jsonl speed)."""
     if spans is None:
         spans = protected_spans(text)
     cands: list[Boundary] = []
     # Paragraph starts: first line of a block, starting with a letter, digit or opening quote.
     prev_blank = True
+    first = start
     for start, end, line in _lines(text):
         if _is_blank(line):
             prev_blank = True
             continue
-        if prev_blank:
+        if prev_blank and end > first:
             stripped = line.lstrip(" ")
             if len(line) - len(stripped) <= 3 and stripped and (stripped[0].isalnum() or stripped[0] in "\"'\u201c\u2018\u00ab") \
                     and not re.match(r"\d{1,9}[.)](?:\s|$)", stripped):
                 cands.append(Boundary(start + len(line) - len(stripped), "before"))
         prev_blank = False
-    for m in _TERMINAL.finditer(text):
-        if _is_sentence_end(text, m):
+    for m in _TERMINAL.finditer(text, max(0, first - 8)):
+        if m.end() >= first and _is_sentence_end(text, m):
             cands.append(Boundary(m.end(), "after"))
     cands.sort(key=lambda b: (b.offset, b.kind))
-    return [b for b in cands if _allowed(b, spans)]
+    return [b for b in cands if b.offset >= first and _allowed(b, spans)]
 
 
 def _allowed(b: Boundary, spans: list[tuple[int, int]]) -> bool:

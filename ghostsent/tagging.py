@@ -481,6 +481,13 @@ def tag_jsonl(
     seed = opts.seed
     loads, dumps = json.loads, json.dumps
 
+    def getter(name: str) -> Callable[[dict], Any]:
+        if "." in name:
+            return lambda obj: _get_field(obj, name)
+        return lambda obj: obj.get(name, _MISSING)
+
+    get_owner, get_text = getter(owner_field), getter(text_field)
+
     def identifier_for(owner: str) -> Any:
         nonlocal wordlist
         ident = idents.get(owner)
@@ -542,24 +549,26 @@ def tag_jsonl(
             in_offset += len(raw)
             since_bar += len(raw)
             try:
-                if not raw.strip():
+                try:
+                    obj = loads(raw)
+                except UnicodeDecodeError as e:
+                    raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
+                                   f"(file byte offset {in_offset - len(raw) + e.start})") from None
+                except ValueError as e:
+                    if raw.strip():
+                        raise _BadLine(f"not valid JSON ({e})") from None
+                    obj = None  # a blank line: copied through
+                if obj is None and not raw.strip():
                     counts["blank"] += 1
                     out = raw
                 else:
-                    try:
-                        obj = loads(raw)
-                    except UnicodeDecodeError as e:
-                        raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
-                                       f"(file byte offset {in_offset - len(raw) + e.start})") from None
-                    except ValueError as e:
-                        raise _BadLine(f"not valid JSON ({e})") from None
                     if type(obj) is not dict:
                         raise _BadLine(f"expected a JSON object, got {type(obj).__name__}")
-                    owner = _get_field(obj, owner_field)
+                    owner = get_owner(obj)
                     if owner is _MISSING or owner is None or isinstance(owner, (dict, list, bool)):
                         raise _BadLine(f"missing owner field {owner_field!r}" if owner is _MISSING or owner is None
                                        else f"owner field {owner_field!r} is not a string or number")
-                    text = _get_field(obj, text_field)
+                    text = get_text(obj)
                     if type(text) is not str:
                         raise _BadLine(f"missing text field {text_field!r}" if text is _MISSING
                                        else f"text field {text_field!r} is not a string")
