@@ -1,0 +1,180 @@
+"""Can this target's prompt log-probabilities be trusted?
+
+The perplexity test and the membership-inference baselines read the log-probability of every token of
+a given text. Servers fail at this in quiet ways that still return plausible-looking numbers: no
+prompt log-probabilities at all (only the generated token's), gaps, or values shifted by one token
+(token i carrying the probability of token i-1 or i+1; llama-cpp-python's echo has exactly this bug).
+A shifted result gives a detection verdict that means nothing, so we test on texts whose
+predictability we know before trusting any number:
+
+* a counting sequence and the weekdays: late tokens are near-certain for any language model;
+* a sentence of unrelated words written twice: the second copy must be far more likely (copying);
+* counting with one out-of-place word: the lowest value must sit on that word, not beside it;
+* where the server returns top alternatives, the best alternative at each position must be the token
+  at that position, not its neighbour.
+"""
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from ghostsent.errors import CapabilityError
+from ghostsent.targets.base import Target
+
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+WEEKDAYS = "Monday, Tuesday, Wednesday, Thursday, Friday"
+SENTENCE = "Purple walruses quietly negotiate with seventeen stubborn lighthouses."
+REPEATED = SENTENCE + " " + SENTENCE
+SURPRISE_WORD = " banana"
+SURPRISE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12," + SURPRISE_WORD + ", 14, 15, 16"
+
+LATE_TOKENS = 4
+MIN_LATE_LOGPROB = math.log(0.3)
+MIN_REPEAT_GAIN = 2.0  # nats per token: copying makes the second copy far more likely
+
+NO_PROMPT_LOGPROBS = "server returned no prompt log-probabilities (only generated tokens)"
+SHIFTED = "log-probabilities are shifted by one token"
+
+
+@dataclass
+class CapabilityReport:
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Echo:
+    tokens: list[str]
+    offsets: list[int]
+    logprobs: list[float | None]
+    top: list[dict[str, float] | None] | None = None
+
+
+_CACHE: "weakref.WeakKeyDictionary[Target, CapabilityReport]" = weakref.WeakKeyDictionary()
+
+
+def _echo(target: Target, text: str) -> _Echo:
+    """The prompt tokens with their log-probabilities, as raw as the target can give them."""
+    if hasattr(target, "echo_logprobs"):
+        e = target.echo_logprobs(text)
+        return _Echo(list(e.tokens), list(e.offsets), list(e.logprobs), e.top)
+    s = target.score("", [text])[0]  # local models: every token scored after BOS
+    offs, pos = [], 0
+    for t in s.tokens:
+        offs.append(pos)
+        pos += len(t)
+    return _Echo(list(s.tokens), offs, [float(v) for v in s.logprobs], None)
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _alignment_votes(e: _Echo) -> dict[str, int]:
+    """How often the best alternative at position i is token i, i+1 (next) or i-1 (previous)."""
+    votes = {"here": 0, "next": 0, "prev": 0}
+    if not e.top:
+        return votes
+    for i, top in enumerate(e.top):
+        if not top or e.logprobs[i] is None:
+            continue
+        best = max(top, key=top.get)
+        if best == e.tokens[i]:
+            votes["here"] += 1
+        elif i + 1 < len(e.tokens) and best == e.tokens[i + 1]:
+            votes["next"] += 1
+        elif i > 0 and best == e.tokens[i - 1]:
+            votes["prev"] += 1
+    return votes
+
+
+def check_logprob_capability(target: Target, *, refresh: bool = False) -> CapabilityReport:
+    """Score the probe texts and report every way the prompt log-probabilities are unusable."""
+    if not refresh and target in _CACHE:
+        return _CACHE[target]
+    problems: list[str] = []
+    details: dict[str, Any] = {}
+    echoes = {name: _echo(target, text) for name, text in
+              (("counting", COUNTING), ("weekdays", WEEKDAYS), ("repeated", REPEATED), ("surprise", SURPRISE))}
+    texts = {"counting": COUNTING, "weekdays": WEEKDAYS, "repeated": REPEATED, "surprise": SURPRISE}
+
+    # 1. presence and coverage
+    total = sum(max(len(e.tokens) - 1, 0) for e in echoes.values())
+    missing = sum(sum(v is None for v in e.logprobs[1:]) for e in echoes.values())
+    have = sum(sum(v is not None for v in e.logprobs) for e in echoes.values())
+    details["prompt_tokens"] = total
+    details["missing"] = missing
+    if have == 0:
+        problems.append(NO_PROMPT_LOGPROBS)
+        report = CapabilityReport(False, problems, details)
+        _CACHE[target] = report
+        return report
+    if missing:
+        problems.append(f"{missing} of {total} prompt tokens have no log-probability")
+    for name, e in echoes.items():
+        text = texts[name]
+        if "".join(e.tokens) != text and not hasattr(target, "tokenizer"):
+            problems.append(f"the returned tokens do not concatenate back to the prompt text ({name!r} probe)")
+            break
+        if any(e.offsets[i + 1] - e.offsets[i] != len(e.tokens[i]) for i in range(len(e.tokens) - 1)):
+            problems.append(f"text offsets do not match the token strings ({name!r} probe)")
+            break
+
+    def vals(e: _Echo) -> list[float]:
+        return [v for v in e.logprobs if v is not None]
+
+    # 2. alignment
+    shifted = False
+    votes = {"here": 0, "next": 0, "prev": 0}
+    for e in echoes.values():
+        for k, v in _alignment_votes(e).items():
+            votes[k] += v
+    details["top_alternative_votes"] = votes
+    if votes["next"] + votes["prev"] > max(3, 2 * votes["here"]):
+        shifted = True
+    s = echoes["surprise"]
+    start = SURPRISE.index(SURPRISE_WORD)
+    idx = next((i for i, o in enumerate(s.offsets) if o == start), None)  # the word's first token
+    if idx is not None and all(s.logprobs[j] is not None for j in range(max(idx - 2, 1), min(idx + 3, len(s.tokens)))):
+        window = {j: s.logprobs[j] for j in range(max(idx - 2, 1), min(idx + 3, len(s.tokens)))}
+        lowest = min(window, key=window.get)
+        details["surprise"] = {"token_index": idx, "lowest_index": lowest,
+                               "logprob": s.logprobs[idx]}
+        if lowest in (idx - 1, idx + 1):
+            shifted = True
+    late = [_mean(vals(echoes[n])[-LATE_TOKENS:]) for n in ("counting", "weekdays")]
+    details["late_mean_logprob"] = {"counting": late[0], "weekdays": late[1]}
+    r = echoes["repeated"]
+    half = len(SENTENCE) + 1
+    first = [v for v, o in zip(r.logprobs, r.offsets) if v is not None and o < half]
+    second = [v for v, o in zip(r.logprobs, r.offsets) if v is not None and o >= half]
+    gain = _mean(second) - _mean(first[1:] if len(first) > 1 else first)
+    details["repeat_gain"] = gain
+    if shifted:
+        problems.append(SHIFTED)
+    else:
+        if min(late) < MIN_LATE_LOGPROB:
+            problems.append(
+                "predictable tokens get low probability (mean log-probability of the last "
+                f"{LATE_TOKENS} tokens of a counting sequence {late[0]:.2f}, of the weekdays {late[1]:.2f}; "
+                f"expected > {MIN_LATE_LOGPROB:.2f}): the values do not belong to their tokens"
+            )
+        if not gain > MIN_REPEAT_GAIN:
+            problems.append(
+                f"a repeated sentence is not more likely the second time (gain {gain:.2f} nats/token, "
+                f"expected > {MIN_REPEAT_GAIN}): the values do not belong to their tokens"
+            )
+    report = CapabilityReport(not problems, problems, details)
+    _CACHE[target] = report
+    return report
+
+
+def require_logprobs(target: Target) -> CapabilityReport:
+    """The capability report, or CapabilityError naming every problem (cached per target)."""
+    rep = check_logprob_capability(target)
+    if not rep.ok:
+        raise CapabilityError(f"{target.spec}: cannot use its log-probabilities: " + "; ".join(rep.problems))
+    return rep
