@@ -11,7 +11,8 @@ Three pieces, all real HTTP over 127.0.0.1 and real llama.cpp inference on the e
   i). Chat and plain completions go straight to llama_cpp's own implementations.
 * `LogprobProxy`: a proxy in front of either that breaks responses the ways servers do in the wild:
   `strip` (only generated-token log-probabilities), `shift` (each value attached to the next token),
-  `429` (the first N requests get 429 + Retry-After).
+  `429` (the first N requests get 429 + Retry-After), `leak` (the first N get a 503 whose message
+  quotes the Authorization header, to prove the client scrubs the key).
 
 The API key travels to the subprocess through an environment variable, never argv.
 """
@@ -216,7 +217,8 @@ class LogprobProxy:
     """A loopback HTTP proxy to `upstream` (…/v1) that can break log-probability responses.
 
     mode: "pass", "strip" (drop prompt-token log-probabilities, keep generated ones), "shift" (attach
-    each token's value to the next token), "429" (answer the first `fail_first` requests with 429).
+    each token's value to the next token), "429" (answer the first `fail_first` requests with 429),
+    "leak" (the first `fail_first` get a 503 quoting the Authorization header).
     """
 
     upstream: str
@@ -250,6 +252,10 @@ class LogprobProxy:
                     proxy.requests += 1
                     n = proxy.requests
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if method == "POST" else None
+                if proxy.mode == "leak" and n <= proxy.fail_first:  # a server echoing the credential back
+                    msg = f"upstream hiccup for {self.headers.get('Authorization')}"
+                    self._reply(503, json.dumps({"error": {"message": msg}}).encode(), {"Retry-After": "0"})
+                    return
                 if proxy.mode == "429" and n <= proxy.fail_first:
                     self._reply(429, b'{"error": {"message": "rate limited, slow down"}}',
                                 {"Retry-After": proxy.retry_after})

@@ -233,6 +233,27 @@ class HFTarget(Target):
                 )
         return list(self.tokenizer(cont, add_special_tokens=False).input_ids)
 
+    def _token_strings(self, ids: list[int]) -> list[str]:
+        """Per-token strings that concatenate back to the text.
+
+        Byte-level BPE splits a multi-byte character over tokens; decoding those alone gives U+FFFD,
+        so then a token gets "" until the character is complete and the completing token carries it.
+        """
+        dec = self.tokenizer.decode
+        pieces = [dec([t]) for t in ids]
+        if not any("\ufffd" in p for p in pieces):
+            return pieces
+        out: list[str] = []
+        emitted = 0
+        for i in range(len(ids)):
+            full = dec(ids[: i + 1])
+            if full.endswith("\ufffd") and i + 1 < len(ids):
+                out.append("")
+                continue
+            out.append(full[emitted:])
+            emitted = len(full)
+        return out
+
     def _forward(self, input_ids: Any, attention_mask: Any = None, cache: Any = None) -> Any:
         kw: dict[str, Any] = {"input_ids": input_ids, "use_cache": cache is not None}
         if attention_mask is not None:
@@ -333,7 +354,7 @@ class HFTarget(Target):
                     for b, i in enumerate(idx):
                         n = len(rows[i])
                         out[i] = Scored(
-                            tokens=[tok.decode([t]) for t in rows[i]],
+                            tokens=self._token_strings(rows[i]),
                             logprobs=lp[b, :n].copy(),
                             mu=mu[b, :n].copy() if full_stats else None,
                             sigma=sd[b, :n].copy() if full_stats else None,
