@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from ghostsent.errors import InputError
-from ghostsent.sentences import Boundary, line_col, protected_spans, sentence_boundaries
+from ghostsent.sentences import Boundary, boundary_offsets, line_col, protected_spans, sentence_boundaries
 
 POSITIONS = ("latter-half", "start", "end", "random")
 DEFAULT_POSITION = "latter-half"
@@ -76,11 +76,17 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     spans = protected_spans(text)
     if position in ("latter-half", "end"):
-        # Scan only the second half first; the whole text only when it has no boundary there.
-        half = sentence_boundaries(text, spans, start=(len(text) + 1) // 2)
+        # Scan only the second half first; the whole text only when it has no boundary there. The
+        # choice is choose_boundary's (one randrange over the half's boundaries), on plain tuples so that
+        # only the chosen Boundary is built.
+        half = boundary_offsets(text, spans, (len(text) + 1) // 2)
         if half:
-            b = choose_boundary(half, 0, position, rng)
-            return Placement(b.offset, b.inserted(ghost_text), b)
+            if position == "end":
+                o, k = half[-1]
+            else:
+                o, k = half[(rng if rng is not None else secrets.SystemRandom()).randrange(len(half))]
+            b = Boundary(o, k)
+            return Placement(o, b.inserted(ghost_text), b)
     b = choose_boundary(sentence_boundaries(text, spans), len(text), position, rng)
     return Placement(b.offset, b.inserted(ghost_text), b)
 

@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 from ghostsent.errors import InputError, LedgerError
 from ghostsent.passphrase import DEFAULT_WORDS, Ghost, draw_words, resolve_template
@@ -418,6 +418,28 @@ class Ledger:
                 (identifier_id, str(document), sha256_before, sha256_after, int(offset), strategy, utcnow()),
             )
             return int(cur.lastrowid)
+
+    def add_insertions(self, rows: Iterable[tuple[str, str, str, str, int, str]]) -> int:
+        """Record many insertions at once (tag-jsonl's checkpoint chunks); returns how many.
+
+        Each row is add_insertion's arguments in order. One executemany in one transaction (joining an
+        outer one) instead of two statements per row; every identifier is still checked first, so an
+        unknown one raises LedgerError and records nothing. The rows share one created_at: they are
+        committed together, and the autoincrement id keeps their order."""
+        now = utcnow()
+        full = [(r[0], str(r[1]), r[2], r[3], int(r[4]), r[5], now) for r in rows]
+        if not full:
+            return 0
+        with self.transaction():
+            for ident in {r[0] for r in full}:
+                if not self._q("SELECT 1 FROM identifiers WHERE id = ?", (ident,)):
+                    raise LedgerError(f"unknown identifier {ident!r} in {self.path}")
+            self._conn.executemany(
+                'INSERT INTO insertions (identifier_id, document, sha256_before, sha256_after, "offset", '
+                "strategy, created_at) VALUES (?,?,?,?,?,?,?)",
+                full,
+            )
+        return len(full)
 
     def insertions(self, identifier_id: str | None = None) -> list[Insertion]:
         if identifier_id is None:

@@ -35,7 +35,11 @@ ABBREVIATIONS = frozenset(
     """.split()
 )
 
-_TERMINAL = re.compile(r"(?:[.!?]+|\u2026)[\"')\]}\u201d\u2019\u00bb]*(?=\s|$)")
+# Terminal punctuation: a run of [.!?] or one ellipsis character, closing quotes/brackets, then
+# whitespace or the end. Written as (one of the four)(more [.!?] only if the first was one of them) so
+# the pattern starts with a character class, which the regex engine scans for quickly; it matches
+# exactly what (?:[.!?]+|\u2026)... matches.
+_TERMINAL = re.compile(r"[.!?\u2026](?:(?<=[.!?])[.!?]+)?[\"')\]}\u201d\u2019\u00bb]*(?=\s|$)")
 _TOKEN_BEFORE = re.compile(r"[^\s(\[{\"'\u201c\u2018\u00ab]*$")
 _DOTTED_ABBREV = re.compile(r"^(?:[A-Za-z]{1,3}\.)+[A-Za-z]{1,3}$")
 _ORDERED_MARKER = re.compile(r"^\s{0,3}\d{1,9}[.)]$")
@@ -46,19 +50,22 @@ _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(?:=+|-+)\s*$")
 _TABLE_DELIM = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$|^\s*\|\s*:?-+:?\s*\|?\s*$")
 _LINK_REFDEF = re.compile(r"^ {0,3}\[[^\]\n]+\]:")
 
-# Inline regions, each with a cheap substring trigger: most texts have no '<', '@' or '://' at all, and
-# skipping those patterns is what keeps tag-jsonl near raw JSON speed.
-_INLINE: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
-    (("<!--",), re.compile(r"<!--[\s\S]*?(?:-->|$)")),                         # HTML comment
-    (("<",), re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)", re.I)),
-    (("<",), re.compile(r"<[A-Za-z/!?][^<>]*>")),                               # tags, <http://..> autolinks
-    (("$$",), re.compile(r"\$\$[\s\S]*?(?:\$\$|$)")),                          # display math
-    (("](",), re.compile(r"!?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")),  # [text](url)
-    (("][",), re.compile(r"!?\[[^\[\]\n]*\]\[[^\[\]\n]*\]")),                # [text][ref]
-    (("://",), re.compile(r"(?:https?|ftp|file)://\S+", re.I)),                  # URLs
-    (("www.", "WWW."), re.compile(r"\bwww\.\S+", re.I)),
-    (("mailto:",), re.compile(r"\bmailto:\S+", re.I)),
-    (("@",), re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),                    # e-mail addresses
+# Inline regions. Each has a one-character gate and substring triggers that every match contains (for
+# the case-insensitive www./mailto: patterns, triggers in the lower-cased text, where every case variant
+# the pattern accepts lands): a single-character `in` is a memchr, multi-character ones and the regexes
+# run only past the gate. Most texts have no '<', '@' or ':' at all, and skipping those patterns is what
+# keeps tag-jsonl near raw JSON speed. Entries: (gate, triggers, triggers_in_lower_case, pattern).
+_INLINE: tuple[tuple[str, tuple[str, ...], bool, re.Pattern], ...] = (
+    ("<", ("<!--",), False, re.compile(r"<!--[\s\S]*?(?:-->|$)")),                       # HTML comment
+    ("<", (), False, re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)", re.I)),
+    ("<", (), False, re.compile(r"<[A-Za-z/!?][^<>]*>")),                     # tags, <http://..> autolinks
+    ("$", ("$$",), False, re.compile(r"\$\$[\s\S]*?(?:\$\$|$)")),                   # display math
+    ("]", ("](",), False, re.compile(r"!?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")),  # [text](url)
+    ("]", ("][",), False, re.compile(r"!?\[[^\[\]\n]*\]\[[^\[\]\n]*\]")),         # [text][ref]
+    (":", ("://",), False, re.compile(r"(?:https?|ftp|file)://\S+", re.I)),            # URLs
+    (".", ("www.",), True, re.compile(r"\bwww\.\S+", re.I)),
+    (":", ("to:",), True, re.compile(r"\bmailto:\S+", re.I)),  # 'i' also matches dotless/dotted I
+    ("@", (), False, re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),                 # e-mail addresses
 )
 _BACKTICKS = re.compile(r"`+")
 
@@ -129,8 +136,53 @@ def _code_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Every block rule needs one of these (a superset test, so skipping the line scan when none is present
+# never drops a span): front matter starts the text with ---/+++ (after BOMs), fences need ` or ~,
+# indented code a tab or four spaces at a line start, headings '#', link definitions ']:', tables '|',
+# and a setext underline is a later line starting (after <= 3 spaces) with '=' or '-'.
+_SETEXT_TRIGGER = re.compile(r"\n {0,3}[=-]")
+
+
+def _may_have_blocks(text: str) -> bool:
+    """False only when no block rule can apply (single-character tests first: they are memchr-fast)."""
+    if "`" in text or "~" in text or "\t" in text or "#" in text or "|" in text:
+        return True
+    if text.startswith(("---", "+++", "\ufeff", "    ")):
+        return True
+    if "]" in text and "]:" in text:
+        return True
+    return "\n" in text and ("\n    " in text or _SETEXT_TRIGGER.search(text) is not None)
+
+
 def protected_spans(text: str) -> list[tuple[int, int]]:
-    """Sorted, merged [start, end) spans of `text` that a ghost must never go inside."""
+    """Sorted, merged [start, end) spans of `text` that a ghost must never go inside.
+
+    Plain prose (most of a corpus) has none of the trigger characters, and then no regex or line loop
+    runs at all: that is what keeps tag-jsonl close to raw JSON speed."""
+    spans = _block_spans(text) if _may_have_blocks(text) else []
+    if "`" in text:
+        spans.extend(_code_spans(text))
+    low = None
+    for gate, triggers, in_lower, pattern in _INLINE:
+        if gate not in text:
+            continue
+        if triggers:
+            if in_lower:
+                if low is None:
+                    low = text.lower()
+                hay = low
+            else:
+                hay = text
+            if not any(t in hay for t in triggers):
+                continue
+        spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
+    if not spans:
+        return spans
+    return _merge(spans)
+
+
+def _block_spans(text: str) -> list[tuple[int, int]]:
+    """Front matter, fenced and indented code, headings, link definitions, table and setext blocks."""
     lines = _lines(text)
     spans: list[tuple[int, int]] = []
     fm = _front_matter(lines)
@@ -185,12 +237,7 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
                 block_start = None
         elif block_start is None:
             block_start = k
-    if "`" in text:
-        spans.extend(_code_spans(text))
-    for triggers, pattern in _INLINE:
-        if any(t in text for t in triggers):
-            spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
-    return _merge(spans)
+    return spans
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -205,68 +252,123 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+_CLOSERS = "\"')]}\u201d\u2019\u00bb"
+_TERMINAL_CHARS = frozenset(".!?\u2026" + _CLOSERS)
+_NON_SPACE = re.compile(r"\S")
+_LIST_START = re.compile(r"\d{1,9}[.)](?:\s|$)")
+_BLANK_AFTER_NL = re.compile(r"\n[^\S\n]*(?=\n)")  # '\n' + a whitespace-only line (its '\n' not taken)
+_FIRST_BLANK = re.compile(r"[^\S\n]*\n")  # the text's first line, when it is whitespace-only
+_PARA_OPENERS = "\"'\u201c\u2018\u00ab"
+
+
 def _is_sentence_end(text: str, m: re.Match) -> bool:
     """Filter a terminal-punctuation match: abbreviations, initials, list markers, lower-case follow."""
-    s = m.start()
-    punct = m.group(0).rstrip("\"')]}\u201d\u2019\u00bb")
+    return _ends_sentence(text, m.start(), m.end(), m.group())
+
+
+def _ends_sentence(text: str, s: int, k: int, punct: str) -> bool:
     # What follows: lower case after the break means the sentence did not end ("approx. three").
-    k = m.end()
-    n = len(text)
-    while k < n and text[k].isspace():
-        k += 1
-    if k < n and text[k].islower():
-        return False
-    if punct == ".":
-        token = _TOKEN_BEFORE.search(text, max(0, s - 40), s).group(0)
-        if not token:
+    if k < len(text):
+        c = text[k]
+        if c.isspace():
+            c = text[k + 1:k + 2]
+            if c.isspace():
+                nxt = _NON_SPACE.search(text, k + 2)
+                c = nxt.group() if nxt else ""
+        if c.islower():
             return False
+    if punct == "." or punct.rstrip(_CLOSERS) == ".":
+        lo = s - 40 if s > 40 else 0
+        # The token before the period: the common case (a word after a space) without a regex.
+        j = text.rfind(" ", lo, s)
+        token = text[j + 1:s] if j >= 0 else ""
+        if not token.isalnum():
+            token = _TOKEN_BEFORE.search(text, lo, s).group(0)
+            if not token:
+                return False
         bare = token.lower().lstrip("*_~")
         if bare in ABBREVIATIONS:
             return False
         if len(bare) == 1 and bare.isalpha():
             return False  # an initial: "J. Smith"
-        if _DOTTED_ABBREV.match(token):
+        if "." in token and _DOTTED_ABBREV.match(token):
             return False  # "e.g.", "U.S.", "Ph.D."
-        line_start = text.rfind("\n", 0, s) + 1
-        if _ORDERED_MARKER.match(text[line_start:s + 1]):
-            return False  # "1. item"
+        if token.isdecimal():  # only digits can be an ordered-list marker
+            line_start = text.rfind("\n", 0, s) + 1
+            if _ORDERED_MARKER.match(text[line_start:s + 1]):
+                return False  # "1. item"
     return True
+
+
+def _paragraph_starts(text: str, first: int) -> list[int]:
+    """Offsets >= `first` where a prose paragraph starts: the first non-blank line of the text or after a
+    blank line, beginning (after <= 3 spaces) with a letter, digit or opening quote, not a list marker.
+    Only blank lines near or after `first` are looked at, found by a regex with a literal '\\n' prefix
+    (fast to search for) rather than a loop over every line."""
+    line_starts = [0] if first <= 3 else []
+    m = _FIRST_BLANK.match(text)
+    if m:
+        line_starts.append(m.end())
+    if "\n" in text:
+        pos = max(0, text.rfind("\n", 0, max(0, first - 4)))
+        line_starts.extend(m.end() + 1 for m in _BLANK_AFTER_NL.finditer(text, pos))
+    out = []
+    n = len(text)
+    for p in line_starts:
+        if p >= n:
+            continue
+        nl = text.find("\n", p)
+        line = text[p:nl if nl >= 0 else n].rstrip("\r")
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        if indent <= 3 and stripped and (stripped[0].isalnum() or stripped[0] in _PARA_OPENERS) \
+                and not _LIST_START.match(stripped) and p + indent >= first:
+            out.append(p + indent)
+    return out
 
 
 def sentence_boundaries(text: str, spans: list[tuple[int, int]] | None = None, start: int = 0) -> list[Boundary]:
     """All places a ghost may go at offsets >= `start`, in text order; empty when there is none.
 
-    `start` lets the latter-half and end strategies skip scanning the first half (tag-jsonl speed)."""
+    `start` lets the latter-half and end strategies skip scanning the first half (tag-jsonl speed); the
+    result is exactly the full scan's boundaries at offsets >= `start`."""
+    return [Boundary(o, k) for o, k in boundary_offsets(text, spans, start)]
+
+
+def boundary_offsets(text: str, spans: list[tuple[int, int]] | None = None,
+                     start: int = 0) -> list[tuple[int, str]]:
+    """sentence_boundaries as sorted (offset, kind) tuples: the hot path builds one Boundary, not all."""
     if spans is None:
         spans = protected_spans(text)
-    cands: list[Boundary] = []
-    # Paragraph starts: first line of a block, starting with a letter, digit or opening quote.
-    prev_blank = True
-    first = start
-    for start, end, line in _lines(text):
-        if _is_blank(line):
-            prev_blank = True
-            continue
-        if prev_blank and end > first:
-            stripped = line.lstrip(" ")
-            if len(line) - len(stripped) <= 3 and stripped and (stripped[0].isalnum() or stripped[0] in "\"'\u201c\u2018\u00ab") \
-                    and not re.match(r"\d{1,9}[.)](?:\s|$)", stripped):
-                cands.append(Boundary(start + len(line) - len(stripped), "before"))
-        prev_blank = False
-    for m in _TERMINAL.finditer(text, max(0, first - 8)):
-        if m.end() >= first and _is_sentence_end(text, m):
-            cands.append(Boundary(m.end(), "after"))
-    cands.sort(key=lambda b: (b.offset, b.kind))
-    return [b for b in cands if b.offset >= first and _allowed(b, spans)]
+    first = max(0, start)
+    cands = [(o, "before") for o in _paragraph_starts(text, first)]
+    # Start the punctuation scan just before `first`, backed up over any run of terminal characters so
+    # that every match is the same as in a scan from the start of the text.
+    pos = max(0, first - 8)
+    while pos > 0 and text[pos - 1] in _TERMINAL_CHARS:
+        pos -= 1
+    ends = _ends_sentence
+    for m in _TERMINAL.finditer(text, pos):
+        e = m.end()
+        if e >= first and ends(text, m.start(), e, m.group()):
+            cands.append((e, "after"))
+    if cands and cands[0][1] == "before":
+        cands.sort()  # the "after" ones are in order already; paragraph starts interleave with them
+    if spans:
+        return [c for c in cands if _allowed_at(c[0], c[1], spans)]
+    return cands
 
 
 def _allowed(b: Boundary, spans: list[tuple[int, int]]) -> bool:
     """Outside every span. A "before" ghost attaches to what follows, so a span's start is off limits."""
-    p = b.offset
+    return _allowed_at(b.offset, b.kind, spans)
+
+
+def _allowed_at(p: int, kind: str, spans: list[tuple[int, int]]) -> bool:
     i = bisect.bisect_right(spans, (p, float("inf"))) - 1
     if i >= 0:
         s, e = spans[i]
-        if s < p < e or (b.kind == "before" and s == p):
+        if s < p < e or (kind == "before" and s == p):
             return False
     return True
 
