@@ -101,8 +101,8 @@ def start_llama_cpp_server(gguf: Path, log_dir: Path, timeout: float = 120) -> S
     args = [sys.executable, "-c",
             "import os, sys; os.environ['API_KEY'] = os.environ[%r]; "
             "from llama_cpp.server.__main__ import main; sys.argv[0] = 'llama_cpp.server'; main()" % KEY_ENV,
-            "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-            "--logits_all", "true", "--verbose", "false", "--n_threads", "2"]
+            "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512",
+            "--logits_all", "true", "--verbose", "false", "--n_threads", "1", "--n_threads_batch", "1"]
     return _spawn(args, key, log_dir, "llama_cpp_server", port, timeout)
 
 
@@ -119,7 +119,8 @@ def _serve_reference(model: str, port: int) -> None:
     from llama_cpp import Llama
 
     key = os.environ.get(KEY_ENV, "")
-    llm = Llama(model_path=model, n_ctx=2048, logits_all=True, verbose=False, n_threads=2, seed=0)
+    # one thread: llama.cpp's spinning workers collapse when the 2 CI cores are shared (10x slower)
+    llm = Llama(model_path=model, n_ctx=2048, logits_all=True, verbose=False, n_threads=1, n_threads_batch=1, seed=0)
     lock = threading.Lock()
     name = Path(model).name
 
