@@ -73,7 +73,7 @@ def main() -> None:
     """ghostsent: insert ghost sentences into your text, then test whether a model memorised them.
 
     \b
-    Exit codes: 0 ok / not detected, 1 detected (with --fail-on-detect), 2 usage,
+    Exit codes: 0 ok / not detected, 1 detected (with --exit-code), 2 usage,
     3 bad input, 4 ledger problem, 5 model or API problem, 130 interrupted.
     """
 

@@ -5,8 +5,8 @@ fault; the CLI turns it into one line on stderr and the exit code below, never a
 """
 from __future__ import annotations
 
-# Exit codes (documented in docs/cli.md). 0 = success / "not detected"; 1 = "detected" for detection
-# commands that are asked to signal it with --fail-on-detect; 2 = usage error (click's own).
+# Exit codes (documented in README and docs/cli.md). 0 = success / "not detected"; 1 = "detected" for detection
+# commands run with --exit-code; 2 = usage error (click's own).
 EXIT_OK = 0
 EXIT_DETECTED = 1
 EXIT_USAGE = 2
