@@ -15,9 +15,10 @@ from __future__ import annotations
 import random
 import secrets
 from dataclasses import dataclass
+from typing import Callable
 
 from ghostsent.errors import InputError
-from ghostsent.sentences import Boundary, boundary_offsets, line_col, protected_spans, sentence_boundaries
+from ghostsent.sentences import Boundary, line_col, pick_boundary, protected_spans, sentence_boundaries
 
 POSITIONS = ("latter-half", "start", "end", "random")
 DEFAULT_POSITION = "latter-half"
@@ -76,19 +77,44 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     spans = protected_spans(text)
     if position in ("latter-half", "end"):
-        # Scan only the second half first; the whole text only when it has no boundary there. The
-        # choice is choose_boundary's (one randrange over the half's boundaries), on plain tuples so that
-        # only the chosen Boundary is built.
-        half = boundary_offsets(text, spans, (len(text) + 1) // 2)
-        if half:
-            if position == "end":
-                o, k = half[-1]
-            else:
-                o, k = half[(rng if rng is not None else secrets.SystemRandom()).randrange(len(half))]
-            b = Boundary(o, k)
-            return Placement(o, b.inserted(ghost_text), b)
+        # Scan only the second half first; the whole text only when it has no boundary there. Within
+        # the half the choice is uniform (latter-half) or the last boundary (end), as choose_boundary
+        # would make it, but only the drawn candidates are checked (see pick_boundary).
+        chooser = rng if rng is not None else secrets.SystemRandom()
+        got = pick_boundary(text, spans, (len(text) + 1) // 2, position == "end", chooser)
+        if got is not None:
+            b = Boundary(*got)
+            return Placement(b.offset, b.inserted(ghost_text), b)
     b = choose_boundary(sentence_boundaries(text, spans), len(text), position, rng)
     return Placement(b.offset, b.inserted(ghost_text), b)
+
+
+def placer(ghost_text: str, position: str = DEFAULT_POSITION) -> Callable[[str, random.Random], tuple[int, str]]:
+    """plan() for many texts and one ghost (tag-jsonl's hot path): returns place(text, rng) ->
+    (offset, inserted span), the same placement plan() makes with that rng, without building a
+    Placement; raises NoBoundaryError like plan(). The ghost and position are checked once, here."""
+    check_ghost_text(ghost_text)
+    if position not in POSITIONS:
+        raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
+    spans_of = protected_spans
+    inserted = {"after": Boundary(0, "after").inserted(ghost_text), "before": Boundary(0, "before").inserted(ghost_text)}
+    last = position == "end"
+
+    if position not in ("latter-half", "end"):
+        def place_other(text: str, rng: random.Random) -> tuple[int, str]:
+            p = plan(text, ghost_text, position, rng)
+            return p.offset, p.inserted
+        return place_other
+
+    def place(text: str, rng: random.Random) -> tuple[int, str]:
+        spans = spans_of(text)
+        got = pick_boundary(text, spans, (len(text) + 1) // 2, last, rng)
+        if got is None:  # nothing in the second half: plan's whole-text fallback
+            p = plan(text, ghost_text, position, rng)
+            return p.offset, p.inserted
+        return got[0], inserted[got[1]]
+
+    return place
 
 
 def insert(text: str, ghost_text: str, position: str = DEFAULT_POSITION,

@@ -20,6 +20,7 @@ A ghost without terminal punctuation (template "none") gets a full stop appended
 from __future__ import annotations
 
 import bisect
+import random
 import re
 from dataclasses import dataclass
 
@@ -337,26 +338,75 @@ def sentence_boundaries(text: str, spans: list[tuple[int, int]] | None = None, s
 
 def boundary_offsets(text: str, spans: list[tuple[int, int]] | None = None,
                      start: int = 0) -> list[tuple[int, str]]:
-    """sentence_boundaries as sorted (offset, kind) tuples: the hot path builds one Boundary, not all."""
+    """sentence_boundaries as sorted (offset, kind) tuples."""
     if spans is None:
         spans = protected_spans(text)
+    return [(c[0], c[1]) for c in _candidates(text, start) if _valid(text, c, spans)]
+
+
+def pick_boundary(text: str, spans: list[tuple[int, int]], start: int, last: bool,
+                  rng: random.Random) -> tuple[int, str] | None:
+    """One boundary at offset >= `start` as (offset, kind): the last one, or (last=False) one chosen
+    uniformly at random; None when there is none.
+
+    Candidates are checked lazily, only when drawn: draw one uniformly from the unchecked candidates,
+    keep it if it is a boundary, else drop it and draw again. Whatever was dropped before, every
+    remaining boundary is equally likely at each draw, so the result is uniform over the boundaries,
+    at the cost of about one check instead of one per sentence (the tag-jsonl hot path)."""
     first = max(0, start)
-    cands = [(o, "before") for o in _paragraph_starts(text, first)]
+    pool: list = _paragraph_starts(text, first)  # ints: paragraph starts ("before", already filtered)
+    pos = max(0, first - 8)
+    while pos > 0 and text[pos - 1] in _TERMINAL_CHARS:
+        pos -= 1
+    for m in _TERMINAL.finditer(text, pos):  # match objects: "after" candidates, not yet filtered
+        if m.end() >= first:
+            pool.append(m)
+    if last:
+        keyed = sorted(((c, "before", c) if type(c) is int else (c.end(), "after", c) for c in pool),
+                       key=lambda t: (t[0], t[1]))
+        for off, kind, c in reversed(keyed):
+            if (kind == "before" or _ends_sentence(text, c.start(), off, c.group())) and \
+                    (not spans or _allowed_at(off, kind, spans)):
+                return off, kind
+        return None
+    while pool:
+        i = rng.randrange(len(pool)) if len(pool) > 1 else 0
+        c = pool[i]
+        if type(c) is int:
+            if not spans or _allowed_at(c, "before", spans):
+                return c, "before"
+        else:
+            off = c.end()
+            if _ends_sentence(text, c.start(), off, c.group()) and (not spans or _allowed_at(off, "after", spans)):
+                return off, "after"
+        pool[i] = pool[-1]
+        pool.pop()
+    return None
+
+
+def _candidates(text: str, start: int) -> list[tuple[int, str, int, str]]:
+    """Possible boundaries at offsets >= `start`, sorted: paragraph starts (final) as (offset, "before",
+    -1, "") and terminal punctuation (not yet filtered) as (offset, "after", match start, match)."""
+    first = max(0, start)
+    cands = [(o, "before", -1, "") for o in _paragraph_starts(text, first)]
     # Start the punctuation scan just before `first`, backed up over any run of terminal characters so
     # that every match is the same as in a scan from the start of the text.
     pos = max(0, first - 8)
     while pos > 0 and text[pos - 1] in _TERMINAL_CHARS:
         pos -= 1
-    ends = _ends_sentence
     for m in _TERMINAL.finditer(text, pos):
         e = m.end()
-        if e >= first and ends(text, m.start(), e, m.group()):
-            cands.append((e, "after"))
+        if e >= first:
+            cands.append((e, "after", m.start(), m.group()))
     if cands and cands[0][1] == "before":
         cands.sort()  # the "after" ones are in order already; paragraph starts interleave with them
-    if spans:
-        return [c for c in cands if _allowed_at(c[0], c[1], spans)]
     return cands
+
+
+def _valid(text: str, c: tuple[int, str, int, str], spans: list[tuple[int, int]]) -> bool:
+    if c[1] == "after" and not _ends_sentence(text, c[2], c[0], c[3]):
+        return False
+    return not spans or _allowed_at(c[0], c[1], spans)
 
 
 def _allowed(b: Boundary, spans: list[tuple[int, int]]) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ghostsent.errors import InputError
-from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, Placement, describe, plan
+from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, Placement, describe, placer, plan
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -356,6 +356,27 @@ class _BadLine(Exception):
     pass
 
 
+class _BufferedSystemRandom(random.SystemRandom):
+    """SystemRandom that reads os.urandom 4 KiB at a time: the same unpredictable source for the
+    default (unseeded) positions, without one system call per tagged record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = b""
+        self._pos = 0
+
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        n = (k + 7) // 8
+        pos = self._pos
+        if pos + n > len(self._buf):
+            self._buf = os.urandom(max(4096, n))
+            pos = 0
+        self._pos = pos + n
+        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
+
+
 def _owner_seed(seed: int, owner: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{owner}".encode()).digest()[:8], "big")
 
@@ -473,13 +494,18 @@ def tag_jsonl(
 
     settings = opts.settings()
     pending: list[tuple] = []
-    sys_rng = secrets.SystemRandom()
+    sys_rng = _BufferedSystemRandom()
     text_field, owner_field, id_field = opts.text_field, opts.owner_field, opts.id_field
     cap = opts.max_per_owner
     fraction = opts.fraction
     position = opts.position
     seed = opts.seed
-    loads, dumps = json.loads, json.dumps
+    loads = json.loads
+    # Encoders built once: json.dumps(obj, ensure_ascii=False) constructs a new JSONEncoder per call.
+    # Output is byte-identical to json.dumps with the same flag.
+    encode_ascii = json.JSONEncoder().encode
+    encode_utf8 = json.JSONEncoder(ensure_ascii=False).encode
+    sha256 = hashlib.sha256
 
     def getter(name: str) -> Callable[[dict], Any]:
         if "." in name:
@@ -487,6 +513,7 @@ def tag_jsonl(
         return lambda obj: obj.get(name, _MISSING)
 
     get_owner, get_text = getter(owner_field), getter(text_field)
+    ghosts: dict[str, tuple] = {}  # owner -> (identifier id, ghost text, placer), computed once
 
     def identifier_for(owner: str) -> Any:
         nonlocal wordlist
@@ -518,8 +545,7 @@ def tag_jsonl(
             if finished:
                 state["summary"] = summary_dict()
         with ledger.transaction():
-            for rec in pending:
-                ledger.add_insertion(*rec)
+            ledger.add_insertions(pending)
             if state is not None:
                 ledger.set_checkpoint(key, state)
         pending.clear()
@@ -593,25 +619,29 @@ def tag_jsonl(
                             document = f"{in_label}:{id_field}={rid}"
                         else:
                             document = f"{in_label}:line {lineno}"
-                        ident = identifier_for(owner)
-                        ghost = ident.text
+                        got = ghosts.get(owner)
+                        if got is None:
+                            ident = identifier_for(owner)
+                            got = ghosts[owner] = (ident.id, ident.text, placer(ident.text, position))
+                        ident_id, ghost, place = got
                         if ghost in text:
                             counts["already_tagged"] += 1
                             st[1] += 1
                         else:
                             rng = random.Random(f"{seed}:{lineno}") if seed is not None else sys_rng
                             try:
-                                p = plan(text, ghost, position, rng)
+                                offset, inserted = place(text, rng)
                             except NoBoundaryError:
                                 counts["no_boundary"] += 1
                             else:
-                                new_text = p.apply(text)
+                                new_text = text[:offset] + inserted + text[offset:]
                                 _set_field(obj, text_field, new_text)
                                 ending = b"\r\n" if raw.endswith(b"\r\n") else (b"\n" if raw.endswith(b"\n") else b"")
-                                out = dumps(obj, ensure_ascii=raw.isascii()).encode("utf-8") + ending
-                                pending.append((ident.id, document, sha256_bytes(text.encode("utf-8", "surrogatepass")),
-                                                sha256_bytes(new_text.encode("utf-8", "surrogatepass")),
-                                                p.offset, position))
+                                out = (encode_ascii(obj) if raw.isascii() else encode_utf8(obj)).encode("utf-8") + ending
+                                pending.append((ident_id, document,
+                                                sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
+                                                sha256(new_text.encode("utf-8", "surrogatepass")).hexdigest(),
+                                                offset, position))
                                 counts["inserted"] += 1
                                 st[1] += 1
             except _BadLine as e:

@@ -2,11 +2,20 @@
 """Throughput of `tag-jsonl` against a plain read-parse-serialise-write loop (same JSON library).
 
 Generates a JSONL corpus of --size-mb (default 100 MB) in a temp dir with random-ish sentences and
-several owners, then times (1) the baseline loop `json.loads` + `json.dumps` + write, and (2) the real
-tag-jsonl code path (ghostsent.tagging.tag_jsonl with a real SQLite ledger, checkpoints and fsyncs).
-Prints MB/s for both and the ratio; the goal is >= 0.7.
+several owners, then for each case times (1) the baseline loop `json.loads` + `json.dumps` + write +
+fsync over the whole file and (2) the real tag-jsonl code path (ghostsent.tagging.tag_jsonl with a real
+SQLite ledger, checkpoints and fsyncs) over the same file. Both use the stdlib json module. Each
+measurement is the best of --repeat runs, and the baseline is rerun right before each case so that
+both sides see the same machine load. Prints MB/s for both, the ratio and whether it meets the goal
+(>= 0.7x).
 
-    python scripts/bench_insert.py [--size-mb 100] [--owners 50] [--max-per-owner 1000] [--fraction F]
+Cases (share of records that get a ghost, via --max-per-owner as the CLI takes it):
+  none   --max-per-owner 0         every line parsed and copied, nothing inserted
+  2.7%   --max-per-owner ~ 2.7 % of an owner's records
+  27%    --max-per-owner ~ 27 % of an owner's records
+  all    neither --max-per-owner nor --fraction: tag-jsonl's default, every record tagged
+
+    python scripts/bench_insert.py [--size-mb 100] [--owners 50] [--repeat 2] [--cases none,2.7%,27%,all]
 """
 from __future__ import annotations
 
@@ -22,6 +31,9 @@ from pathlib import Path
 WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which "
          "but have an they you were her she there been one all we their has would when if so no will "
          "data model river garden quantum lantern harbour violet engine meadow signal copper thunder").split()
+
+CASES = {"none": 0.0, "2.7%": 0.027, "27%": 0.27, "all": None}
+GOAL = 0.7
 
 
 def make_corpus(path: Path, size_mb: float, owners: int, seed: int = 0) -> int:
@@ -45,6 +57,7 @@ def make_corpus(path: Path, size_mb: float, owners: int, seed: int = 0) -> int:
 
 
 def baseline(inp: Path, out: Path) -> float:
+    """The practical limit: read, parse, serialise and write every line, then fsync (stdlib json)."""
     t0 = time.perf_counter()
     loads, dumps = json.loads, json.dumps
     with open(inp, "rb") as fin, open(out, "wb") as fout:
@@ -53,48 +66,69 @@ def baseline(inp: Path, out: Path) -> float:
             fout.write(dumps(obj, ensure_ascii=True).encode("utf-8") + b"\n")
         fout.flush()
         os.fsync(fout.fileno())
-    return time.perf_counter() - t0
+    dt = time.perf_counter() - t0
+    out.unlink()
+    return dt
 
 
-def real(inp: Path, out: Path, ledger_path: Path, max_per_owner: int | None, fraction: float | None) -> tuple[float, dict]:
+def real(inp: Path, out: Path, ledger_path: Path, max_per_owner: int | None) -> tuple[float, dict]:
+    """tag-jsonl as the CLI runs it, into a fresh ledger (so identifier creation is included)."""
     from ghostsent.ledger import Ledger
     from ghostsent.tagging import JsonlOptions, tag_jsonl
 
-    opts = JsonlOptions(text_field="body", owner_field="author", max_per_owner=max_per_owner, fraction=fraction)
+    for p in (out, ledger_path, Path(str(ledger_path) + "-wal"), Path(str(ledger_path) + "-shm")):
+        if p.exists():
+            p.unlink()
+    opts = JsonlOptions(text_field="body", owner_field="author", max_per_owner=max_per_owner)
     with Ledger(ledger_path) as led:
         t0 = time.perf_counter()
         summary = tag_jsonl(led, str(inp), str(out), opts)
-        return time.perf_counter() - t0, summary
+        dt = time.perf_counter() - t0
+    out.unlink()
+    return dt, summary
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mb", type=float, default=100.0)
     ap.add_argument("--owners", type=int, default=50)
-    ap.add_argument("--max-per-owner", type=int, default=1000)
-    ap.add_argument("--fraction", type=float, default=None)
+    ap.add_argument("--repeat", type=int, default=2, help="Best of N runs for each side (default 2).")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"Comma-separated, from {', '.join(CASES)}.")
     ap.add_argument("--dir", default=None, help="Work here instead of a fresh temp dir.")
     args = ap.parse_args()
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    results = []
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         d = Path(d)
         inp = d / "corpus.jsonl"
         t0 = time.perf_counter()
         n = make_corpus(inp, args.size_mb, args.owners)
-        size = inp.stat().st_size
-        mb = size / 1e6
-        print(f"corpus: {n} records, {mb:.1f} MB, {args.owners} owners (generated in {time.perf_counter() - t0:.1f} s)")
-        # Warm the page cache so neither side pays the first read.
-        with open(inp, "rb") as f:
+        mb = inp.stat().st_size / 1e6
+        print(f"corpus: {n} records, {mb:.1f} MB ({inp.stat().st_size} bytes), {args.owners} owners "
+              f"(generated in {time.perf_counter() - t0:.1f} s); best of {args.repeat} per side; "
+              f"stdlib json on both sides", flush=True)
+        with open(inp, "rb") as f:  # warm the page cache so neither side pays the first read
             while f.read(1 << 24):
                 pass
-        tb = baseline(inp, d / "base.jsonl")
-        (d / "base.jsonl").unlink()
-        tr, summary = real(inp, d / "tagged.jsonl", d / "ledger.db", args.max_per_owner, args.fraction)
-        print(f"baseline read-parse-serialise-write (stdlib json): {tb:.2f} s, {mb / tb:.1f} MB/s")
-        print(f"tag-jsonl ({summary['inserted']} insertions, max-per-owner={args.max_per_owner}, "
-              f"fraction={args.fraction}): {tr:.2f} s, {mb / tr:.1f} MB/s")
-        ratio = tb / tr
-        print(f"ratio tag-jsonl / baseline throughput: {ratio:.2f}x (goal >= 0.7x)")
+        per_owner = n / args.owners
+        for case in cases:
+            share = CASES[case]
+            cap = None if share is None else round(share * per_owner)
+            tb = min(baseline(inp, d / "base.jsonl") for _ in range(args.repeat))
+            runs = [real(inp, d / "tagged.jsonl", d / "ledger.db", cap) for _ in range(args.repeat)]
+            tr, summary = min(runs, key=lambda r: r[0])
+            ratio = tb / tr
+            ok = ratio >= GOAL
+            setting = "no cap (default)" if cap is None else f"--max-per-owner {cap}"
+            print(f"[{case:>4}] {setting}: {summary['inserted']} insertions "
+                  f"({100 * summary['inserted'] / n:.1f} % of records)\n"
+                  f"       baseline {mb / tb:6.1f} MB/s ({tb:.2f} s)   tag-jsonl {mb / tr:6.1f} MB/s ({tr:.2f} s)   "
+                  f"ratio {ratio:.2f}x  {'PASS' if ok else 'FAIL'} (goal >= {GOAL}x)", flush=True)
+            results.append((case, ratio, ok))
+    print("summary: " + "; ".join(f"{c} {r:.2f}x {'pass' if ok else 'FAIL'}" for c, r, ok in results))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The fast paths (trigger pre-checks, second-half scan, regex paragraph starts) change no result.
+"""The fast paths (trigger pre-checks, second-half scan, regex paragraph starts, lazy checks) keep every rule.
 
 Oracle: tests/sentences_reference.py, the rules before the speed work, run on texts dense in every
 trigger character so that both the skipped and the scanned branches are exercised."""
@@ -9,10 +9,11 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ghostsent.insert import plan
+from ghostsent.insert import NoBoundaryError, placer, plan
 from ghostsent.sentences import protected_spans, sentence_boundaries
 
 _spec = importlib.util.spec_from_file_location("sentences_reference",
@@ -51,18 +52,51 @@ def test_same_spans_and_boundaries_as_the_reference(text, frac):
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=texts(), seed=st.integers(0, 2**32))
-def test_latter_half_choice_is_unchanged_for_a_seed(text, seed):
-    """Same boundaries and the same single randrange: a seeded run places ghosts where it did before."""
+@given(text=texts(), seed=st.integers(0, 2**32), position=st.sampled_from(["latter-half", "end"]))
+def test_latter_half_and_end_pick_a_boundary_of_the_half(text, seed, position):
     full = ref.sentence_boundaries(text)
     if not full:
         return
-    half = [b for b in full if b.offset >= len(text) / 2]
-    want = half[random.Random(seed).randrange(len(half))] if half else full[-1]
-    assert plan(text, "g h", "latter-half", random.Random(seed)).offset == want.offset
+    half = [b.offset for b in full if b.offset >= len(text) / 2]
+    got = plan(text, "g h", position, random.Random(seed)).offset
+    if not half:
+        assert got == full[-1].offset
+    elif position == "end":
+        assert got == half[-1]
+    else:
+        assert got in half
+
+
+def test_latter_half_is_uniform_over_the_half_despite_lazy_checks():
+    # Second half: five boundaries and three candidates that are not ("Dr.", "e.g.", "approx.").
+    text = ("Alpha beta gamma delta. Epsilon zeta eta theta. Iota kappa lambda mu. Nu xi omicron pi rho. "
+            "Sigma tau Dr. Who upsilon. Phi chi e.g. Psi omega. Ab cd approx. Five ef. Gh ij kl.")
+    half = [b.offset for b in ref.sentence_boundaries(text) if b.offset >= len(text) / 2]
+    assert len(half) == 5
+    rng = random.Random(1)
+    n = 6000
+    counts = {o: 0 for o in half}
+    for _ in range(n):
+        counts[plan(text, "g h", "latter-half", rng).offset] += 1
+    for o in half:
+        assert abs(counts[o] - n / 5) < 0.04 * n, counts  # ~8 standard deviations
 
 
 def test_case_variants_of_www_and_mailto_are_protected():
     for t in ["See Www.ex.org/a. B here.", "Mail MAILTO:a.b. C here."]:
         s, e = protected_spans(t)[0]
         assert t[s:e].lower().startswith(("www.", "mailto:"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=texts(), seed=st.integers(0, 2**32), position=st.sampled_from(["latter-half", "end", "start", "random"]))
+def test_placer_places_like_plan(text, seed, position):
+    """tag-jsonl's placer(ghost, position)(text, rng) is plan() without the Placement object."""
+    place = placer("g h", position)
+    try:
+        p = plan(text, "g h", position, random.Random(seed))
+    except NoBoundaryError:
+        with pytest.raises(NoBoundaryError):
+            place(text, random.Random(seed))
+        return
+    assert place(text, random.Random(seed)) == (p.offset, p.inserted)
