@@ -275,8 +275,8 @@ class OpenAITarget(Target):
                 if i == 0:
                     continue  # the very first token of a text is never predicted
                 raise self._fail(
-                    f"server gave no log-probability for continuation token {t!r}; "
-                    "run the capability check (`ghostsent check-model`)"
+                    f"server gave no log-probability for continuation token {t!r}; it cannot be used "
+                    "for the perplexity test (see the capability check in docs/targets.md)"
                 )
             toks.append(t)
             vals.append(v)
