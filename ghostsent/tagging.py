@@ -501,6 +501,7 @@ def tag_jsonl(
     position = opts.position
     seed = opts.seed
     loads = json.loads
+    raw_decode = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings
     # Encoders built once: json.dumps(obj, ensure_ascii=False) constructs a new JSONEncoder per call.
     # Output is byte-identical to json.dumps with the same flag.
     encode_ascii = json.JSONEncoder().encode
@@ -576,7 +577,18 @@ def tag_jsonl(
             since_bar += len(raw)
             try:
                 try:
-                    obj = loads(raw)
+                    if raw[:1] == b"{" and raw[1:2] != b"\x00":
+                        # What json.loads(raw) does for such a line (its encoding sniffing says UTF-8),
+                        # minus its wrappers; any failure reruns json.loads for its exact error.
+                        try:
+                            line = raw.decode("utf-8", "surrogatepass")
+                            obj, end = raw_decode(line)
+                            if end != len(line) and line[end:].strip(" \t\n\r"):
+                                obj = loads(raw)
+                        except ValueError:
+                            obj = loads(raw)
+                    else:
+                        obj = loads(raw)
                 except UnicodeDecodeError as e:
                     raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
                                    f"(file byte offset {in_offset - len(raw) + e.start})") from None
