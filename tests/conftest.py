@@ -62,9 +62,29 @@ def reference_server(default_gguf, server_logs):
     sp.stop()
 
 
+TEST_KEY_ENV = "GHOSTSENT_TEST_API_KEY"
+
+
 @pytest.fixture(scope="session")
-def llama_server(default_gguf, server_logs):
-    """The upstream `python -m llama_cpp.server` on 127.0.0.1 (its echo log-probabilities are shifted)."""
+def llama_server(reference_server):
+    """base_url (…/v1) of a loopback OpenAI-compatible server with correct prompt log-probabilities.
+
+    Its API key is in $GHOSTSENT_TEST_API_KEY for the session: use
+    `load_target("openai:smollm2", base_url=llama_server, api_key_env="GHOSTSENT_TEST_API_KEY")`.
+    """
+    old = os.environ.get(TEST_KEY_ENV)
+    os.environ[TEST_KEY_ENV] = reference_server.key
+    yield reference_server.base_url
+    if old is None:
+        os.environ.pop(TEST_KEY_ENV, None)
+    else:
+        os.environ[TEST_KEY_ENV] = old
+
+
+@pytest.fixture(scope="session")
+def upstream_llama_server(default_gguf, server_logs):
+    """The upstream `python -m llama_cpp.server` (ServerProcess). Its echo log-probabilities are
+    shifted by one token, so it is only for tests that expect the capability check to reject it."""
     _need_llama_cpp()
     import servers
 
@@ -76,7 +96,7 @@ def llama_server(default_gguf, server_logs):
 @pytest.fixture()
 def api_key_env(monkeypatch):
     """Returns set(key) -> env var name: puts a server's key in a test-only environment variable."""
-    name = "GHOSTSENT_TEST_API_KEY"
+    name = TEST_KEY_ENV
 
     def put(key: str) -> str:
         monkeypatch.setenv(name, key)

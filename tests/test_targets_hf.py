@@ -69,9 +69,10 @@ def test_batched_prefix_cached_score_equals_plain_forward(default_target, contex
     # a tiny token budget forces several batches of different widths
     t = HFTarget.from_model(default_target.model, default_target.tokenizer, "test")
     t.token_budget = 40
-    scored = t.score(context, CANDIDATES, full_stats=True)
-    assert len(scored) == len(CANDIDATES)
-    for cont, s in zip(CANDIDATES, scored):
+    cands = CANDIDATES if context == CONTEXT else CANDIDATES[:3]  # the edge contexts: fewer (CI time)
+    scored = t.score(context, cands, full_stats=True)
+    assert len(scored) == len(cands)
+    for cont, s in zip(cands, scored):
         ref = reference_logprobs(default_target.model, default_target.tokenizer, context, cont)
         assert s.logprobs.dtype == np.float64 and len(s.logprobs) == len(ref) == len(s.tokens)
         if cont:
@@ -99,11 +100,11 @@ def test_mu_sigma_are_the_moments_of_log_p_under_the_model(default_target):
 
 @pytest.mark.slow
 def test_generate_greedy_is_deterministic_and_sampling_is_seeded(default_target):
-    a = default_target.generate("1, 2, 3, 4, 5,", max_tokens=8)
-    assert a == default_target.generate("1, 2, 3, 4, 5,", max_tokens=8)
+    a = default_target.generate("1, 2, 3, 4, 5,", max_tokens=5)
+    assert a == default_target.generate("1, 2, 3, 4, 5,", max_tokens=5)
     assert a[0].startswith(" 6, 7")
-    s1 = default_target.generate("Once upon a time", max_tokens=6, temperature=1.0, n=3, seed=7)
-    s2 = default_target.generate("Once upon a time", max_tokens=6, temperature=1.0, n=3, seed=7)
+    s1 = default_target.generate("Once upon a time", max_tokens=4, temperature=1.0, n=3, seed=7)
+    s2 = default_target.generate("Once upon a time", max_tokens=4, temperature=1.0, n=3, seed=7)
     assert s1 == s2 and len(s1) == 3 and len(set(s1)) > 1
 
 

@@ -20,9 +20,8 @@ CANDIDATES = [" apple banana cherry orange", " quietly negotiate with seventeen 
 
 
 @pytest.fixture()
-def api(reference_server, api_key_env):
-    env = api_key_env(reference_server.key)
-    return load_target("openai:smollm2", base_url=reference_server.base_url, api_key_env=env)
+def api(llama_server):
+    return load_target("openai:smollm2", base_url=llama_server, api_key_env="GHOSTSENT_TEST_API_KEY")
 
 
 @pytest.fixture()
@@ -81,9 +80,10 @@ def test_chat_and_generate(api):
 
 
 # ------------------------------------------------------------------------------------------ broken servers
-def test_upstream_llama_cpp_server_is_caught_shifting_by_one(llama_server, api_key_env):
+def test_upstream_llama_cpp_server_is_caught_shifting_by_one(upstream_llama_server, api_key_env):
     """llama-cpp-python's echo log-probabilities read the logits row of the *next* position (#1983)."""
-    t = OpenAITarget("smollm2", llama_server.base_url, api_key_env=api_key_env(llama_server.key))
+    sp = upstream_llama_server
+    t = OpenAITarget("smollm2", sp.base_url, api_key_env=api_key_env(sp.key))
     rep = check_logprob_capability(t)
     assert not rep.ok and SHIFTED in rep.problems
     assert rep.details["top_alternative_votes"]["next"] > 50
