@@ -80,3 +80,42 @@ def test_audit_ppl_and_probe_store_run_and_write_report(ledger_with_ids, tmp_pat
                "--report", tmp_path / "rep2")
     assert r.exit_code == 0, r.output
     assert "NOT DETECTED" in r.output
+
+
+# --- the API path end to end: the CLI against a real OpenAI-compatible server on loopback ----------
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_probe_and_ppl_test_through_the_api(ledger_with_ids, tmp_path, llama_server):
+    path, a, _ = ledger_with_ids
+    r = invoke("probe", a.id, "--model", "openai:smollm2", "--base-url", llama_server,
+               "--api-key-env", "GHOSTSENT_TEST_API_KEY", "--k", "2", "--controls", "1",
+               "--ledger", path, "--report", tmp_path / "p", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["model"]["spec"] == "openai:smollm2"
+    assert all(rec["mode"].startswith("chat") for rec in d["subjects"][0]["probe"]["records"])
+    assert not d["detected"]
+
+    r = invoke("ppl-test", a.id, "--model", "openai:smollm2", "--base-url", llama_server,
+               "--api-key-env", "GHOSTSENT_TEST_API_KEY", "--nulls", "20", "--controls", "1", "--alpha", "0.05",
+               "--ledger", path, "--report", tmp_path / "q", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["subjects"][0]["ppl"]["n_nulls"] == 20
+    # the key never reaches the report or the ledger
+    key = __import__("os").environ["GHOSTSENT_TEST_API_KEY"]
+    assert key not in (tmp_path / "q" / "report.json").read_text()
+    assert key not in path.read_bytes().decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_ppl_test_refuses_a_server_with_shifted_logprobs(ledger_with_ids, tmp_path, upstream_llama_server, api_key_env):
+    path, a, _ = ledger_with_ids
+    env = api_key_env(upstream_llama_server.key)
+    r = invoke("ppl-test", a.id, "--model", "openai:smollm2", "--base-url", upstream_llama_server.base_url,
+               "--api-key-env", env, "--nulls", "20", "--ledger", path, "--report", tmp_path / "r")
+    assert r.exit_code == 5, r.output
+    assert "shifted by one token" in r.output
