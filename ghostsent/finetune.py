@@ -180,13 +180,21 @@ def fresh_copy(model):
     config = copy.deepcopy(model.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    new = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # Build on the meta device (no pointless random init of 135M weights), then take every weight and
+    # buffer from the source, non-persistent ones (rotary inv_freq) included.
+    with torch.device("meta"):
+        new = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    new.to_empty(device="cpu")
     state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
     missing, unexpected = new.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and getattr(config, "tie_word_embeddings", False))]
+    tied = getattr(config, "tie_word_embeddings", False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and tied)]
     if missing or unexpected:
         raise ModelError(f"fresh_copy: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    new.tie_weights()
+    for name, buf in model.named_buffers():
+        new.get_buffer(name).copy_(buf.detach().to("cpu"))
+    if tied:
+        new.tie_weights()
     new.generation_config = copy.deepcopy(model.generation_config)
     return new.eval()
 
