@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import random
 
-import numpy as np
 import pytest
 
 from ghostsent.audit import DetectionSettings, Subject, run_detection
 from ghostsent.corpus import load_corpus
 from ghostsent.finetune import TrainConfig, finetune
 from ghostsent.insert import insert
-from ghostsent.passphrase import new_ghost
-from ghostsent.stats import ks_uniform
+from ghostsent.passphrase import draw_words, new_ghost
+from ghostsent.perplexity import draw_nulls, score_set
+
+from ghostsent.stats import ks_uniform, rank_test
 from ghostsent.targets.hf import HFTarget
 from ghostsent.wordlists import load_wordlist
 
@@ -43,9 +44,9 @@ def test_calibration_on_untouched_model(default_target, wordlist):
     # Nobody sits at the extreme ends more than chance allows.
     assert sum(p <= 0.05 for p in ps) <= 6
 
-    probe_subjects = subjects[:4]
+    probe_subjects = subjects[:2]
     res = run_detection(default_target, probe_subjects,
-                        DetectionSettings(tests=("probe",), ks=(2, 3), controls=2, seed=7))
+                        DetectionSettings(tests=("probe",), ks=(2,), controls=2, seed=7))
     assert all(not r["probe"]["completed"] for r in res.subjects)
     assert min(r["probe"]["p_value"] for r in res.subjects) > 0.01
     assert res.controls["probe"]["completed"] == 0
@@ -70,28 +71,29 @@ def tuned(default_target, wordlist):
 
 
 def test_positive_control_both_tests_detect_after_finetuning(tuned, default_target, wordlist):
+    """Both tests find the ghost in the tuned model (alone and against the untouched model as reference);
+    the untouched model does not; fresh controls are not flagged."""
     ghost, target = tuned
-    settings = DetectionSettings(tests=("probe", "ppl"), ks=(2, 3), n_nulls=1000, controls=2, seed=5, modes=("raw",))
+    rng = random.Random(5)
+    controls = [ghost.with_words(draw_words(wordlist, len(ghost.words), rng)) for _ in range(3)]
+    nulls = draw_nulls(ghost, wordlist, 1000, rng)
+    # One scoring pass per model gives the tuned score, the untouched score and their difference.
+    scored = score_set(target, [ghost, *controls, *nulls], reference=default_target)
+    k = 1 + len(controls)
+    tuned_nll, base_nll = scored.target, scored.reference
+    diff = tuned_nll - base_nll
+    p_tuned = [rank_test(tuned_nll[i], tuned_nll[k:]).p_value for i in range(k)]
+    p_base = [rank_test(base_nll[i], base_nll[k:]).p_value for i in range(k)]
+    p_ref = [rank_test(diff[i], diff[k:]).p_value for i in range(k)]
+    assert p_tuned[0] < 1e-3 and p_ref[0] < 1e-3, (p_tuned, p_ref)
+    assert p_base[0] > 1e-3, p_base
+    assert min(p_tuned[1:] + p_ref[1:] + p_base[1:]) > 1e-3  # controls never flagged
+
+    settings = DetectionSettings(tests=("probe",), ks=(2, 3), controls=1, seed=5, modes=("raw",))
     member = [Subject("ghost", "member", ghost, wordlist)]
     res = run_detection(target, member, settings)
-    m = res.members()[0]
-    assert m["ppl"]["p_value"] < 1e-3, m["ppl"]
-    assert m["probe"]["p_value"] < 1e-3, m["probe"]["records"]
-    assert res.detected
-    # controls are not flagged on the tuned model either
-    assert res.controls["ppl"]["flagged"] == 0 and res.controls["probe"]["completed"] == 0
-
-    # The untouched model must not detect it.
+    assert res.members()[0]["probe"]["p_value"] < 1e-3, res.members()[0]["probe"]["records"]
+    assert res.detected and res.controls["probe"]["completed"] == 0
     res0 = run_detection(default_target, member, settings)
-    m0 = res0.members()[0]
-    assert m0["ppl"]["p_value"] > 1e-3 and m0["probe"]["p_value"] > 1e-3
+    assert res0.members()[0]["probe"]["p_value"] > 1e-3
     assert not res0.detected
-
-
-def test_reference_model_score_detects_and_keeps_controls_calibrated(tuned, default_target, wordlist):
-    """target − reference: the untouched model as reference still detects, controls stay unflagged."""
-    ghost, target = tuned
-    settings = DetectionSettings(tests=("ppl",), n_nulls=1000, controls=3, seed=11)
-    res = run_detection(target, [Subject("ghost", "member", ghost, wordlist)], settings, reference=default_target)
-    assert res.members()[0]["ppl"]["p_value"] < 1e-3
-    assert res.controls["ppl"]["flagged"] == 0
