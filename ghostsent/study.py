@@ -21,7 +21,7 @@ import os
 import platform
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,7 +32,7 @@ from ghostsent import baselines
 from ghostsent.errors import InputError, ModelError
 from ghostsent.passphrase import Ghost, resolve_template
 from ghostsent.perplexity import draw_nulls, score_set
-from ghostsent.stats import format_p, rank_test
+from ghostsent.stats import rank_test
 
 TESTS = ("probe", "ppl", "ppl_ref")
 BASELINES = ("loss", "zlib", "min_k", "min_k_pp")
@@ -294,7 +294,7 @@ def summarise(cfg: StudyConfig, rows: list[dict]) -> dict[str, Any]:
     for t in TESTS + BASELINES:
         m = [member_score(r, t) for r in members]
         c = [member_score(r, t) for r in controls]
-        fpr, tpr = baselines.roc_curve(m, c)
+        fpr, tpr, _ = baselines.roc_curve(m, c)
         out["roc"][t] = {"auc": baselines.roc_auc(m, c), "tpr_at_1pct_fpr": baselines.tpr_at_fpr(m, c, 0.01),
                          "fpr": list(map(float, fpr)), "tpr": list(map(float, tpr))}
     for t in ("ppl", "ppl_ref"):

@@ -33,7 +33,7 @@ def test_corpus_too_small_is_refused(tmp_path):
 def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     out = tmp_path / "study"
     cfg = StudyConfig(**TINY)
-    res = run_study(cfg, out, progress=False, log=lambda m: None)
+    run_study(cfg, out, progress=False, log=lambda m: None)
     data = json.loads((out / "results.json").read_text())
     assert data["config"]["repetitions"] == [1, 3]
     assert {"python", "torch", "transformers"} <= set(data["versions"])

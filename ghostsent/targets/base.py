@@ -7,7 +7,7 @@ give only the first, which `supports_logprobs` and the capability check make exp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
