@@ -132,11 +132,20 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
             f"--documents {cfg.n_documents}; lower --documents or bring a bigger corpus"
         )
     rng = random.Random(f"corpus:{cfg.seed}")
-    chosen = rng.sample(list(docs), cfg.n_documents)
-    out = [Document(d.key, excerpt(d.text, cfg.max_words), d.owner) for d in chosen]
-    short = [d.key for d in out if len(d.text.split()) < min(cfg.min_words, cfg.max_words or cfg.min_words)]
-    if short:
-        raise InputError(f"documents {short[:3]} are shorter than --min-words after cutting to --max-words")
+    order = list(docs)
+    rng.shuffle(order)
+    out = []
+    for d in order:  # documents whose excerpt still holds min_words words, in a seeded random order
+        text = excerpt(d.text, cfg.max_words)
+        if len(text.split()) >= min(cfg.min_words, cfg.max_words or cfg.min_words):
+            out.append(Document(d.key, text, d.owner))
+            if len(out) == cfg.n_documents:
+                break
+    if len(out) < cfg.n_documents:
+        raise InputError(
+            f"corpus {cfg.corpus}: only {len(out)} documents keep >= {cfg.min_words} words when cut to "
+            f"--max-words {cfg.max_words}, but the study needs --documents {cfg.n_documents}"
+        )
     return out
 
 
@@ -144,6 +153,8 @@ def validate(cfg: StudyConfig) -> None:
     """Every grid problem is reported before a model is loaded or trained."""
     if not cfg.repetitions or min(cfg.repetitions) < 1:
         raise InputError("--repetitions must be positive integers")
+    if cfg.max_words is not None and cfg.max_words < cfg.min_words:
+        raise InputError(f"--max-words {cfg.max_words} is below --min-words {cfg.min_words}")
     if cfg.ids_per_cell < 1 or cfg.n_controls < 1:
         raise InputError("--ids-per-cell and --controls must be at least 1")
     if cfg.carriers_needed() > cfg.n_documents:
