@@ -39,7 +39,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclass
 class TrainConfig:
-    """Training hyper-parameters. `lr=None` means 2e-4 for full fine-tuning and 1e-3 for LoRA
+    """Training hyper-parameters. `lr=None` means 3e-4 for full fine-tuning and 1e-3 for LoRA
     (adapters start at zero and need a larger step); `warmup_steps=None` means 10% of the steps."""
 
     lr: float | None = None
@@ -62,7 +62,7 @@ class TrainConfig:
     def resolved_lr(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 1e-3 if self.method == "lora" else 2e-4
+        return 1e-3 if self.method == "lora" else 3e-4
 
     def validate(self) -> None:
         if self.method not in ("full", "lora"):
