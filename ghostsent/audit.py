@@ -147,16 +147,11 @@ def run_detection(
         if "ppl" in settings.tests:
             _run_ppl(target, reference, everyone, settings, rng, rows, res, progress)
         if "probe" in settings.tests:
-            it = everyone
-            if progress:
-                from tqdm import tqdm
-
-                it = tqdm(everyone, desc="last-k probes", unit="ghost")
-            for s in it:
-                pr = probe_mod.run_probe(
-                    target, s.ghost, s.wordlist.size, settings.ks, settings.samples, settings.temperature,
-                    seed=settings.seed or 0, modes=settings.modes,
-                )
+            results = probe_mod.run_probes(
+                target, [(s.ghost, s.wordlist.size) for s in everyone], settings.ks, settings.samples,
+                settings.temperature, seed=settings.seed or 0, modes=settings.modes,
+            )
+            for s, pr in zip(everyone, results):
                 rows[s.key]["probe"] = pr.to_dict()
                 if on_subject:
                     on_subject(rows[s.key])

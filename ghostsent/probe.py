@@ -153,6 +153,57 @@ def default_modes(target: Target) -> tuple[str, ...]:
     return ("chat",)
 
 
+GENERATION_BATCH = 16
+
+
+def run_probes(
+    target: Target,
+    ghosts: Sequence[tuple[Ghost, int]],
+    ks: Sequence[int] = DEFAULT_KS,
+    samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    modes: Sequence[str] | None = None,
+) -> list[ProbeResult]:
+    """Every (k, mode, sample) probe of several ghost sentences, given as (ghost, word-list size).
+
+    Prompts are sent in batches (one generate call per batch on a local model), which on a CPU costs
+    little more than a single prompt.
+    """
+    if samples > 1 and temperature <= 0:
+        raise ValueError("--samples > 1 needs --temperature > 0 (greedy replies would repeat)")
+    modes = tuple(modes or default_modes(target))
+    results = [ProbeResult(g.text, v) for g, v in ghosts]
+    jobs: list[tuple[int, int, str, Any, list[str], str]] = []  # (ghost index, k, mode, prompt, held-out, last shown)
+    for gi, (ghost, _) in enumerate(ghosts):
+        n = len(ghost.words)
+        for k in ks:
+            if not 1 <= k < n:
+                raise ValueError(f"k={k} must be between 1 and {n - 1} for a {n}-word passphrase")
+            for mode, prompt in probe_prompts(ghost, k, modes):
+                jobs.append((gi, k, mode, prompt, list(ghost.words[n - k:]), ghost.words[n - k - 1]))
+    max_k = max(ks)
+    for kind in ("raw", "chat"):
+        todo = [j for j in jobs if (j[2] == "raw") == (kind == "raw")]
+        for b in range(0, len(todo), GENERATION_BATCH):
+            batch = todo[b:b + GENERATION_BATCH]
+            prompts = [j[3] for j in batch]
+            if kind == "raw":
+                replies = target.generate_many(prompts, max_tokens=8 + 6 * max_k, temperature=temperature,
+                                               n=samples, seed=seed)
+            else:
+                replies = target.chat_many(prompts, max_tokens=48 + 6 * max_k, temperature=temperature,
+                                           n=samples, seed=seed)
+            for (gi, k, mode, prompt, held_out, last_shown), outs in zip(batch, replies):
+                for si, reply in enumerate(outs):
+                    sc = score_reply(reply, held_out, last_shown, results[gi].vocab_size)
+                    results[gi].records.append(ProbeRecord(k, mode, si, prompt, reply, held_out, sc["matches"],
+                                                           sc["places"], sc["complete"], sc["p_value"]))
+    for r in results:
+        r.records.sort(key=lambda x: (x.k, x.mode, x.sample))
+    return results
+
+
 def run_probe(
     target: Target,
     ghost: Ghost,
@@ -164,28 +215,7 @@ def run_probe(
     modes: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Run every (k, mode, sample) probe of one ghost sentence against a model."""
-    if samples > 1 and temperature <= 0:
-        raise ValueError("--samples > 1 needs --temperature > 0 (greedy replies would repeat)")
-    modes = tuple(modes or default_modes(target))
-    result = ProbeResult(ghost.text, vocab_size)
-    n = len(ghost.words)
-    for k in ks:
-        if not 1 <= k < n:
-            raise ValueError(f"k={k} must be between 1 and {n - 1} for a {n}-word passphrase")
-        held_out = list(ghost.words[n - k :])
-        last_shown = ghost.words[n - k - 1]
-        max_tokens = 8 + 6 * k
-        for mode, prompt in probe_prompts(ghost, k, modes):
-            if mode == "raw":
-                replies = target.generate(prompt, max_tokens=max_tokens, temperature=temperature, n=samples, seed=seed)
-            else:
-                replies = target.chat(prompt, max_tokens=max_tokens + 40, temperature=temperature, n=samples, seed=seed)
-            for s, reply in enumerate(replies):
-                sc = score_reply(reply, held_out, last_shown, vocab_size)
-                result.records.append(
-                    ProbeRecord(k, mode, s, prompt, reply, held_out, sc["matches"], sc["places"], sc["complete"], sc["p_value"])
-                )
-    return result
+    return run_probes(target, [(ghost, vocab_size)], ks, samples, temperature, seed, modes)[0]
 
 
 # --- the no-code path: a card of prompts to paste into a chat window, and scoring a pasted reply --------

@@ -239,7 +239,7 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any) -
 def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subjects: list[dict],
            progress: bool) -> list[dict]:
     """Every test and baseline on every subject; returns JSON-ready rows."""
-    from ghostsent.probe import run_probe
+    from ghostsent.probe import run_probes
     from ghostsent.wordlists import load_wordlist
 
     wl = load_wordlist(run["wordlist"])
@@ -252,10 +252,11 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
     r_sub, r_null = scored.reference[:k], scored.reference[k:]
     d_sub, d_null = t_sub - r_sub, t_null - r_null
     full = tuned.score("", [g.text for g in ghosts], full_stats=True, progress=progress)
+    probes = run_probes(tuned, [(g, wl.size) for g in ghosts], cfg.ks, modes=cfg.probe_modes)
     rows = []
     for i, s in enumerate(subjects):
         g: Ghost = s["ghost"]
-        pr = run_probe(tuned, g, wl.size, cfg.ks, modes=cfg.probe_modes)
+        pr = probes[i]
         ppl = rank_test(t_sub[i], t_null)
         ref = rank_test(d_sub[i], d_null)
         untouched = rank_test(r_sub[i], r_null)

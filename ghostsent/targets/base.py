@@ -82,6 +82,20 @@ class Target(ABC):
     ) -> list[str]:
         """Assistant reply/replies to a chat (for chat models, through their chat template)."""
 
+    def generate_many(
+        self, prompts: Sequence[str], *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1,
+        seed: int | None = None,
+    ) -> list[list[str]]:
+        """generate() for several prompts; local models override this with one batched call."""
+        return [self.generate(p, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed) for p in prompts]
+
+    def chat_many(
+        self, conversations: Sequence[list[dict[str, str]]], *, max_tokens: int = 48, temperature: float = 0.0,
+        n: int = 1, seed: int | None = None,
+    ) -> list[list[str]]:
+        """chat() for several conversations; local models override this with one batched call."""
+        return [self.chat(c, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed) for c in conversations]
+
     def describe(self) -> dict[str, Any]:
         """What identifies the model in a report or the ledger. Never includes secrets."""
         return {"spec": self.spec, "is_chat": self.is_chat}

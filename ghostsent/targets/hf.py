@@ -392,6 +392,54 @@ class HFTarget(Target):
         texts = [self.tokenizer.decode(s[len(ids):], skip_special_tokens=True) for s in seqs]
         return texts * n if greedy else texts
 
+    def _generate_batch(self, rows: list[list[int]], max_tokens: int, temperature: float, n: int,
+                        seed: int | None) -> list[list[str]]:
+        """Greedy or sampled continuations of several prompts in one left-padded generate() call.
+
+        On a CPU most of a decoding step is fixed per-step cost, so a batch of prompts costs little more
+        than one; the last-k probe sends all of its prompts together.
+        """
+        import torch
+
+        if len(rows) == 1:
+            return [self._generate_ids(rows[0], max_tokens, temperature, n, seed)]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self._pad,
+                              "eos_token_id": self.tokenizer.eos_token_id, "attention_mask": mask}
+        greedy = temperature == 0
+        if greedy:
+            kw.update(do_sample=False, num_return_sequences=1)
+        else:
+            kw.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=n)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with self._inference(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
+            seqs = self.model.generate(ids, **kw)
+        texts = [self.tokenizer.decode(s[width:], skip_special_tokens=True) for s in seqs]
+        per = 1 if greedy else n
+        grouped = [texts[i * per:(i + 1) * per] for i in range(len(rows))]
+        return [g * n for g in grouped] if greedy else grouped
+
+    def generate_many(self, prompts, *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1,
+                      seed: int | None = None) -> list[list[str]]:
+        return self._generate_batch([self._encode(p) for p in prompts], max_tokens, temperature, n, seed)
+
+    def chat_many(self, conversations, *, max_tokens: int = 48, temperature: float = 0.0, n: int = 1,
+                  seed: int | None = None) -> list[list[str]]:
+        if not self.is_chat:
+            raise ModelError(f"{self.spec}: the tokenizer has no chat template; use generate() (raw text)")
+        rows = []
+        for messages in conversations:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            rows.append(list(self.tokenizer(text, add_special_tokens=False).input_ids))
+        return self._generate_batch(rows, max_tokens, temperature, n, seed)
+
     def generate(
         self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1, seed: int | None = None
     ) -> list[str]:
