@@ -152,3 +152,14 @@ def test_save_plain_round_trips_through_hf_dir(default_target, tmp_path):
 
 def test_capability_error_is_a_model_error():
     assert issubclass(CapabilityError, ModelError)
+
+
+@pytest.mark.slow
+def test_batched_generation_matches_one_prompt_at_a_time(default_target):
+    """Left-padded batched greedy decoding gives the same replies as single prompts."""
+    prompts = ["The capital of France is", "One, two, three, four,", "Once upon a time there was a"]
+    batched = default_target.generate_many(prompts, max_tokens=8)
+    single = [default_target.generate(p, max_tokens=8) for p in prompts]
+    assert batched == single
+    chats = [[{"role": "user", "content": p}] for p in prompts[:2]]
+    assert default_target.chat_many(chats, max_tokens=8) == [default_target.chat(c, max_tokens=8) for c in chats]
