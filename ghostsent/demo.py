@@ -7,6 +7,7 @@ report is kept.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import tempfile
@@ -44,6 +45,9 @@ def run_demo(
     progress: bool = True,
     log: Callable[[str], None] = print,
     seed: int | None = None,
+    n_docs: int = DEMO_DOCS,
+    n_carriers: int = DEMO_CARRIERS,
+    n_nulls: int = DEMO_NULLS,
 ) -> DemoResult:
     from ghostsent.audit import DetectionSettings, Subject, run_detection
     from ghostsent.corpus import load_corpus
@@ -60,11 +64,11 @@ def run_demo(
     rng = random.Random(seed) if seed is not None else random.SystemRandom()
     corpus = corpus or auto_corpus()
     docs = list(load_corpus(corpus, min_words=60))
-    if len(docs) < DEMO_DOCS:
+    if len(docs) < n_docs:
         from ghostsent.errors import InputError
 
-        raise InputError(f"corpus {corpus} has only {len(docs)} usable documents; the demo needs {DEMO_DOCS}")
-    docs = rng.sample(docs, DEMO_DOCS)
+        raise InputError(f"corpus {corpus} has only {len(docs)} usable documents; the demo needs {n_docs}")
+    docs = rng.sample(docs, n_docs)
     texts = [excerpt(d.text, DEMO_MAX_WORDS) for d in docs]
     work = Path(tempfile.mkdtemp(prefix="ghostsent-demo-"))
     try:
@@ -73,14 +77,12 @@ def run_demo(
             ident = ledger.new_identifier("demo", wl, 12, "document", rng=rng if seed is not None else None)
             placed = 0
             for i in range(len(texts)):
-                if placed == DEMO_CARRIERS:
+                if placed == n_carriers:
                     break
                 try:
                     new, off = insert(texts[i], ident.ghost.text, "latter-half", rng)
                 except NoBoundaryError:
                     continue
-                import hashlib
-
                 ledger.add_insertion(ident.id, f"{corpus}:{docs[i].key}", hashlib.sha256(texts[i].encode()).hexdigest(),
                                      hashlib.sha256(new.encode()).hexdigest(), off, "latter-half")
                 texts[i] = new
@@ -94,7 +96,7 @@ def run_demo(
                           progress=progress)
             tuned = HFTarget.from_model(tr.model, base.tokenizer, "default+demo-finetune")
             log("4/4 Testing the untouched and the fine-tuned model (last-k probe + perplexity test)...")
-            settings = DetectionSettings(tests=("probe", "ppl"), ks=(2, 3, 4), n_nulls=DEMO_NULLS, controls=2,
+            settings = DetectionSettings(tests=("probe", "ppl"), ks=(2, 3, 4), n_nulls=n_nulls, controls=2,
                                          alpha=DEMO_ALPHA, seed=seed, modes=("raw",))
             member = [Subject(ident.id, "member", ident.ghost, wl, "demo")]
             rows = []
