@@ -315,7 +315,6 @@ class HFTarget(Target):
         conts = list(continuations)
         if not conts:
             return []
-        tok = self.tokenizer
         ctx_ids = self._encode(context)
         rows = [self._continuation_ids(context, ctx_ids, c) for c in conts]
         out: list[Scored | None] = [None] * len(conts)
@@ -367,42 +366,21 @@ class HFTarget(Target):
         return [s for s in out if s is not None]
 
     def _generate_ids(self, ids: list[int], max_tokens: int, temperature: float, n: int, seed: int | None) -> list[str]:
+        return self._generate_batch([ids], max_tokens, temperature, n, seed)[0]
+
+    def _generate_batch(self, rows: list[list[int]], max_tokens: int, temperature: float, n: int,
+                        seed: int | None) -> list[list[str]]:
+        """Greedy or sampled continuations of several prompts in one left-padded generate() call.
+
+        One call amortises the per-step overhead of decoding over every prompt of a probe run (most of a
+        step's cost for a small model); prompts are left-padded so each continues from its own end.
+        """
         import torch
 
         if n < 1:
             raise ValueError("n must be >= 1")
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
-        inp = torch.tensor([ids], device=self.device)
-        kw: dict[str, Any] = {
-            "max_new_tokens": max_tokens,
-            "pad_token_id": self._pad,
-            "eos_token_id": self.tokenizer.eos_token_id,
-            "attention_mask": torch.ones_like(inp),
-        }
-        greedy = temperature == 0
-        if greedy:
-            kw.update(do_sample=False, num_return_sequences=1)
-        else:
-            kw.update(do_sample=True, temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=n)
-        devices = [self.device] if self.device.type == "cuda" else []
-        with self._inference(), torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
-            seqs = self.model.generate(inp, **kw)
-        texts = [self.tokenizer.decode(s[len(ids):], skip_special_tokens=True) for s in seqs]
-        return texts * n if greedy else texts
-
-    def _generate_batch(self, rows: list[list[int]], max_tokens: int, temperature: float, n: int,
-                        seed: int | None) -> list[list[str]]:
-        """Greedy or sampled continuations of several prompts in one left-padded generate() call.
-
-        On a CPU most of a decoding step is fixed per-step cost, so a batch of prompts costs little more
-        than one; the last-k probe sends all of its prompts together.
-        """
-        import torch
-
-        if len(rows) == 1:
-            return [self._generate_ids(rows[0], max_tokens, temperature, n, seed)]
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
