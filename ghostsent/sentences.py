@@ -191,7 +191,6 @@ def _block_spans(text: str) -> list[tuple[int, int]]:
         spans.append((0, lines[fm - 1][1]))
     i = fm
     n = len(lines)
-    prev_blank = True
     while i < n:
         start, end, line = lines[i]
         m = _FENCE_OPEN.match(line)
@@ -207,10 +206,8 @@ def _block_spans(text: str) -> list[tuple[int, int]]:
             last = min(j, n - 1)
             spans.append((start, lines[last][1]))
             i = last + 1
-            prev_blank = False
             continue
         if _is_blank(line):
-            prev_blank = True
             i += 1
             continue
         # Indented code (and anything indented 4+ columns: list continuations are only skipped too).
@@ -220,7 +217,6 @@ def _block_spans(text: str) -> list[tuple[int, int]]:
             spans.append((start, end))
         elif line.lstrip().startswith("|"):
             spans.append((start, end))
-        prev_blank = False
         i += 1
     # Tables: any block of consecutive non-blank lines that contains a delimiter row. Setext headings:
     # a block whose later line is all "=" or "-" is heading text up to that line.

@@ -20,12 +20,11 @@ import json
 import math
 import os
 import random
-import secrets
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 

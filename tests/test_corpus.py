@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 
-from ghostsent import corpus
 from ghostsent.corpus import Document, load_corpus
 from ghostsent.errors import InputError
 
