@@ -682,7 +682,8 @@ def _str_list(value: str) -> tuple[str, ...]:
 @click.option("--gguf", default=None)
 @click.option("--method", type=click.Choice(["full", "lora"]), default="full", show_default=True)
 @click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-4 full, 1e-3 LoRA].")
-@click.option("--epochs", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1),
+              help="Passes over the corpus (repetitions count documents, not passes).")
 @click.option("--seq-len", default=256, show_default=True, type=click.IntRange(8))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1))

@@ -57,7 +57,7 @@ class StudyConfig:
     gguf: str | None = None
     method: str = "full"             # or "lora"
     lr: float | None = None
-    epochs: int = 1
+    epochs: int = 2                  # each document is seen twice; repetitions count documents
     seq_len: int = 256
     batch_size: int = 8
     grad_accum: int = 1
