@@ -119,3 +119,16 @@ def test_ppl_test_refuses_a_server_with_shifted_logprobs(ledger_with_ids, tmp_pa
                "--api-key-env", env, "--nulls", "20", "--ledger", path, "--report", tmp_path / "r")
     assert r.exit_code == 5, r.output
     assert "shifted by one token" in r.output
+
+
+def test_python_dash_m_ghostsent_is_the_same_command(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "ghostsent", "new", "--owner", "x", "--ledger", str(tmp_path / "l.db"),
+                        "--json"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["owner"] == "x"
+    r = subprocess.run([sys.executable, "-m", "ghostsent", "show", "nope", "--ledger", str(tmp_path / "l.db")],
+                       capture_output=True, text=True)
+    assert r.returncode == 4 and "nope" in r.stderr
