@@ -300,8 +300,13 @@ def summarise(cfg: StudyConfig, rows: list[dict]) -> dict[str, Any]:
             rate[str(reps)] = sum(r[t]["p_value"] < cfg.alpha for r in cell) / len(cell)
         out["detection_rate"][t] = rate
         out["control_false_positives"][t] = sum(r[t]["p_value"] < cfg.alpha for r in controls)
-        full = [reps for reps in cfg.repetitions if rate[str(reps)] == 1.0]
-        out["smallest_repetitions"][t] = min(full) if full else None
+        # The smallest count from which every cell at and above it detected every identifier: what a
+        # user can rely on. (A single fully detected cell below a failing one does not count.)
+        reps_sorted = sorted(cfg.repetitions)
+        ok = [r for i, r in enumerate(reps_sorted) if all(rate[str(x)] == 1.0 for x in reps_sorted[i:])]
+        out["smallest_repetitions"][t] = ok[0] if ok else None
+        full = [reps for reps in reps_sorted if rate[str(reps)] == 1.0]
+        out.setdefault("first_fully_detected", {})[t] = full[0] if full else None
     out["control_false_positives"]["untouched_ppl"] = sum(r["untouched_ppl"]["p_value"] < cfg.alpha for r in members + controls)
     for t in TESTS + BASELINES:
         m = [member_score(r, t) for r in members]
@@ -329,7 +334,9 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     done = rdir / "result.json"
     if done.exists():
         log(f"[{key}] finished earlier; reusing {done}")
-        return json.loads(done.read_text())
+        result = json.loads(done.read_text())
+        result["summary"] = summarise(cfg, result["rows"])  # summaries are cheap; keep them current
+        return result
     rdir.mkdir(parents=True, exist_ok=True)
     ledger_path = rdir / "ledger.db"
     if ledger_path.exists():  # a crash mid-run: start the run's planting afresh, deterministically
@@ -394,6 +401,14 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     if not hasattr(base, "model"):
         raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
     results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
+    # Wall time of the invocation that completed the study; a later resume only re-renders the outputs.
+    timing_path = out / "timing.json"
+    this_call = round(time.time() - t0, 1)
+    if timing_path.exists():
+        seconds = json.loads(timing_path.read_text())["seconds"]
+    else:
+        seconds = this_call
+        timing_path.write_text(json.dumps({"seconds": seconds}))
     doc_words = [len(d.text.split()) for d in docs]
     study = {
         "config": cfg.to_dict(),
@@ -402,7 +417,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
         "corpus": {"source": cfg.corpus, "documents": len(docs), "min_words": min(doc_words),
                    "mean_words": float(np.mean(doc_words)), "max_words": max(doc_words)},
         "runs": results,
-        "seconds": round(time.time() - t0, 1),
+        "seconds": seconds,
+        "seconds_this_call": this_call,
     }
     from ghostsent.report import _atomic_write
 
@@ -415,8 +431,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
 def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
     cfg = study["config"]
     alpha = cfg["alpha"]
+    lr = cfg["lr"] or next((r["train"].get("config", {}).get("lr") for r in study["runs"]), None)
     L = ["# ghostsent memorization study", "",
-         f"Model `{study['model'].get('spec')}` fine-tuned ({cfg['method']}, lr {cfg['lr'] or 'default'}, "
+         f"Model `{study['model'].get('spec')}` fine-tuned ({cfg['method']}, lr {lr:g}, "
          f"{cfg['epochs']} epoch(s), seq_len {cfg['seq_len']}, batch {cfg['batch_size']}) on {study['corpus']['documents']} "
          f"documents from `{cfg['corpus']}` ({study['corpus']['min_words']}–{study['corpus']['max_words']} words). "
          f"{cfg['ids_per_cell']} identifiers per repetition count, {cfg['n_controls']} never-inserted controls, "
@@ -429,7 +446,7 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
               f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
               f"{res['train'].get('seconds')} s.", "",
               "Detection rate at p < %g by repetitions:" % alpha, "",
-              "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | smallest reps detecting all | control FPs |",
+              "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | all detected from | control FPs |",
               "|---|" + "---|" * len(cfg["repetitions"]) + "---|---|"]
         for t in TESTS:
             rate = s["detection_rate"][t]
