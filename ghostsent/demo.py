@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 DEMO_DOCS = 24
-DEMO_CARRIERS = 8
+DEMO_CARRIERS = 10
 DEMO_MAX_WORDS = 110
-DEMO_NULLS = 300
-DEMO_ALPHA = 0.01
+DEMO_NULLS = 1000
+DEMO_ALPHA = 1e-3
 
 
 def auto_corpus() -> str:
@@ -91,8 +91,8 @@ def run_demo(
             log(f"    inserted into {placed} of {len(texts)} documents from {corpus}")
             log("2/4 Loading the embedded model (SmolLM2-135M-Instruct)...")
             base = load_target(None)
-            log(f"3/4 Fine-tuning it on the tagged corpus (1 epoch, {sum(len(t.split()) for t in texts)} words)...")
-            tr = finetune(base.model, base.tokenizer, texts, TrainConfig(epochs=1, seq_len=192, batch_size=4, seed=0),
+            log(f"3/4 Fine-tuning it on the tagged corpus (3 epochs, {sum(len(t.split()) for t in texts)} words)...")
+            tr = finetune(base.model, base.tokenizer, texts, TrainConfig(epochs=3, seq_len=192, batch_size=4, seed=0),
                           progress=progress)
             tuned = HFTarget.from_model(tr.model, base.tokenizer, "default+demo-finetune")
             log("4/4 Testing the untouched and the fine-tuned model (last-k probe + perplexity test)...")

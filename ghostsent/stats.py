@@ -140,4 +140,4 @@ def format_p(p: float) -> str:
         return "n/a"
     if p >= 0.001:
         return f"{p:.3f}"
-    return f"{p:.1e}"
+    return f"{p:.2e}"  # three digits, so 1/1001 = 9.99e-04 does not read as 1e-03
