@@ -737,10 +737,10 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
 
     def human() -> None:
         click.echo("")
-        click.echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>8}  verdict")
+        click.echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
         for r in res.rows:
             click.echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
-                       f"{format_p(r['ppl_p']):>8}  {'DETECTED' if r['detected'] else 'not detected'}")
+                       f"{format_p(r['ppl_p']):>9}  {'DETECTED' if r['detected'] else 'not detected'}")
         click.echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
                    f"({res.seconds:.0f} s in all)")
 
