@@ -460,7 +460,8 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                 parts.append(f"probe p={_fp(r['probe']['p_value'])}{' (completed)' if r['probe']['completed'] else ''}")
             if "ppl" in r:
                 parts.append(f"ppl rank {r['ppl']['rank']}/{r['ppl']['n_nulls'] + 1} p={_fp(r['ppl']['p_value'])} "
-                             f"exposure {r['ppl']['exposure_bits']:.1f} bits")
+                             f"exposure {r['ppl']['exposure_bits']:.1f} bits "
+                             f"(approx. tail p {_fp(r['ppl']['approx_tail_p'])})")
             holm_p = f" holm p={_fp(r['p_holm'])}" if "p_holm" in r else ""
             click.echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
         for t, c in res.controls.items():

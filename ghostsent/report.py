@@ -93,8 +93,8 @@ def markdown(res: dict[str, Any], images: list[str] | None = None) -> str:
     s = res["settings"]
     lines += [f"- Tests: {', '.join(s['tests'])}; k = {s['ks']}; nulls = {s['n_nulls']}; controls per stratum = {s['controls']}; "
               f"threshold = {s['alpha']:g}", f"- Started {res['started_at']}, took {res['seconds']:.1f} s; status {res['status']}", ""]
-    lines += ["| identifier | role | probe: best matches | probe p | ppl rank | ppl p | exposure (bits) | p (Holm) |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| identifier | role | probe: best matches | probe p | ppl rank | ppl p | exposure (bits) | approx. tail p | p (Holm) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["subjects"]:
         pr, pp = r.get("probe"), r.get("ppl")
         best = "–"
@@ -106,7 +106,7 @@ def markdown(res: dict[str, Any], images: list[str] | None = None) -> str:
         lines.append(
             f"| {r['key']} | {r['role']} | {best} | {format_p(pr['p_value']) if pr else '–'} | "
             f"{rank} | {format_p(pp['p_value']) if pp else '–'} | "
-            f"{expo} | {format_p(r['p_holm']) if 'p_holm' in r else '–'} |"
+            f"{expo} | {format_p(pp['approx_tail_p']) if pp else '–'} | {format_p(r['p_holm']) if 'p_holm' in r else '–'} |"
         )
     comb = res.get("combined", {})
     lines += ["", "## Combined evidence", ""]
@@ -128,7 +128,8 @@ def markdown(res: dict[str, Any], images: list[str] | None = None) -> str:
     if images:
         lines += ["", "## Plots", ""] + [f"![{i}]({i})" for i in images]
     lines += ["", "## What this does and does not show", ""] + [f"- {w}" for w in res.get("warnings", [])]
-    lines += ["", "The p-values are exact under the stated assumptions; see docs/statistics.md for the derivation."]
+    lines += ["", "The p-values are exact under the stated assumptions (see docs/statistics.md); the approximate tail "
+              "p-value extrapolates a skew-normal fitted to the nulls beyond 1/(N+1) and is never used for the verdict."]
     return "\n".join(lines) + "\n"
 
 
