@@ -132,3 +132,13 @@ def test_python_dash_m_ghostsent_is_the_same_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "ghostsent", "show", "nope", "--ledger", str(tmp_path / "l.db")],
                        capture_output=True, text=True)
     assert r.returncode == 4 and "nope" in r.stderr
+
+
+def test_library_api_is_importable_without_loading_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, ghostsent; assert 'torch' not in sys.modules; "
+            "[getattr(ghostsent, n) for n in ghostsent.__all__]; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
