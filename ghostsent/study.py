@@ -469,7 +469,14 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     cfg = study["config"]
-    files = []
+    files: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+
     for res in study["runs"]:
         s, key = res["summary"], res["key"]
         reps = cfg["repetitions"]
@@ -482,10 +489,7 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel(f"detected at p < {cfg['alpha']:g}")
         ax.set_ylim(-0.05, 1.05)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(f"detection_{key}.png")
-        fig.savefig(out / files[-1], dpi=110)
-        plt.close(fig)
+        save(fig, f"detection_{key}.png")
 
         fig, ax = plt.subplots(figsize=(5, 5))
         for t, roc in s["roc"].items():
@@ -494,10 +498,7 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         ax.set_xlabel("false positive rate (controls)")
         ax.set_ylabel("true positive rate (members)")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        files.append(f"roc_{key}.png")
-        fig.savefig(out / files[-1], dpi=110)
-        plt.close(fig)
+        save(fig, f"roc_{key}.png")
 
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for t, ps in s["control_p_values"].items():
@@ -508,10 +509,7 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel("control p-value")
         ax.set_title("Controls (never inserted): p-values should lie on or above the diagonal", fontsize=9)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(f"control_pvalues_{key}.png")
-        fig.savefig(out / files[-1], dpi=110)
-        plt.close(fig)
+        save(fig, f"control_pvalues_{key}.png")
 
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for t, ex in s["exposure_by_repetitions"].items():
@@ -522,8 +520,5 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         ax.set_xlabel("repetitions")
         ax.set_ylabel("mean exposure (bits)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(f"exposure_{key}.png")
-        fig.savefig(out / files[-1], dpi=110)
-        plt.close(fig)
+        save(fig, f"exposure_{key}.png")
     return files
