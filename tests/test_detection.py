@@ -74,6 +74,9 @@ def test_positive_control_both_tests_detect_after_finetuning(tuned, default_targ
     """Both tests find the ghost in the tuned model (alone and against the untouched model as reference);
     the untouched model does not; fresh controls are not flagged."""
     ghost, target = tuned
+    from ghostsent.targets.capability import require_logprobs
+
+    assert require_logprobs(target).ok  # a fine-tuned local model is never refused by the API heuristics
     rng = random.Random(5)
     controls = [ghost.with_words(draw_words(wordlist, len(ghost.words), rng)) for _ in range(3)]
     nulls = draw_nulls(ghost, wordlist, 1000, rng)

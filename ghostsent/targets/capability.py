@@ -156,7 +156,9 @@ def check_logprob_capability(target: Target, *, refresh: bool = False) -> Capabi
     if shifted:
         problems.append(SHIFTED)
     else:
-        if min(late) < MIN_LATE_LOGPROB:
+        # Both sequences must fail: a fine-tuned model can forget one (a model tuned on the Bible gave
+        # -1.57 on the weekdays) while its log-probabilities are perfectly aligned.
+        if max(late) < MIN_LATE_LOGPROB:
             problems.append(
                 "predictable tokens get low probability (mean log-probability of the last "
                 f"{LATE_TOKENS} tokens of a counting sequence {late[0]:.2f}, of the weekdays {late[1]:.2f}; "
@@ -174,6 +176,10 @@ def check_logprob_capability(target: Target, *, refresh: bool = False) -> Capabi
 
 def require_logprobs(target: Target) -> CapabilityReport:
     """The capability report, or CapabilityError naming every problem (cached per target)."""
+    if getattr(target, "computes_logprobs_locally", False):
+        # A local model's log-probabilities come straight from its own logits; their alignment is fixed
+        # by construction (and tested against a plain forward pass), so the heuristic is not needed.
+        return CapabilityReport(True, [], {"local": True})
     rep = check_logprob_capability(target)
     if not rep.ok:
         raise CapabilityError(f"{target.spec}: cannot use its log-probabilities: " + "; ".join(rep.problems))

@@ -115,6 +115,7 @@ class HFTarget(Target):
         self.gguf_file = Path(gguf_file) if gguf_file else None
         self.is_chat = bool(getattr(tokenizer, "chat_template", None))
         self.supports_logprobs = True
+        self.computes_logprobs_locally = True
         dev = next(model.parameters()).device
         self.device = dev
         self.token_budget = token_budget or (CUDA_TOKEN_BUDGET if dev.type == "cuda" else CPU_TOKEN_BUDGET)
