@@ -249,6 +249,14 @@ def _summarise(res: DetectionResult, settings: DetectionSettings) -> None:
     if res.status == "partial":
         res.verdict += " (Run interrupted: partial results.)"
     res.warnings.append(NOT_PROVEN)
+    if "ppl" in settings.tests and members:
+        floor = len(members) / (settings.n_nulls + 1)  # Holm's bound for the best identifier at rank 1
+        if floor >= settings.alpha:
+            res.warnings.append(
+                f"With {settings.n_nulls} nulls and {len(members)} identifiers no single identifier can reach "
+                f"p < {settings.alpha:g} after Holm correction (smallest possible {floor:.3g}); use --nulls "
+                f"{int(len(members) / settings.alpha)} or more for per-identifier answers. The combined test is not limited so."
+            )
     flagged = sum(c.get("flagged", 0) for c in res.controls.values())
     if flagged:
         res.warnings.append(f"{flagged} control passphrase test(s) fell below the threshold: treat results with caution.")
