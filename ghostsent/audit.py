@@ -22,7 +22,7 @@ import numpy as np
 from ghostsent import probe as probe_mod
 from ghostsent.errors import LedgerError
 from ghostsent.passphrase import Ghost, draw_words
-from ghostsent.perplexity import ScoredSet, rank_against, score_set
+from ghostsent.perplexity import rank_against, score_set
 from ghostsent.stats import bonferroni, format_p, holm, ks_uniform, rank_sum_test, stouffer
 from ghostsent.targets.base import Target
 from ghostsent.wordlists import WordList, load_wordlist
@@ -174,8 +174,7 @@ def _run_ppl(target, reference, everyone, settings, rng, rows, res, progress) ->
         nulls = [base.ghost.with_words(draw_words(base.wordlist, len(base.ghost.words), rng)) for _ in range(settings.n_nulls)]
         scored = score_set(target, [s.ghost for s in subs] + nulls, reference, progress=progress)
         k = len(subs)
-        sub_part = ScoredSet(scored.target[:k], None if scored.reference is None else scored.reference[:k])
-        null_part = ScoredSet(scored.target[k:], None if scored.reference is None else scored.reference[k:])
+        sub_part, null_part = scored.split(k)
         res.null_scores[st] = null_part.score.tolist()
         for i, s in enumerate(subs):
             pr = rank_against(s.ghost, sub_part, i, null_part, {"stratum": st})

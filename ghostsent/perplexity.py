@@ -100,6 +100,12 @@ class ScoredSet:
     def score(self) -> np.ndarray:
         return self.target if self.reference is None else self.target - self.reference
 
+    def split(self, k: int) -> "tuple[ScoredSet, ScoredSet]":
+        """The first k candidates and the rest (ghosts first, then their nulls, as scored together)."""
+        ref = self.reference
+        return (ScoredSet(self.target[:k], None if ref is None else ref[:k]),
+                ScoredSet(self.target[k:], None if ref is None else ref[k:]))
+
 
 def score_set(
     target: Target, ghosts: Sequence[Ghost], reference: Target | None = None, progress: bool = False
@@ -143,6 +149,5 @@ def ppl_test(
         raise CapabilityError(f"{target.spec} gives no log-probabilities; use the last-k probe instead")
     nulls = draw_nulls(ghost, wordlist, n_nulls, rng)
     scored = score_set(target, [ghost, *nulls], reference, progress=progress)
-    ghost_part = ScoredSet(scored.target[:1], None if scored.reference is None else scored.reference[:1])
-    null_part = ScoredSet(scored.target[1:], None if scored.reference is None else scored.reference[1:])
+    ghost_part, null_part = scored.split(1)
     return rank_against(ghost, ghost_part, 0, null_part, {"reference": reference.spec if reference else None})
