@@ -12,13 +12,13 @@ Several probes of one identifier are combined with Bonferroni.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ghostsent.passphrase import Ghost
 from ghostsent.stats import bonferroni, probe_p_value
 from ghostsent.targets.base import Target
+from ghostsent.wordlists import word_tokens
 
 DEFAULT_KS = (2, 3, 4)
 MAX_REPLY_WORDS = 200
@@ -35,12 +35,9 @@ WARNING = (
     "having been trained on it. Test with browsing/retrieval switched off."
 )
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
 def normalise_words(text: str) -> list[str]:
-    """Case-, punctuation- and whitespace-insensitive word sequence (NFKC + casefold)."""
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())[:MAX_REPLY_WORDS]
+    """Case-, punctuation- and whitespace-insensitive word sequence: the word lists' own tokenizer."""
+    return word_tokens(text)[:MAX_REPLY_WORDS]
 
 
 def _search_places(reply: str, last_shown: str | None) -> list[int]:

@@ -2,7 +2,7 @@
 
 A list's size V fixes everything statistical downstream: each word carries log2(V) bits and a model
 that never saw a ghost sentence guesses a held-out word with probability at most 1/V. That is why
-lists must be exact sets (no duplicates after normalisation) and why the SHA-256 of the list is stored
+lists must be exact sets (no duplicates after the normalisation replies are matched with, `word_tokens`) and why the SHA-256 of the list is stored
 with every identifier: the null distribution is only valid for the same list.
 
 Shipped list files (in `wordlists/`, installed as package `ghostsent.wordlist_data`, built by
@@ -44,9 +44,48 @@ class WordList:
         return len(self.words)
 
 
+# Zero-width non-joiner / joiner: part of the spelling of words in Persian, Indic and other scripts.
+JOINERS = frozenset("\u200c\u200d")
+
+
+def fold(text: str) -> str:
+    """NFKC, casefold, NFKC again (casefolding can leave a string that is not NFKC)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def _is_word_char(ch: str) -> bool:
+    # Letters, numbers and combining marks (Python's \w misses the marks, which split Devanagari,
+    # Thai, pointed Hebrew or vowelled Arabic words into pieces), plus the joiners.
+    return ch in JOINERS or unicodedata.category(ch)[0] in "LNM"
+
+
+def folded_tokens(folded: str) -> list[str]:
+    """The words of an already folded text; joiners are dropped from each word's key (a model may omit
+    them), so words that differ only in a ZWNJ are the same word."""
+    out: list[str] = []
+    cur: list[str] = []
+    for ch in folded + " ":
+        if _is_word_char(ch):
+            if ch not in JOINERS:
+                cur.append(ch)
+        elif cur:
+            out.append("".join(cur))
+            cur = []
+    return out
+
+
+def word_tokens(text: str) -> list[str]:
+    """THE tokenizer: the match keys of the words of a text (a reply, a prompt, a list word).
+
+    Word lists are de-duplicated on it and replies are matched with it, so a held-out word is matched
+    with probability at most 1/V in any script (docs/statistics.md, section 1).
+    """
+    return folded_tokens(fold(text))
+
+
 def normalise(word: str) -> str:
-    """The form two words are compared in: NFKC then casefold."""
-    return unicodedata.normalize("NFKC", word).casefold()
+    """The match key of one list word (its single token; parse_wordlist refuses words that are not one)."""
+    return " ".join(word_tokens(word))
 
 
 def words_sha256(words: "tuple[str, ...] | list[str]") -> str:
@@ -54,8 +93,12 @@ def words_sha256(words: "tuple[str, ...] | list[str]") -> str:
 
 
 def _bad_char(word: str) -> str | None:
-    for ch in word:
+    for i, ch in enumerate(word):
         cat = unicodedata.category(ch)
+        if ch in JOINERS:
+            if i == 0 or i == len(word) - 1:
+                return f"joiner {ch!r} at the edge of word {word!r}"
+            continue
         if ch.isspace() or cat.startswith("Z"):
             return "whitespace"
         if cat.startswith("P") or cat.startswith("S") or cat.startswith("C"):
@@ -63,13 +106,28 @@ def _bad_char(word: str) -> str | None:
     return None
 
 
+def _word_problem(word: str) -> str | None:
+    """Why `word` cannot be a list word, or None: a bad character, or it is not exactly one reply word."""
+    problem = _bad_char(word)
+    if problem:
+        return problem if problem.startswith("joiner") else f"{problem} inside word {word!r}"
+    tokens = word_tokens(word)
+    if len(tokens) != 1:
+        return (f"word {word!r} is {len(tokens)} words after NFKC+casefold ({' '.join(tokens)!r}), "
+                "so a reply could never match it as one")
+    return None
+
+
 def parse_wordlist(text: str, source: str, name: str | None = None, language: str = "und") -> WordList:
     """Parse and validate a word list.
 
     Accepts one word a line or diceware lines (`11111<TAB>word` or `11111 word`); `#` header lines
-    carry metadata. Refuses, naming the line: duplicates after NFKC+casefold, whitespace or punctuation
-    inside a word, and lists shorter than MIN_WORDS.
+    carry metadata; a leading UTF-8 BOM is ignored. Refuses, naming the line: whitespace, punctuation or
+    symbols inside a word (ZWNJ/ZWJ are allowed inside one), a word that is not exactly one word to the
+    reply tokenizer (`word_tokens`), duplicates after that normalisation, and lists shorter than MIN_WORDS.
     """
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a UTF-8 BOM (Windows editors save one); not part of the first word
     meta: dict[str, str] = {}
     words: list[str] = []
     seen: dict[str, int] = {}
@@ -91,13 +149,14 @@ def parse_wordlist(text: str, source: str, name: str | None = None, language: st
             raise InputError(f"{source}:{lineno}: whitespace inside a word: {line.strip()!r}")
         if not word:
             raise InputError(f"{source}:{lineno}: empty word")
-        problem = _bad_char(word)
+        problem = _word_problem(word)
         if problem:
-            raise InputError(f"{source}:{lineno}: {problem} inside word {word!r}")
+            raise InputError(f"{source}:{lineno}: {problem}")
         key = normalise(word)
         if key in seen:
             raise InputError(
-                f"{source}:{lineno}: duplicate word {word!r} (same as line {seen[key]} after NFKC+casefold)"
+                f"{source}:{lineno}: duplicate word {word!r} (same as line {seen[key]} after NFKC+casefold; "
+                "replies are matched on that form)"
             )
         seen[key] = lineno
         words.append(word)
