@@ -56,78 +56,207 @@ class RankResult:
     rank: int          # 1 + number of nulls scoring at least as well (1 = best of all)
     n_nulls: int
     p_value: float     # rank / (n_nulls + 1): exact and valid, ties counted against the ghost
-    exposure: float    # Secret-Sharer exposure in bits: log2(N+1) - log2(rank)
+    exposure: float    # Secret-Sharer exposure in bits: log2(N+1) - log2(rank), at most log2(N+1)
+    non_finite_nulls: int = 0   # NaN/inf null scores, each counted as beating the ghost
+    ghost_finite: bool = True   # a non-finite ghost score gives rank N+1, p = 1
 
 
 def rank_test(score: float, null_scores: Sequence[float]) -> RankResult:
     """Empirical rank test where LOWER scores are better (e.g. NLL).
 
     Under H0 the ghost and the N nulls are exchangeable, so its rank among the N+1 is uniform on
-    1..N+1 (ties broken against the ghost); P(rank <= r) <= r/(N+1).
+    1..N+1 (ties broken against the ghost); P(rank <= r) <= r/(N+1). A non-finite score (NaN from fp16,
+    an API glitch) must never help the ghost: a non-finite null counts as beating it, and a non-finite
+    ghost gets the worst rank.
     """
     nulls = np.asarray(null_scores, dtype=float)
-    if not np.isfinite(score):
-        raise ValueError("ghost score is not finite")
-    rank = 1 + int(np.sum(nulls <= score))
     n = len(nulls)
-    return RankResult(rank=rank, n_nulls=n, p_value=rank / (n + 1), exposure=math.log2(n + 1) - math.log2(rank))
+    bad = ~np.isfinite(nulls)
+    finite = bool(np.isfinite(score))
+    rank = n + 1 if not finite else 1 + int(np.sum(bad | (nulls <= score)))
+    return RankResult(rank=rank, n_nulls=n, p_value=rank / (n + 1),
+                      exposure=math.log2(n + 1) - math.log2(rank), non_finite_nulls=int(bad.sum()),
+                      ghost_finite=finite)
 
 
-def tail_p_value(score: float, null_scores: Sequence[float]) -> float:
-    """APPROXIMATE lower-tail probability from a skew-normal fitted to the null scores.
+@dataclass
+class TailExtrapolation:
+    """A skew-normal fitted to the null scores, read beyond the smallest exact p. A MODEL EXTRAPOLATION:
+    never used for a verdict, shown with one significant digit, and only when the fit survives a check."""
 
-    This extrapolates beyond 1/(N+1), as the Secret Sharer paper does; it depends on the fitted shape
-    and is always labelled approximate. The exact p-value is rank_test's.
+    p_value: float | None   # None when the fit is rejected or there are too few nulls
+    fits: bool
+    ks_p: float             # Kolmogorov-Smirnov p of the fitted model against the nulls
+    tail_ratio: float       # fitted / empirical probability below the lowest 1% (at least 5) of the nulls
+    note: str
+
+
+MIN_FIT_NULLS = 100
+MAX_TAIL_RATIO = 2.0
+
+
+def tail_extrapolation(score: float, null_scores: Sequence[float]) -> TailExtrapolation:
+    """Skew-normal lower-tail probability of `score`, checked against the nulls' own lower tail.
+
+    A null with a heavier tail than the skew-normal makes the extrapolated p too small by orders of
+    magnitude, so the fit must pass a KS test (p >= 0.01) and predict the empirical lowest-1% tail
+    within a factor of 2; otherwise no value is given.
     """
-    nulls = np.asarray(null_scores, dtype=float)
-    if len(nulls) < 20 or np.std(nulls) == 0:
-        return float("nan")
+    nulls = np.sort(np.asarray(null_scores, dtype=float))
+    nulls = nulls[np.isfinite(nulls)]
+    if len(nulls) < MIN_FIT_NULLS or np.std(nulls) == 0 or not np.isfinite(score):
+        return TailExtrapolation(None, False, float("nan"), float("nan"),
+                                 f"needs at least {MIN_FIT_NULLS} finite, varying null scores")
     a, loc, scale = _st.skewnorm.fit(nulls)
-    return float(_st.skewnorm.cdf(score, a, loc, scale))
+    ks_p = float(_st.kstest(nulls, "skewnorm", args=(a, loc, scale)).pvalue)
+    k = max(5, len(nulls) // 100)
+    empirical = k / len(nulls)
+    fitted = float(_st.skewnorm.cdf(nulls[k - 1], a, loc, scale))
+    ratio = fitted / empirical
+    if ks_p < 0.01 or not (1 / MAX_TAIL_RATIO <= ratio <= MAX_TAIL_RATIO):
+        return TailExtrapolation(None, False, ks_p, ratio,
+                                 f"skew-normal fit rejected (KS p = {ks_p:.2g}, lowest-tail ratio {ratio:.2g})")
+    p = float(_st.skewnorm.cdf(score, a, loc, scale))
+    return TailExtrapolation(float(f"{p:.0e}"), True, ks_p, ratio, "model extrapolation (skew-normal fit)")
 
 
-def approx_exposure(p: float) -> float:
-    return float("nan") if not p > 0 else -math.log2(p)
+def approx_exposure(p: float | None) -> float:
+    return float("nan") if p is None or not p > 0 else -math.log2(p)
+
+
+# --- the rank-sum test, exact per stratum ---------------------------------------------------------------
+
+MAX_EXACT_WORK = 200_000_000  # min(m, N) x truncated length: about a second of numpy; beyond it, Chernoff
 
 
 @dataclass
 class RankSumResult:
-    statistic: float   # Mann-Whitney U of members vs nulls (counts member-beats-null pairs)
-    z: float
+    statistic: float   # B: member-null pairs where the member is strictly better (ties count for the null)
+    z: float           # Phi^-1(p), for reading: negative = members better than nulls
     p_value: float
-    method: str
+    method: str        # "exact" or "chernoff bound"
     n_members: int
     n_nulls: int
+    non_finite: int = 0
 
 
-def rank_sum_test(member_scores: Sequence[float], null_scores: Sequence[float]) -> RankSumResult:
+def rank_sum_test(member_scores: Sequence[float], null_scores: Sequence[float], *,
+                  max_exact_work: int = MAX_EXACT_WORK) -> RankSumResult:
     """One-sided Wilcoxon rank-sum (Mann-Whitney) test that member scores are LOWER than null scores.
 
-    Valid as a joint test because, under H0, member identifiers and fresh nulls are exchangeable draws.
-    Exact distribution for small samples without ties; otherwise the normal approximation with tie
-    correction (reported as such).
+    Valid for any ties: B counts only strict member-beats-null pairs, so B is at most the count under
+    any tie-breaking, and P(U >= B) under the exact no-ties null distribution (the Gaussian binomial
+    coefficient, docs/statistics.md section 3) bounds the p-value. Non-finite member scores count as
+    worst, non-finite nulls as best. Exact when feasible; otherwise a Chernoff bound on the same tail.
     """
     x = np.asarray(member_scores, dtype=float)
     y = np.asarray(null_scores, dtype=float)
     if len(x) == 0 or len(y) == 0:
         raise ValueError("rank-sum test needs at least one member and one null score")
-    ties = len(np.unique(np.concatenate([x, y]))) < len(x) + len(y)
-    method = "exact" if (len(x) * len(y) <= 20000 and not ties) else "asymptotic"
-    res = _st.mannwhitneyu(x, y, alternative="less", method=method)
-    # z for reporting (sign: negative = members lower/better than nulls)
+    bad = int((~np.isfinite(x)).sum() + (~np.isfinite(y)).sum())
+    x = np.where(np.isfinite(x), x, np.inf)
+    y = np.sort(np.where(np.isfinite(y), y, -np.inf))
     m, n = len(x), len(y)
-    mu = m * n / 2.0
-    sd = math.sqrt(m * n * (m + n + 1) / 12.0)
-    z = (res.statistic - mu) / sd if sd > 0 else 0.0
-    return RankSumResult(float(res.statistic), float(z), float(res.pvalue), method, m, n)
+    b = int(np.sum(n - np.searchsorted(y, x, side="right")))
+    p, method = _mwu_upper_tail(b, m, n, max_exact_work)
+    z = float(_st.norm.ppf(p)) if p < 1 else math.inf
+    return RankSumResult(float(b), z, p, method, m, n, bad)
 
 
-def stouffer(z_scores: Sequence[float], weights: Sequence[float] | None = None) -> tuple[float, float]:
-    """Combine independent one-sided z statistics (lower = more evidence): (z, p)."""
-    z = np.asarray(z_scores, dtype=float)
-    w = np.ones_like(z) if weights is None else np.asarray(weights, dtype=float)
-    zc = float(np.sum(w * z) / math.sqrt(np.sum(w**2)))
-    return zc, float(_st.norm.cdf(zc))
+def _mwu_upper_tail(b: int, m: int, n: int, max_work: int) -> tuple[float, str]:
+    """P(U >= b) for the Mann-Whitney U of m vs n under H0 without ties (U symmetric on 0..mn)."""
+    if b <= 0:
+        return 1.0, "exact"
+    t = m * n - b  # P(U >= b) = P(U <= mn - b) by symmetry
+    small, upper = (t, False) if t < b else (b - 1, True)  # sum the short side of the distribution
+    if min(m, n) * (small + 1) <= max_work:
+        log_cdf = _mwu_log_cdf(small, m, n)
+        p = -math.expm1(log_cdf) if upper else math.exp(log_cdf)
+        return float(min(1.0, max(p, 1e-300))), "exact"
+    return _mwu_chernoff(b, m, n), "chernoff bound"
+
+
+def _mwu_log_cdf(t: int, m: int, n: int) -> float:
+    """log P(U <= t): coefficients 0..t of the Gaussian binomial [m+n choose m]_q over C(m+n, m).
+
+    Built as prod_{i=1..k} (1 - q^{l+i}) / (1 - q^i) with k = min(m, n), l = max(m, n): after step i the
+    array is [l+i choose i]_q (positive), truncated to degree t, rescaled to stay in floating range.
+    """
+    k, l = min(m, n), max(m, n)
+    c = np.zeros(t + 1)
+    c[0] = 1.0
+    log_scale = 0.0
+    for i in range(1, k + 1):
+        c = _divide_one_minus_q_power(c, i)
+        a = l + i
+        if a <= t:
+            c[a:] -= c[:-a].copy()
+        top = c.max()
+        c /= top
+        log_scale += math.log(top)
+    total = math.lgamma(m + n + 1) - math.lgamma(m + 1) - math.lgamma(n + 1)
+    return min(0.0, math.log(c.sum()) + log_scale - total)
+
+
+def _divide_one_minus_q_power(c: np.ndarray, i: int) -> np.ndarray:
+    """c / (1 - q^i) truncated: a running sum along each residue class mod i."""
+    size = len(c)
+    pad = (-size) % i
+    grid = np.concatenate([c, np.zeros(pad)]).reshape(-1, i)
+    return np.cumsum(grid, axis=0).reshape(-1)[:size]
+
+
+def _mwu_chernoff(b: int, m: int, n: int) -> float:
+    """min_s E[exp(sU)] exp(-sb), with the exact moment generating function of U (s > 0)."""
+    from scipy.optimize import minimize_scalar
+
+    total = math.lgamma(m + n + 1) - math.lgamma(m + 1) - math.lgamma(n + 1)
+    i = np.arange(1, min(m, n) + 1, dtype=float)
+    big = max(m, n)
+
+    def log_bound(s: float) -> float:
+        hi, lo = s * (big + i), s * i
+        # log((e^hi - 1) / (e^lo - 1)), stably
+        terms = hi - lo + np.log(-np.expm1(-hi)) - np.log(-np.expm1(-lo))
+        return float(terms.sum() - total - s * b)
+
+    mean = m * n / 2
+    if b <= mean:
+        return 1.0
+    res = minimize_scalar(log_bound, bounds=(1e-9, 50.0), method="bounded", options={"xatol": 1e-10})
+    return float(min(1.0, math.exp(min(0.0, res.fun))))
+
+
+def combine_strata(p_values: Sequence[float], weights: Sequence[float]) -> tuple[float, float]:
+    """Weighted Stouffer of independent strata's p-values: (z, p), z = sum w Phi^-1(p) / ||w||.
+
+    Valid for independent super-uniform p-values (each P(p <= x) <= x): then Phi^-1(p) is stochastically
+    at least N(0, 1), and so is the weighted sum. A stratum with p = 1 gives z = +inf and p = 1.
+    """
+    p = np.asarray(p_values, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    if np.any(p >= 1):
+        return math.inf, 1.0
+    z = float(np.sum(w * _st.norm.ppf(p)) / math.sqrt(np.sum(w**2)))
+    return z, float(_st.norm.cdf(z))
+
+
+# --- one identifier tested many times -------------------------------------------------------------------
+
+def history_weight(test_number: int) -> float:
+    """The share of alpha the identifier's `test_number`-th test (1-based) may spend: 1/(j(j+1)).
+
+    These add up to 1 over any number of tests, so however often an identifier is re-tested (and
+    whenever the user stops), P(any of its tests is falsely significant) <= alpha (a union bound).
+    """
+    if test_number < 1:
+        raise ValueError("test numbers start at 1")
+    return 1.0 / (test_number * (test_number + 1))
+
+
+def history_p(p_value: float, test_number: int) -> float:
+    """The p-value of the identifier's `test_number`-th test, corrected for every test it may ever have."""
+    return min(1.0, p_value / history_weight(test_number))
 
 
 def ks_uniform(p_values: Sequence[float]) -> float:

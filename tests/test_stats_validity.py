@@ -1,0 +1,153 @@
+"""Validity of the p-values under H0, checked exactly (enumeration) where possible (issue 7: defects 7, 10, 11,
+and the history correction of defect 2)."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from ghostsent import stats
+
+# --- defect 7: non-finite scores ----------------------------------------------------------------------
+
+
+def test_non_finite_nulls_count_against_the_ghost():
+    r = stats.rank_test(1.0, [float("nan")] * 5 + [float("inf"), 2.0, 0.5])
+    assert r.rank == 1 + 6 + 1 and r.non_finite_nulls == 6
+    assert r.p_value == pytest.approx(8 / 9)
+
+
+def test_a_non_finite_ghost_score_gives_p_one():
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        r = stats.rank_test(bad, [1.0, 2.0, 3.0])
+        assert r.p_value == 1.0 and r.rank == 4 and not r.ghost_finite
+
+
+def test_non_finite_scores_in_the_rank_sum_count_against_the_members():
+    nulls = np.arange(1.0, 101.0)
+    clean = stats.rank_sum_test([0.0, 0.0], nulls)
+    nan_member = stats.rank_sum_test([0.0, float("nan")], nulls)
+    nan_nulls = stats.rank_sum_test([0.0, 0.0], np.concatenate([nulls, [float("nan")] * 20]))
+    assert nan_member.p_value > clean.p_value * 10
+    assert nan_nulls.statistic == clean.statistic  # a NaN null is never beaten
+    assert nan_member.non_finite == 1 and nan_nulls.non_finite == 20
+
+
+# --- defect 10: exact rank-sum per stratum, valid with ties, strata combined validly --------------------
+
+def _conditional_rates(values, m, alphas):
+    """P(p <= a) over every assignment of m members among the values: the exact conditional size."""
+    vals = np.asarray(values, dtype=float)
+    ps = []
+    for sub in itertools.combinations(range(len(vals)), m):
+        mask = np.zeros(len(vals), bool)
+        mask[list(sub)] = True
+        ps.append(stats.rank_sum_test(vals[mask], vals[~mask]).p_value)
+    ps = np.array(ps)
+    return {a: float(np.mean(ps <= a)) for a in alphas}
+
+
+@pytest.mark.parametrize("values,m", [
+    ([0, 0, 0] + [1] * 9, 2),            # the old normal approximation rejected 4.5x too often at 0.01
+    ([0] * 5 + [1] * 8, 2),              # ... and 2.6x at 0.05
+    ([0] * 7 + [1] * 12, 3),
+    ([0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5], 3),
+    (list(range(14)), 4),                # no ties: exact size
+])
+def test_rank_sum_is_valid_for_every_pattern_of_ties(values, m):
+    rates = _conditional_rates(values, m, (0.01, 0.05, 0.2))
+    for a, rate in rates.items():
+        assert rate <= a + 1e-12, (a, rate)
+
+
+def test_rank_sum_without_ties_equals_scipy_exact():
+    rng = np.random.default_rng(3)
+    for m, n in ((1, 30), (3, 40), (7, 200), (12, 1000)):
+        x, y = rng.normal(-0.5, 1, m), rng.normal(size=n)
+        ours = stats.rank_sum_test(x, y)
+        ref = st.mannwhitneyu(x, y, alternative="less", method="exact").pvalue
+        assert ours.method == "exact" and ours.p_value == pytest.approx(ref, rel=1e-9)
+
+
+def test_rank_sum_extreme_tail_is_exact():
+    # 12 members better than all 1000 nulls: p = 1 / C(1012, 12)
+    r = stats.rank_sum_test(np.zeros(12), np.arange(1.0, 1001.0))
+    assert r.p_value == pytest.approx(1 / math.comb(1012, 12), rel=1e-9)
+
+
+def test_chernoff_bound_is_above_the_exact_tail():
+    rng = np.random.default_rng(4)
+    for m, n, shift in ((5, 200, 0.5), (20, 300, 0.4), (40, 500, 0.1), (3, 50, 0.0)):
+        x, y = rng.normal(-shift, 1, m), rng.normal(size=n)
+        exact = stats.rank_sum_test(x, y)
+        bound = stats.rank_sum_test(x, y, max_exact_work=0)
+        assert bound.method == "chernoff bound"
+        assert exact.p_value <= bound.p_value <= 1.0
+        if exact.p_value < 1e-3:
+            assert bound.p_value < 100 * exact.p_value  # a bound, but not a useless one
+
+
+def test_stratified_combination_is_valid_with_ties():
+    """Two independent strata with heavily tied scores: exact size of the combined test by enumeration."""
+    s1, s2 = [0, 0, 0] + [1] * 6, [0] * 4 + [1] * 5
+    ps1 = _all_ps(s1, 2)
+    ps2 = _all_ps(s2, 1)
+    for a in (0.01, 0.05, 0.2):
+        rate = np.mean([stats.combine_strata([p1, p2], [math.sqrt(2), 1.0])[1] <= a for p1 in ps1 for p2 in ps2])
+        assert rate <= a + 1e-12, (a, rate)
+
+
+def _all_ps(values, m):
+    vals = np.asarray(values, dtype=float)
+    out = []
+    for sub in itertools.combinations(range(len(vals)), m):
+        mask = np.zeros(len(vals), bool)
+        mask[list(sub)] = True
+        out.append(stats.rank_sum_test(vals[mask], vals[~mask]).p_value)
+    return out
+
+
+def test_stratified_combination_is_uniform_for_continuous_scores():
+    rng = np.random.default_rng(5)
+    ps = []
+    for _ in range(1500):
+        parts = [stats.rank_sum_test(rng.normal(size=m), rng.normal(size=n)).p_value for m, n in ((1, 60), (3, 40))]
+        ps.append(stats.combine_strata(parts, [1.0, math.sqrt(3)])[1])
+    ps = np.array(ps)
+    for a in (0.01, 0.05):
+        assert np.mean(ps <= a) <= a + 3 * math.sqrt(a * (1 - a) / len(ps))
+    assert stats.ks_uniform(ps) > 0.001
+
+
+def test_a_stratum_at_p_one_gives_a_combined_p_of_one():
+    assert stats.combine_strata([1e-9, 1.0], [1.0, 1.0])[1] == 1.0
+
+
+# --- defect 11: the skew-normal tail is a labelled model extrapolation with a fit check ---------------------
+
+def test_extrapolation_is_refused_when_the_null_tail_is_heavier():
+    rng = np.random.default_rng(6)
+    nulls = st.t.rvs(df=1.5, size=1000, random_state=rng)
+    ext = stats.tail_extrapolation(np.min(nulls) - 5, nulls)
+    assert not ext.fits and ext.p_value is None and "fit" in ext.note
+
+
+def test_extrapolation_of_a_normal_null_has_one_significant_digit():
+    rng = np.random.default_rng(7)
+    nulls = rng.normal(5.0, 1.0, size=2000)
+    ext = stats.tail_extrapolation(1.0, nulls)
+    assert ext.fits and ext.p_value == pytest.approx(3.2e-5, rel=1.0)
+    assert float(f"{ext.p_value:.0e}") == ext.p_value
+
+
+# --- defect 2: the history correction (alpha spending) ------------------------------------------------------
+
+def test_history_weights_spend_at_most_alpha_over_any_number_of_tests():
+    ws = [stats.history_weight(j) for j in range(1, 100001)]
+    assert ws[0] == 0.5 and ws[1] == pytest.approx(1 / 6)
+    assert sum(ws) < 1.0
+    assert stats.history_p(0.01, 3) == pytest.approx(0.12)
+    assert stats.history_p(0.2, 3) == 1.0
