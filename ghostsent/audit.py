@@ -3,19 +3,23 @@
 `ghostsent probe`, `ppl-test` and `audit` all go through `run_detection`, so a single identifier and a
 platform's thousands get the same statistics:
 - per identifier: last-k probe p (Bonferroni over its probes) and perplexity rank p, combined by
-  Bonferroni; Holm across identifiers;
-- one combined answer: a rank-sum test of all member perplexity scores against the pooled nulls of their
-  stratum (same word list, length and template), strata joined by Stouffer's method;
+  Bonferroni, then corrected for the identifier's history of tests (its j-th test spends alpha/(j(j+1)));
+- one combined answer (two or more identifiers): an exact rank-sum test of all member perplexity scores
+  against the pooled nulls of their stratum (same word list, length and template), strata joined by a
+  weighted Stouffer of their exact p-values;
+- ONE family at level alpha: Holm over the identifiers and the combined answer, so running both kinds
+  of test cannot double the false-detection rate;
 - negative controls: fresh never-published passphrases run through exactly the same tests.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,7 +27,8 @@ from ghostsent import probe as probe_mod
 from ghostsent.errors import LedgerError
 from ghostsent.passphrase import Ghost, draw_words
 from ghostsent.perplexity import rank_against, score_set
-from ghostsent.stats import bonferroni, format_p, holm, ks_uniform, rank_sum_test, stouffer
+from ghostsent.stats import (bonferroni, combine_strata, format_p, history_weight, holm, ks_uniform,
+                             rank_sum_test)
 from ghostsent.targets.base import Target
 from ghostsent.wordlists import WordList, load_wordlist
 
@@ -85,6 +90,7 @@ class DetectionResult:
     combined: dict[str, Any] = field(default_factory=dict)
     controls: dict[str, Any] = field(default_factory=dict)
     null_scores: dict[str, list[float]] = field(default_factory=dict)   # per stratum, for plots
+    scoring_order: dict[str, list[int]] = field(default_factory=dict)  # per stratum: candidate scored j-th
     verdict: str = ""
     detected: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -124,8 +130,13 @@ def run_detection(
     kind: str = "audit",
     progress: bool = False,
     on_subject: Callable[[dict[str, Any]], None] | None = None,
+    test_numbers: Mapping[str, int] | None = None,
 ) -> DetectionResult:
-    """Run the chosen tests on members and controls. Interrupting keeps what finished (status partial)."""
+    """Run the chosen tests on members and controls. Interrupting keeps what finished (status partial).
+
+    `test_numbers[key]` says which test of its identifier this is (1 = first; from the ledger, see
+    ghostsent.history); a member without one is treated as tested only this once.
+    """
     t0 = time.time()
     rng = random.Random(settings.seed) if settings.seed is not None else None
     controls = make_controls(members, settings.controls, rng)
@@ -143,13 +154,15 @@ def run_detection(
                 "wordlist": s.wordlist.name, "vocab_size": s.wordlist.size}
         for s in everyone
     }
+    for s in members:
+        rows[s.key]["test_number"] = int((test_numbers or {}).get(s.key, 0)) or None
     try:
         if "ppl" in settings.tests:
             _run_ppl(target, reference, everyone, settings, rng, rows, res, progress)
         if "probe" in settings.tests:
             results = probe_mod.run_probes(
                 target, [(s.ghost, s.wordlist.size) for s in everyone], settings.ks, settings.samples,
-                settings.temperature, seed=settings.seed or 0, modes=settings.modes,
+                settings.temperature, seed=settings.seed or 0, modes=settings.modes, rng=rng,
             )
             for s, pr in zip(everyone, results):
                 rows[s.key]["probe"] = pr.to_dict()
@@ -172,25 +185,40 @@ def _run_ppl(target, reference, everyone, settings, rng, rows, res, progress) ->
         # identifier is exchangeable with the nulls) and Holm/rank-sum hold under the dependence.
         base = subs[0]
         nulls = [base.ghost.with_words(draw_words(base.wordlist, len(base.ghost.words), rng)) for _ in range(settings.n_nulls)]
-        scored = score_set(target, [s.ghost for s in subs] + nulls, reference, progress=progress)
+        scored = score_set(target, [s.ghost for s in subs] + nulls, reference, progress=progress, rng=rng)
         k = len(subs)
         sub_part, null_part = scored.split(k)
         res.null_scores[st] = null_part.score.tolist()
+        res.scoring_order[st] = scored.order
+        position = {c: j for j, c in enumerate(scored.order)}
         for i, s in enumerate(subs):
-            pr = rank_against(s.ghost, sub_part, i, null_part, {"stratum": st})
+            pr = rank_against(s.ghost, sub_part, i, null_part, {"stratum": st, "scored_at": position[i]})
             rows[s.key]["ppl"] = pr.to_dict()
+
+
+def _weight(r: dict[str, Any]) -> float:
+    return history_weight(r["test_number"]) if r.get("test_number") else 1.0
 
 
 def _summarise(res: DetectionResult, settings: DetectionSettings) -> None:
     members = [r for r in res.subjects if r["role"] == "member"]
-    controls = [r for r in res.subjects if r["role"] == "control"]
     for r in res.subjects:
         ps = [r[t]["p_value"] for t in ("probe", "ppl") if t in r]
         r["p_value"] = bonferroni(ps) if ps else None
-    if members and members[0].get("p_value") is not None:
-        for r, adj in zip(members, holm([r["p_value"] for r in members])):
-            r["p_holm"] = adj
-            r["detected"] = adj < settings.alpha
+        if ps:
+            r["evidence"] = min((t for t in ("probe", "ppl") if t in r), key=lambda t: r[t]["p_value"])
+    for r in members:
+        if r["p_value"] is not None:
+            r["p_history"] = min(1.0, r["p_value"] / _weight(r))
+    _controls(res, settings)
+    res.combined = _combined(members, res.null_scores, settings)
+    _family(res, members, settings)
+    res.verdict = _verdict(res, members, settings)
+    _warnings(res, members, settings)
+
+
+def _controls(res: DetectionResult, settings: DetectionSettings) -> None:
+    controls = [r for r in res.subjects if r["role"] == "control"]
     for test in ("probe", "ppl"):
         cps = [r[test]["p_value"] for r in controls if test in r]
         if not cps:
@@ -198,67 +226,126 @@ def _summarise(res: DetectionResult, settings: DetectionSettings) -> None:
         c: dict[str, Any] = {"n": len(cps), "p_values": cps, "flagged": sum(p < settings.alpha for p in cps)}
         if test == "probe":
             c["completed"] = sum(1 for r in controls if r["probe"]["completed"])
-        if len(cps) >= 5:
+        elif len(cps) >= 5:
+            # Calibration only where it means something: rank p-values are uniform under H0; probe
+            # p-values are a bound that is almost always 1, so a KS test on them says nothing.
             c["ks_uniform_p"] = ks_uniform(cps)
         res.controls[test] = c
-    # Combined evidence for the owner / platform.
-    comb: dict[str, Any] = {"n_members": len(members)}
+
+
+def _combined(members: list[dict[str, Any]], null_scores: dict[str, list[float]],
+              settings: DetectionSettings) -> dict[str, Any]:
+    """The joint perplexity answer over two or more identifiers, and (for reading) the probe family."""
+    comb: dict[str, Any] = {"n_members": len(members), "p_value": None}
     ppl_members = [r for r in members if "ppl" in r]
-    if ppl_members:
-        zs, ws, parts = [], [], []
-        for st, nulls in res.null_scores.items():
+    if len(ppl_members) >= 2:
+        parts = []
+        for st, nulls in null_scores.items():
             xs = [r["ppl"]["score"] for r in ppl_members if r["ppl"]["stratum"] == st]
-            if not xs:
-                continue
-            rs = rank_sum_test(xs, nulls)
-            parts.append({"stratum": st, "n_members": len(xs), "n_nulls": len(nulls), "z": rs.z,
-                          "p_value": rs.p_value, "method": rs.method})
-            zs.append(rs.z)
-            ws.append(np.sqrt(len(xs)))
+            if xs:
+                rs = rank_sum_test(xs, nulls)
+                parts.append({"stratum": st, "n_members": len(xs), "n_nulls": len(nulls), "z": rs.z,
+                              "p_value": rs.p_value, "method": rs.method, "non_finite": rs.non_finite})
         if len(parts) == 1:
             comb["ppl_rank_sum"] = parts[0]
         elif parts:
-            z, p = stouffer(zs, ws)
-            comb["ppl_rank_sum"] = {"strata": parts, "z": z, "p_value": p, "method": "stouffer"}
+            z, p = combine_strata([x["p_value"] for x in parts], [x["n_members"] ** 0.5 for x in parts])
+            comb["ppl_rank_sum"] = {"strata": parts, "z": z, "p_value": p,
+                                    "method": "weighted Stouffer of the strata's exact p-values"}
+        if "ppl_rank_sum" in comb:
+            comb["p_value"] = comb["ppl_rank_sum"]["p_value"]
+            comb["p_history"] = min(1.0, comb["p_value"] / min(_weight(r) for r in ppl_members))
     probe_members = [r for r in members if "probe" in r]
     if probe_members:
         comb["probe_family"] = {"p_value": bonferroni([r["probe"]["p_value"] for r in probe_members]),
                                 "completed": sum(1 for r in probe_members if r["probe"]["completed"])}
-    family = [v["p_value"] for k, v in comb.items() if isinstance(v, dict) and "p_value" in v]
-    comb["p_value"] = bonferroni(family) if family else None
-    res.combined = comb
-    any_member = any(r.get("detected") for r in members)
-    comb_det = comb["p_value"] is not None and comb["p_value"] < settings.alpha
-    res.detected = bool(any_member or comb_det)
+    return comb
+
+
+def _family(res: DetectionResult, members: list[dict[str, Any]], settings: DetectionSettings) -> None:
+    """One Holm family at level alpha: every identifier, plus the combined answer when there is one."""
+    tested = [r for r in members if r.get("p_history") is not None]
+    family = [r["p_history"] for r in tested]
+    comb = res.combined
+    if comb.get("p_history") is not None:
+        family.append(comb["p_history"])
+    adjusted = holm(family) if family else []
+    for r, adj in zip(tested, adjusted):
+        r["p_holm"] = adj
+        r["detected"] = adj < settings.alpha
+    if comb.get("p_history") is not None:
+        comb["p_holm"] = adjusted[-1]
+        comb["detected"] = adjusted[-1] < settings.alpha
+    comb["family_size"] = len(family)
+    res.detected = any(a < settings.alpha for a in adjusted)
+
+
+def _verdict(res: DetectionResult, members: list[dict[str, Any]], settings: DetectionSettings) -> str:
     model = res.model.get("spec", "the model")
-    if res.detected:
-        hits = [r for r in members if r.get("detected")]
-        if hits:
-            best = min(hits, key=lambda r: r["p_holm"])
-            res.verdict = (f"DETECTED: {model} reproduces {len(hits)} of {len(members)} ghost sentence(s) far beyond "
-                           f"chance (best p = {format_p(best['p_holm'])} after Holm correction, threshold {settings.alpha:g}).")
+    comb = res.combined
+    hits = [r for r in members if r.get("detected")]
+    a = f"threshold {settings.alpha:g}"
+    if hits:
+        best = min(hits, key=lambda r: r["p_holm"])
+        by_probe = [r for r in hits if r.get("evidence") == "probe"]
+        if len(by_probe) == len(hits):
+            what = f"reproduces held-out words of {len(hits)} of {len(members)} ghost sentence(s) far beyond chance"
+        elif not by_probe:
+            what = (f"ranks {len(hits)} of {len(members)} ghost sentence(s) as more likely than fresh passphrases "
+                    "drawn the same way (perplexity rank test)")
         else:
-            res.verdict = (f"DETECTED (jointly): across {len(members)} ghost sentences {model} prefers them over fresh "
-                           f"passphrases (combined p = {format_p(comb['p_value'])}, threshold {settings.alpha:g}), "
-                           "though no single one is significant alone.")
+            what = (f"reproduces held-out words of {len(by_probe)} and ranks {len(hits) - len(by_probe)} more as "
+                    f"more likely than fresh passphrases, of {len(members)} ghost sentence(s)")
+        text = f"DETECTED: {model} {what} (best p = {format_p(best['p_holm'])} after corrections, {a})."
+    elif comb.get("detected"):
+        text = (f"DETECTED (jointly): across {len(members)} ghost sentences {model} prefers them over fresh "
+                f"passphrases (combined p = {format_p(comb['p_holm'])} after corrections, {a}), "
+                "though no single one is significant alone.")
     else:
         best = min((r["p_holm"] for r in members if "p_holm" in r), default=1.0)
-        res.verdict = (f"NOT DETECTED: no evidence that {model} memorised these ghost sentence(s) "
-                       f"(smallest corrected p = {format_p(best)}, combined p = {format_p(comb['p_value'] or 1.0)}).")
-    if res.status == "partial":
-        res.verdict += " (Run interrupted: partial results.)"
+        joint = f", combined p = {format_p(comb['p_holm'])}" if "p_holm" in comb else ""
+        text = (f"NOT DETECTED: no evidence that {model} memorised these ghost sentence(s) "
+                f"(smallest corrected p = {format_p(best)}{joint}).")
+    return text + (" (Run interrupted: partial results.)" if res.status == "partial" else "")
+
+
+def _warnings(res: DetectionResult, members: list[dict[str, Any]], settings: DetectionSettings) -> None:
     res.warnings.append(NOT_PROVEN)
-    if "ppl" in settings.tests and members:
-        floor = len(members) / (settings.n_nulls + 1)  # Holm's bound for the best identifier at rank 1
-        if floor >= settings.alpha:
-            res.warnings.append(
-                f"With {settings.n_nulls} nulls and {len(members)} identifiers no single identifier can reach "
-                f"p < {settings.alpha:g} after Holm correction (smallest possible {floor:.3g}); use --nulls "
-                f"{int(len(members) / settings.alpha)} or more for per-identifier answers. The combined test is not limited so."
-            )
+    retests = [r for r in members if (r.get("test_number") or 1) > 1]
+    if retests:
+        worst = max(r["test_number"] for r in retests)
+        res.warnings.append(
+            f"{len(retests)} identifier(s) had been tested before (up to test {worst}): the j-th test of an "
+            "identifier is held to alpha/(j(j+1)), so re-testing cannot manufacture significance "
+            "(docs/statistics.md, section 4).")
+    floor = ppl_floor(res, members, settings)
+    if floor is not None and floor[0] >= settings.alpha:
+        res.warnings.append(
+            f"With {settings.n_nulls} nulls no single identifier can reach p < {settings.alpha:g} after the "
+            f"corrections (Holm over {res.combined.get('family_size', len(members))} tests"
+            f"{', both the probe and the perplexity test' if len(settings.tests) > 1 else ''}, and the history "
+            f"factor): the smallest possible is {floor[0]:.3g}; use --nulls {floor[1]} or more for "
+            "per-identifier answers." + (" The combined test is not limited so." if "p_holm" in res.combined else ""))
+    bad = sum(1 for r in res.subjects if "ppl" in r and not r["ppl"]["ghost_finite"])
+    nonfinite = sum(int(np.sum(~np.isfinite(np.asarray(v, dtype=float)))) for v in res.null_scores.values())
+    if bad or nonfinite:
+        res.warnings.append(
+            f"Non-finite scores (NaN/inf): {nonfinite} null(s), each counted as beating every ghost, and {bad} "
+            "identifier/control score(s), each given p = 1. Check the model's numeric precision or the API.")
     flagged = sum(c.get("flagged", 0) for c in res.controls.values())
     if flagged:
         res.warnings.append(f"{flagged} control passphrase test(s) fell below the threshold: treat results with caution.")
+
+
+def ppl_floor(res: DetectionResult, members: list[dict[str, Any]],
+              settings: DetectionSettings) -> tuple[float, int] | None:
+    """(smallest corrected p any identifier could reach with these nulls, nulls needed to go below alpha)."""
+    if "ppl" not in settings.tests or not members:
+        return None
+    factor = res.combined.get("family_size") or len(members)
+    factor *= len(settings.tests) / max(_weight(r) for r in members)
+    floor = factor / (settings.n_nulls + 1)
+    return floor, int(math.ceil(factor / settings.alpha))
 
 
 def subjects_from_ledger(idents: Sequence[Any], wordlist_override: str | None = None) -> list[Subject]:

@@ -167,8 +167,11 @@ def list_cmd(owner, ledger_path, as_json):
 @handle_errors
 def show(identifier, reveal, ledger_path, as_json):
     """Show one identifier (id or unique prefix) and where it was inserted."""
+    from ghostsent.history import history
+
     with open_ledger(ledger_path) as led:
         data = _ident_json(led.get(identifier), led, reveal)
+        data["history"] = history(led, data["id"]).to_dict()
 
     def human() -> None:
         click.echo(data["text"])
@@ -177,6 +180,7 @@ def show(identifier, reveal, ledger_path, as_json):
         click.echo(f"insertions:      {len(data['insertions'])}")
         for ins in data["insertions"]:
             click.echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
+        _echo_history(data["history"], data["n_words"])
         if reveal:
             rv = data["reveal"]
             click.echo("reveal (publish these to prove the identifier existed when the root was published):")
@@ -186,6 +190,21 @@ def show(identifier, reveal, ledger_path, as_json):
             click.echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
 
     emit(data, as_json, human)
+
+
+def _echo_history(h: dict, n_words: int) -> None:
+    click.echo(f"tests: {h['n_tests']}; corrected p over all tests: {_fp(h['p_over_all'])} "
+               "(the j-th test counts x j(j+1))")
+    for t in h["tests"]:
+        p = "unfinished (counts as p = 1)" if t["p_value"] is None else \
+            f"p = {_fp(t['p_value'])}, corrected {_fp(t['p_history'] if t['p_history'] is not None else 1.0)}"
+        click.echo(f"  #{t['number']} {t['started_at'][:19]} {t['kind']:<8} {t['model']}: {p}"
+                   + ("" if t["stored"] else " (not stored)"))
+    click.echo(f"shown to: {len(h['disclosures'])} disclosure(s)")
+    for d in h["disclosures"]:
+        w = d["words"]
+        span = f"words 1-{max(w) + 1} of {n_words}" if w else "no words"
+        click.echo(f"  {d['created_at'][:19]} {span} -> {d['endpoint']} ({d['via']})")
 
 
 @main.command()
@@ -422,7 +441,9 @@ def detection_options(fn: Callable) -> Callable:
         click.option("--seed", type=int, default=None, help="Seed nulls/controls (reproducible studies only)."),
         click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Folder for report.json/.md/.html and plots [default: ghostsent-reports/<kind>-<time>]."),
-        click.option("--no-store", is_flag=True, help="Do not record the run in the ledger."),
+        click.option("--no-store", is_flag=True,
+                     help="Do not store prompts, replies and scores. The test still counts in each identifier's "
+                          "history (so re-running cannot manufacture significance) and what it showed is logged."),
         click.option("--exit-code", is_flag=True, help="Exit 1 when a ghost sentence is detected (like git diff --exit-code)."),
         click.option("--wordlist", default=None, help="Word list to use instead of the identifier's recorded one (must be identical)."),
     ]
@@ -441,11 +462,11 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                     report_dir: Path | None, no_store: bool, exit_code: bool) -> None:
     import time as _time
 
-    from ghostsent.audit import run_detection, store
+    from ghostsent.history import run_recorded
     from ghostsent.report import write_report
 
-    res = run_detection(target, subjects, settings, reference=reference, kind=kind, progress=not as_json)
-    run_id = None if no_store else store(ledger, res)
+    res, run_id = run_recorded(ledger, target, subjects, settings, reference=reference, kind=kind,
+                               store=not no_store, progress=not as_json)
     d = res.to_dict()
     d["run_id"] = run_id
     out = report_dir or Path("ghostsent-reports") / f"{kind}-{_time.strftime('%Y%m%d-%H%M%S')}"
@@ -459,10 +480,10 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
             if "probe" in r:
                 parts.append(f"probe p={_fp(r['probe']['p_value'])}{' (completed)' if r['probe']['completed'] else ''}")
             if "ppl" in r:
-                parts.append(f"ppl rank {r['ppl']['rank']}/{r['ppl']['n_nulls'] + 1} p={_fp(r['ppl']['p_value'])} "
-                             f"exposure {r['ppl']['exposure_bits']:.1f} bits "
-                             f"(approx. tail p {_fp(r['ppl']['approx_tail_p'])})")
-            holm_p = f" holm p={_fp(r['p_holm'])}" if "p_holm" in r else ""
+                pp = r["ppl"]
+                parts.append(f"ppl rank {pp['rank']}/{pp['n_nulls'] + 1} p={_fp(pp['p_value'])} "
+                             f"exposure {pp['exposure_bits']:.1f} bits (at most {pp['max_exposure_bits']:.1f})")
+            holm_p = (f" test #{r['test_number'] or 1}, corrected p={_fp(r['p_holm'])}" if "p_holm" in r else "")
             click.echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
         for t, c in res.controls.items():
             click.echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
@@ -506,7 +527,7 @@ def _ks(value: str) -> tuple[int, ...]:
 @handle_errors
 def probe(identifier, model, gguf, base_url, api_key_env, k_values, samples, temperature, modes, controls, alpha,
           seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
-    """Last-k words probe: does the model complete the ghost sentence? Exact p-value."""
+    """Last-k words probe: does the model complete the ghost sentence? A valid p-value (an upper bound)."""
     from ghostsent.audit import DetectionSettings, subjects_from_ledger
 
     with open_ledger(ledger_path) as ledger:
@@ -530,24 +551,17 @@ def probe(identifier, model, gguf, base_url, api_key_env, k_values, samples, tem
 @handle_errors
 def ppl_test(identifier, model, gguf, base_url, api_key_env, n_nulls, reference, reference_gguf, controls, alpha, seed,
              report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
-    """Perplexity test: rank the ghost's likelihood among fresh passphrases. Exact p-value and exposure."""
+    """Perplexity test: rank the ghost's likelihood among fresh passphrases. Exact p-value and exposure.
+
+    Each test of an identifier is counted: its j-th test is held to alpha/(j(j+1)) (see `ghostsent show`)."""
     from ghostsent.audit import DetectionSettings, subjects_from_ledger
 
     with open_ledger(ledger_path) as ledger:
         subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
         settings = DetectionSettings(tests=("ppl",), n_nulls=n_nulls, controls=controls, alpha=alpha, seed=seed)
         target = _load(model, gguf, base_url, api_key_env)
-        _require_logprobs(target)
         ref = _load(reference, reference_gguf, base_url, api_key_env) if reference else None
-        if ref is not None:
-            _require_logprobs(ref)
         _run_and_report("ppl-test", target, subjects, settings, ref, ledger, as_json, report_dir, no_store, exit_code)
-
-
-def _require_logprobs(target) -> None:
-    from ghostsent.targets.capability import require_logprobs
-
-    require_logprobs(target)
 
 
 @main.command()
@@ -579,32 +593,46 @@ def audit(model, gguf, base_url, api_key_env, owner, tests, k_values, n_nulls, r
         subjects = subjects_from_ledger(idents, wordlist)
         settings = DetectionSettings(tests=chosen, ks=_ks(k_values), n_nulls=n_nulls, controls=controls, alpha=alpha, seed=seed)
         target = _load(model, gguf, base_url, api_key_env)
-        ref = None
-        if "ppl" in chosen:
-            _require_logprobs(target)
-            ref = _load(reference, reference_gguf, base_url, api_key_env) if reference else None
-            if ref is not None:
-                _require_logprobs(ref)
+        ref = _load(reference, reference_gguf, base_url, api_key_env) if reference and "ppl" in chosen else None
         _run_and_report("audit", target, subjects, settings, ref, ledger, as_json, report_dir, no_store, exit_code)
+
+
+def _ks_for(value: str | None, n_words: int) -> tuple[int, ...] | None:
+    """--k for an identifier of n words: each 1 <= k < n, else a usage error (exit 2)."""
+    if value is None:
+        return None
+    ks = _ks(value)
+    bad = [k for k in ks if k >= n_words]
+    if bad:
+        raise click.BadParameter(f"k={bad[0]}: a {n_words}-word passphrase allows 1 <= k <= {n_words - 1}",
+                                 param_hint="--k")
+    return ks
 
 
 @main.command()
 @click.argument("identifier")
-@click.option("--k", "k_values", default="2,3,4", show_default=True)
+@click.option("--k", "k_values", default="2,3,4", show_default=True,
+              help="Held-out words per prompt. Every prompt's words count as shown: check scores only the last min(k).")
 @ledger_option
 @json_option
 @handle_errors
 def card(identifier, k_values, ledger_path, as_json):
     """Prompts to paste into a chat window, for people without code or API access."""
+    from ghostsent.history import record_card
     from ghostsent.probe import card_prompts
 
     with open_ledger(ledger_path) as ledger:
         ident = ledger.get(identifier)
-    prompts = card_prompts(ident.ghost, _ks(k_values))
+        ks = _ks_for(k_values, ident.n_words)
+        prompts = card_prompts(ident.ghost, ks)
+        record_card(ledger, ident.id, ks)
 
     def human() -> None:
-        click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, then save the reply and run\n"
-                   f"  ghostsent check {ident.id} --k K --reply reply.txt\n")
+        click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, save the replies (or the whole\n"
+                   f"chat) and score them all at once:\n"
+                   f"  ghostsent check {ident.id} --reply reply1.txt --reply reply2.txt ...\n"
+                   f"Only the last {min(ks)} words, which none of these prompts shows, are scored. The shown words "
+                   f"are logged (ghostsent show {ident.id}).\n")
         for p in prompts:
             click.echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
 
@@ -613,36 +641,38 @@ def card(identifier, k_values, ledger_path, as_json):
 
 @main.command()
 @click.argument("identifier")
-@click.option("--reply", "reply_file", required=True, type=click.File("r", encoding="utf-8"),
-              help="File holding the model's reply, or - for standard input.")
-@click.option("--k", "k_values", default=None, help="Which card prompt this replies to [default: try every k, Bonferroni].")
+@click.option("--reply", "reply_files", required=True, multiple=True, type=click.File("r", encoding="utf-8"),
+              help="File with a reply or a whole pasted chat (- for standard input); repeat for several replies.")
+@click.option("--k", "k_values", default=None,
+              help="Which card prompt(s) the replies answer (where to look) [default: any the card showed]. "
+                   "Never makes a shown word count.")
 @click.option("--wordlist", default=None)
-@click.option("--exit-code", is_flag=True, help="Exit 1 when the reply completes the ghost sentence significantly.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the replies complete the ghost sentence significantly.")
 @click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1))
 @ledger_option
 @json_option
 @handle_errors
-def check(identifier, reply_file, k_values, wordlist, exit_code, alpha, ledger_path, as_json):
-    """Score a reply pasted from a chat window, with the same exact p-value as `probe`."""
-    from ghostsent.audit import wordlist_for
-    from ghostsent.probe import WARNING, check_reply
+def check(identifier, reply_files, k_values, wordlist, exit_code, alpha, ledger_path, as_json):
+    """Score replies pasted from a chat window: a valid p-value, counted in the identifier's history."""
+    from ghostsent.history import check_recorded
+    from ghostsent.probe import WARNING
 
+    replies = [f.read() for f in reply_files]
     with open_ledger(ledger_path) as ledger:
         ident = ledger.get(identifier)
-    wl = wordlist_for(ident, wordlist)
-    reply = reply_file.read()
-    res = check_reply(ident.ghost, reply, wl.size, _ks(k_values or "2,3,4"))
-    detected = res.p_value < alpha
-    d = res.to_dict() | {"identifier": ident.id, "detected": detected, "alpha": alpha, "warning": WARNING}
+        out = check_recorded(ledger, ident.id, replies, alpha, _ks_for(k_values, ident.n_words), wordlist)
+    d = out.to_dict() | {"warning": WARNING}
 
     def human() -> None:
-        m, k = res.best_matches
-        verdict = "DETECTED" if detected else "NOT DETECTED"
-        click.echo(f"{verdict}: best probe matched {m} of {k} held-out words; p = {_fp(res.p_value)} (threshold {alpha:g})")
+        best = min(out.result.records, key=lambda r: r.p_value)
+        verdict = "DETECTED" if out.detected else "NOT DETECTED"
+        click.echo(f"{verdict}: {len(replies)} reply/replies; best matched {best.matches} of the last {out.tail_words} "
+                   f"words (which no prompt showed); p = {_fp(out.result.p_value)}, test #{out.test_number} of "
+                   f"this identifier, corrected p = {_fp(out.p_history)} (threshold {alpha:g})")
         click.echo(WARNING)
 
     emit(d, as_json, human)
-    if exit_code and detected:
+    if exit_code and out.detected:
         sys.exit(1)
 
 # --- study ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from ghostsent.wordlists import WordList, builtin_names, load_wordlist, normalis
 
 COMMIT_SCHEME = "ghostsent-commit-v1"
 EXPORT_FORMAT = "ghostsent-ledger"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: test history and disclosure lines
 ID_RE = re.compile(r"^gs-[0-9a-f]{10}$")
 SALT_RE = re.compile(r"^[0-9a-f]{32}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -205,10 +205,56 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     return apply
 
 
+# Test history and disclosure log (issue: evidence). `tests` has one row per test of an identifier, taken
+# BEFORE the test runs (so a crash or Ctrl-C still counts it); `number` fixes the share of alpha the test
+# may spend. `disclosures` records which passphrase words (0-based indices) were shown to which endpoint.
+_V3 = """
+CREATE TABLE tests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identifier_id TEXT NOT NULL REFERENCES identifiers(id),
+    number INTEGER NOT NULL,            -- this is the identifier's number-th test (1-based)
+    kind TEXT NOT NULL,                 -- probe, ppl-test, audit, check, or 'run' (from before the history)
+    model TEXT NOT NULL,                -- model spec, or the chat window for check
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stored INTEGER NOT NULL,            -- 0: run with --no-store (this row is all that is kept)
+    run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    p_value REAL,                       -- the test's own p, NULL if it never finished (counts as 1)
+    p_history REAL                      -- min(1, p_value * number * (number + 1))
+);
+CREATE INDEX tests_identifier ON tests(identifier_id);
+CREATE TABLE disclosures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identifier_id TEXT NOT NULL REFERENCES identifiers(id),
+    test_id INTEGER REFERENCES tests(id),
+    endpoint TEXT NOT NULL,             -- who saw the words: model spec + base URL (no credentials), or the card
+    via TEXT NOT NULL,                  -- probe, ppl or card
+    words TEXT NOT NULL,                -- JSON array of the 0-based indices of the words shown
+    created_at TEXT NOT NULL
+);
+CREATE INDEX disclosures_identifier ON disclosures(identifier_id)
+"""
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    """Create the history tables and count every stored run of an identifier as one of its tests."""
+    _script(_V3)(conn)
+    rows = conn.execute(
+        "SELECT DISTINCT r.id, r.kind, r.model, r.created_at, rr.identifier_id FROM runs r "
+        "JOIN run_records rr ON rr.run_id = r.id WHERE rr.identifier_id IS NOT NULL ORDER BY r.id").fetchall()
+    counts: dict[str, int] = {}
+    for run_id, kind, model, created, ident in rows:
+        counts[ident] = counts.get(ident, 0) + 1
+        spec = json.loads(model).get("spec", "?") if model.startswith("{") else model
+        conn.execute("INSERT INTO tests (identifier_id, number, kind, model, started_at, finished_at, stored, run_id) "
+                     "VALUES (?,?,?,?,?,?,1,?)", (ident, counts[ident], kind, str(spec), created, created, run_id))
+
+
 # Ordered; MIGRATIONS[i] upgrades a ledger from schema version i to i+1. Append, never edit.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("identifiers, insertions, checkpoints", _script(_V1)),
     ("runs and run records", _script(_V2)),
+    ("test history and disclosure log (earlier runs counted as tests)", _v3),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -525,11 +571,62 @@ class Ledger:
             raise LedgerError(f"unknown run {run_id} in {self.path}")
         return {**self._run(rows[0]), "records": self._records(run_id)}
 
+    # -- test history and disclosures (see ghostsent/history.py) --------------------------------------
+
+    def reserve_tests(self, entries: list[tuple[str, str, str]], stored: bool,
+                      disclosures: list[tuple[str, str, str, list[int]]] = ()) -> list[tuple[int, int]]:
+        """Take the next test number of each (identifier, kind, model) and log what the test will show,
+        in one transaction, before the test runs. Returns (test id, number) per entry; each disclosure
+        (identifier, endpoint, via, word indices) is tied to its identifier's test."""
+        now = utcnow()
+        out: list[tuple[int, int]] = []
+        with self.transaction():
+            test_of: dict[str, int] = {}
+            for ident, kind, model in entries:
+                if not self._q("SELECT 1 FROM identifiers WHERE id = ?", (ident,)):
+                    raise LedgerError(f"unknown identifier {ident!r} in {self.path}")
+                number = 1 + self._q("SELECT count(*) FROM tests WHERE identifier_id = ?", (ident,))[0][0]
+                cur = self._conn.execute(
+                    "INSERT INTO tests (identifier_id, number, kind, model, started_at, stored) VALUES (?,?,?,?,?,?)",
+                    (ident, number, kind, model, now, int(stored)))
+                test_of[ident] = int(cur.lastrowid)
+                out.append((int(cur.lastrowid), number))
+            for ident, endpoint, via, words in disclosures:
+                self._add_disclosure(ident, test_of.get(ident), endpoint, via, words, now)
+        return out
+
+    def _add_disclosure(self, ident: str, test_id: int | None, endpoint: str, via: str, words: list[int],
+                        created_at: str) -> None:
+        self._conn.execute("INSERT INTO disclosures (identifier_id, test_id, endpoint, via, words, created_at) "
+                           "VALUES (?,?,?,?,?,?)", (ident, test_id, endpoint, via, json.dumps(words), created_at))
+
+    def add_disclosure(self, ident: str, endpoint: str, via: str, words: list[int]) -> None:
+        """Log words shown outside a test (the card)."""
+        with self.transaction():
+            if not self._q("SELECT 1 FROM identifiers WHERE id = ?", (ident,)):
+                raise LedgerError(f"unknown identifier {ident!r} in {self.path}")
+            self._add_disclosure(ident, None, endpoint, via, words, utcnow())
+
+    def finish_test(self, test_id: int, p_value: float | None, p_history: float | None, run_id: int | None) -> None:
+        with self.transaction():
+            self._conn.execute("UPDATE tests SET finished_at = ?, p_value = ?, p_history = ?, run_id = ? WHERE id = ?",
+                               (utcnow(), _float(p_value), _float(p_history), run_id, test_id))
+
+    def tests(self, identifier_id: str | None = None) -> list[dict]:
+        """Tests (oldest first), of one identifier or all."""
+        where, args = ("WHERE identifier_id = ?", (identifier_id,)) if identifier_id else ("", ())
+        return [dict(r) for r in self._q(f"SELECT * FROM tests {where} ORDER BY id", args)]
+
+    def disclosures(self, identifier_id: str | None = None) -> list[dict]:
+        where, args = ("WHERE identifier_id = ?", (identifier_id,)) if identifier_id else ("", ())
+        return [{**dict(r), "words": json.loads(r["words"])}
+                for r in self._q(f"SELECT * FROM disclosures {where} ORDER BY id", args)]
+
     # -- export / import -------------------------------------------------------------------------------
 
     def export_jsonl(self, fp: IO[str]) -> int:
-        """Write the ledger as JSON lines (header, identifiers with salts, insertions, runs); returns the count
-        of identifier/insertion/run lines."""
+        """Write the ledger as JSON lines (header, identifiers with salts, insertions, runs, test history,
+        disclosures); returns the count of lines after the header."""
         n = 0
         fp.write(_line({"type": "header", "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
                         "schema_version": self.schema_version}))
@@ -545,6 +642,12 @@ class Ledger:
             d = self.run(run["id"])
             d.pop("id")
             fp.write(_line({"type": "run", **d}))
+            n += 1
+        for t in self.tests():  # the history travels with the identifiers: a copy cannot reset it
+            fp.write(_line({"type": "test", **{k: t[k] for k in _TEST_FIELDS}}))
+            n += 1
+        for d in self.disclosures():
+            fp.write(_line({"type": "disclosure", **{k: d[k] for k in _DISCLOSURE_FIELDS}}))
             n += 1
         return n
 
@@ -578,8 +681,13 @@ class Ledger:
                 elif kind == "run":
                     added = self._import_run(obj, where)
                     counts["runs"]["added" if added else "skipped"] += 1
+                elif kind in ("test", "disclosure"):
+                    added = self._import_history(kind, obj, where)
+                    c = counts.setdefault(kind + "s", {"added": 0, "skipped": 0})
+                    c["added" if added else "skipped"] += 1
                 else:
-                    raise InputError(f"{where}: unknown type {kind!r} (identifier, insertion, run, header)")
+                    raise InputError(f"{where}: unknown type {kind!r} (identifier, insertion, run, test, disclosure, "
+                                     "header)")
         return counts
 
     def _import_identifier(self, obj: dict, where: str) -> bool:
@@ -653,6 +761,35 @@ class Ledger:
             raise LedgerError(f"{where}: {e}; nothing imported") from None
         return True
 
+    def _import_history(self, kind: str, obj: dict, where: str) -> bool:
+        """A test or disclosure line; identical ones already present are skipped."""
+        f = _Fields(obj, where)
+        ident = f.string("identifier_id")
+        if not self._q("SELECT 1 FROM identifiers WHERE id = ?", (ident,)):
+            raise LedgerError(f"{where}: {kind} refers to unknown identifier {ident!r}; nothing imported")
+        if kind == "disclosure":
+            words = f.get("words", list)
+            if not all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in words):
+                raise InputError(f"{where}: field 'words' must be a list of word indices")
+            vals = (ident, f.string("endpoint"), f.string("via"), json.dumps(words), f.string("created_at"))
+            if self._q("SELECT 1 FROM disclosures WHERE identifier_id=? AND endpoint=? AND via=? AND words=? "
+                       "AND created_at=?", vals):
+                return False
+            self._add_disclosure(vals[0], None, vals[1], vals[2], words, vals[4])
+            return True
+        row = (ident, f.get("number", int), f.string("kind"), f.string("model"), f.string("started_at"))
+        p = obj.get("p_value")
+        if p is not None and not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1):
+            raise InputError(f"{where}: field 'p_value' must be a number between 0 and 1, or null")
+        if self._q("SELECT 1 FROM tests WHERE identifier_id=? AND number=? AND kind=? AND model=? AND started_at=?",
+                   row):
+            return False
+        self._conn.execute("INSERT INTO tests (identifier_id, number, kind, model, started_at, finished_at, stored, "
+                           "p_value, p_history) VALUES (?,?,?,?,?,?,?,?,?)",
+                           (*row, obj.get("finished_at"), int(bool(obj.get("stored", True))), _float(p),
+                            _float(obj.get("p_history"))))
+        return True
+
     # -- commitments -----------------------------------------------------------------------------------
 
     def commitment(self) -> dict:
@@ -664,6 +801,11 @@ class Ledger:
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+
+_TEST_FIELDS = ("identifier_id", "number", "kind", "model", "started_at", "finished_at", "stored", "p_value",
+                "p_history")
+_DISCLOSURE_FIELDS = ("identifier_id", "endpoint", "via", "words", "created_at")
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str)

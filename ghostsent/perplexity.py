@@ -3,7 +3,10 @@
 Score = mean negative log-likelihood (nats per token) of the passphrase tokens given the ghost's prefix.
 Every candidate shares the same context and a leading space, so tokenisation is comparable. Nulls are
 fresh passphrases drawn exactly like the ghost (same list, length and template). Under H0 the ghost is
-one more such draw, so its rank among the N+1 scores is uniform and p = rank/(N+1) is exact.
+one more such draw, so its rank among the N+1 scores is uniform and p = rank/(N+1) is exact. That needs
+every candidate scored the same way: they are scored in a random order (batching, API caches and drift
+must not favour the ghost), non-finite scores count against the ghost, and a target's log-probabilities
+are checked before any is trusted (targets/capability.py).
 
 With a reference model (one released before the identifier existed), the score is target NLL minus
 reference NLL. Word frequency makes some passphrases easy for every model; subtracting what an innocent
@@ -20,8 +23,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ghostsent.passphrase import Ghost, draw_words
-from ghostsent.stats import RankResult, approx_exposure, rank_test, tail_p_value
+from ghostsent.stats import RankResult, TailExtrapolation, approx_exposure, rank_test, tail_extrapolation
 from ghostsent.targets.base import Target
+from ghostsent.targets.capability import require_logprobs
 from ghostsent.wordlists import WordList
 
 DEFAULT_NULLS = 1000
@@ -30,8 +34,10 @@ DEFAULT_NULLS = 1000
 def candidate_nll(target: Target, ghosts: Sequence[Ghost], progress: bool = False) -> np.ndarray:
     """Mean NLL of each ghost's passphrase tokens given its prefix (lower = more familiar to the model).
 
-    Candidates are grouped by prefix so the shared context is computed once per group.
+    Candidates are grouped by prefix so the shared context is computed once per group. The target's
+    log-probabilities must pass the capability check first (CapabilityError otherwise; cached per target).
     """
+    require_logprobs(target)
     out = np.empty(len(ghosts), dtype=float)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, g in enumerate(ghosts):
@@ -54,7 +60,7 @@ class PplResult:
     score: float                      # target NLL (or target - reference)
     null_scores: np.ndarray
     rank: RankResult
-    approx_tail_p: float              # skew-normal extrapolation, APPROXIMATE
+    extrapolation: TailExtrapolation  # skew-normal model extrapolation: never part of a verdict
     target_nll: float
     reference_nll: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +74,8 @@ class PplResult:
         return self.rank.exposure
 
     def to_dict(self, include_nulls: bool = False) -> dict[str, Any]:
+        ext = self.extrapolation
+        finite = self.null_scores[np.isfinite(self.null_scores)]
         d = {
             "ghost_text": self.ghost_text,
             "score": self.score,
@@ -78,10 +86,15 @@ class PplResult:
             "p_value": self.p_value,
             "exposure_bits": self.exposure,
             "max_exposure_bits": float(np.log2(self.rank.n_nulls + 1)),
-            "approx_tail_p": self.approx_tail_p,
-            "approx_exposure_bits": approx_exposure(self.approx_tail_p),
-            "null_mean": float(np.mean(self.null_scores)),
-            "null_std": float(np.std(self.null_scores)),
+            "non_finite_nulls": self.rank.non_finite_nulls,
+            "ghost_finite": self.rank.ghost_finite,
+            "model_extrapolation": {
+                "label": "model extrapolation (skew-normal fitted to the nulls); not used for any verdict",
+                "tail_p": ext.p_value, "exposure_bits": approx_exposure(ext.p_value), "fits": ext.fits,
+                "ks_p": ext.ks_p, "tail_ratio": ext.tail_ratio, "note": ext.note,
+            },
+            "null_mean": float(np.nanmean(finite)) if len(finite) else float("nan"),
+            "null_std": float(np.nanstd(finite)) if len(finite) else float("nan"),
             **self.extra,
         }
         if include_nulls:
@@ -91,10 +104,14 @@ class PplResult:
 
 @dataclass
 class ScoredSet:
-    """Scores of a batch of ghosts (members, controls, nulls) under target and optional reference."""
+    """Scores of a batch of ghosts (members, controls, nulls) under target and optional reference.
+
+    `order[j]` is the index of the candidate scored j-th (a random permutation), kept for the record.
+    """
 
     target: np.ndarray
     reference: np.ndarray | None
+    order: list[int] = field(default_factory=list)
 
     @property
     def score(self) -> np.ndarray:
@@ -108,11 +125,23 @@ class ScoredSet:
 
 
 def score_set(
-    target: Target, ghosts: Sequence[Ghost], reference: Target | None = None, progress: bool = False
+    target: Target, ghosts: Sequence[Ghost], reference: Target | None = None, progress: bool = False,
+    rng: random.Random | None = None,
 ) -> ScoredSet:
-    t = candidate_nll(target, ghosts, progress=progress)
-    r = candidate_nll(reference, ghosts, progress=progress) if reference is not None else None
-    return ScoredSet(t, r)
+    """Score every candidate in one random order (CSPRNG unless `rng` is given; the same order for the
+    reference), so no candidate's place in batches or requests depends on whether it is the ghost."""
+    order = list(range(len(ghosts)))
+    (rng or random.SystemRandom()).shuffle(order)
+    shuffled = [ghosts[i] for i in order]
+
+    def unshuffle(scores: np.ndarray) -> np.ndarray:
+        out = np.empty(len(ghosts), dtype=float)
+        out[order] = scores
+        return out
+
+    t = unshuffle(candidate_nll(target, shuffled, progress=progress))
+    r = unshuffle(candidate_nll(reference, shuffled, progress=progress)) if reference is not None else None
+    return ScoredSet(t, r, order)
 
 
 def rank_against(
@@ -126,7 +155,7 @@ def rank_against(
         score=s,
         null_scores=ns,
         rank=rank_test(s, ns),
-        approx_tail_p=tail_p_value(s, ns),
+        extrapolation=tail_extrapolation(s, ns),
         target_nll=float(ghost_scores.target[index]),
         reference_nll=None if ghost_scores.reference is None else float(ghost_scores.reference[index]),
         extra=dict(extra or {}),
@@ -142,12 +171,13 @@ def ppl_test(
     rng: random.Random | None = None,
     progress: bool = False,
 ) -> PplResult:
-    """Rank one ghost sentence against n_nulls fresh passphrases under `target` (minus `reference`)."""
-    if not getattr(target, "supports_logprobs", True):
-        from ghostsent.errors import CapabilityError
+    """Rank one ghost sentence against n_nulls fresh passphrases under `target` (minus `reference`).
 
-        raise CapabilityError(f"{target.spec} gives no log-probabilities; use the last-k probe instead")
+    A single test: re-testing an identifier needs the ledger's history correction (ghostsent.history).
+    CapabilityError if a target's log-probabilities fail the capability check.
+    """
     nulls = draw_nulls(ghost, wordlist, n_nulls, rng)
-    scored = score_set(target, [ghost, *nulls], reference, progress=progress)
+    scored = score_set(target, [ghost, *nulls], reference, progress=progress, rng=rng)
     ghost_part, null_part = scored.split(1)
-    return rank_against(ghost, ghost_part, 0, null_part, {"reference": reference.spec if reference else None})
+    return rank_against(ghost, ghost_part, 0, null_part, {"reference": reference.spec if reference else None,
+                                                          "scored_at": scored.order.index(0)})

@@ -39,7 +39,8 @@ def test_card_and_check_pasted_reply(ledger_with_ids, tmp_path):
     r = invoke("check", a.id, "--reply", good, "--k", "3", "--ledger", path, "--exit-code", "--json")
     assert r.exit_code == 1, r.output  # detected
     d = json.loads(r.output)
-    assert d["detected"] and d["p_value"] < 1e-8
+    # only the last 2 words count (the card's k=2 prompt showed the rest): 2 of 2 at a few places
+    assert d["detected"] and d["tail_words"] == 2 and d["p_value"] < 1e-7
 
     bad = tmp_path / "bad.txt"
     bad.write_text("I don't know how this sentence ends.", encoding="utf-8")

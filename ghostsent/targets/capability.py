@@ -175,7 +175,12 @@ def check_logprob_capability(target: Target, *, refresh: bool = False) -> Capabi
 
 
 def require_logprobs(target: Target) -> CapabilityReport:
-    """The capability report, or CapabilityError naming every problem (cached per target)."""
+    """The capability report, or CapabilityError naming every problem (cached per target).
+
+    Called wherever scores are produced (perplexity.candidate_nll), so a library user gets the same
+    refusal as the CLI."""
+    if not getattr(target, "supports_logprobs", True):
+        raise CapabilityError(f"{target.spec} gives no log-probabilities; use the last-k probe instead")
     if getattr(target, "computes_logprobs_locally", False):
         # A local model's log-probabilities come straight from its own logits; their alignment is fixed
         # by construction (and tested against a plain forward pass), so the heuristic is not needed.
