@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -91,6 +92,7 @@ class DetectionResult:
     controls: dict[str, Any] = field(default_factory=dict)
     null_scores: dict[str, list[float]] = field(default_factory=dict)   # per stratum, for plots
     scoring_order: dict[str, list[int]] = field(default_factory=dict)  # per stratum: candidate scored j-th
+    disclosures: list[dict[str, Any]] = field(default_factory=list)    # words shown, per member and endpoint
     verdict: str = ""
     detected: bool = False
     warnings: list[str] = field(default_factory=list)
@@ -107,6 +109,33 @@ class DetectionResult:
 
 def _stratum(s: Subject) -> str:
     return f"{s.wordlist.sha256[:12]}|{len(s.ghost.words)}|{s.ghost.template}"
+
+
+def endpoint(target: Target) -> str:
+    """Who a target's requests reach: the model spec, plus where it is served (scheme, host, port and
+    path: never user-info or query, which can carry credentials)."""
+    d = target.describe()
+    url = d.get("base_url")
+    if not url:
+        return str(d.get("spec") or target.spec)
+    p = urllib.parse.urlsplit(str(url))
+    host = (p.hostname or "") + (f":{p.port}" if p.port else "")
+    return f"{d.get('spec') or target.spec} at {urllib.parse.urlunsplit((p.scheme, host, p.path, '', ''))}"
+
+
+def disclosures(target: Target, reference: Target | None, members: Sequence[Subject],
+                settings: DetectionSettings) -> list[dict[str, Any]]:
+    """Which words of each member a run shows to whom: a probe shows all but the last min(k) words, a
+    perplexity test every word (to the reference model too)."""
+    out = []
+    for s in members:
+        n = len(s.ghost.words)
+        for test in settings.tests:
+            words = list(range(n)) if test == "ppl" else list(range(n - min(settings.ks)))
+            for t in (target, reference) if test == "ppl" else (target,):
+                if t is not None:
+                    out.append({"identifier": s.key, "endpoint": endpoint(t), "via": test, "words": words})
+    return out
 
 
 def make_controls(subjects: Sequence[Subject], n: int, rng: random.Random | None) -> list[Subject]:
@@ -146,6 +175,7 @@ def run_detection(
         reference=reference.describe() if reference else None,
         settings=settings.to_dict(),
         started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        disclosures=disclosures(target, reference, members, settings),
     )
     res.warnings.append(probe_mod.WARNING)
     everyone = [*members, *controls]

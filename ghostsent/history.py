@@ -15,11 +15,11 @@ The CLI goes through `run_recorded`, `record_card` and `check_recorded`; `histor
 """
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from ghostsent.audit import DetectionResult, DetectionSettings, Subject, run_detection, wordlist_for
+from ghostsent.audit import (DetectionResult, DetectionSettings, Subject, disclosures, run_detection,
+                             wordlist_for)
 from ghostsent.audit import store as store_result
 from ghostsent.errors import InputError
 from ghostsent.probe import DEFAULT_KS, ProbeResult, check_ks, check_replies
@@ -85,35 +85,6 @@ def history(ledger: Any, identifier_id: str) -> History:
     return History(ident.id, ident.n_words, tests, discl)
 
 
-# --- who saw what -----------------------------------------------------------------------------------------
-
-def endpoint(target: Target) -> str:
-    """The model spec, plus where it is served (scheme, host, port, path: never user-info or query)."""
-    d = target.describe()
-    url = d.get("base_url")
-    if not url:
-        return str(d.get("spec") or target.spec)
-    p = urllib.parse.urlsplit(str(url))
-    host = (p.hostname or "") + (f":{p.port}" if p.port else "")
-    return f"{d.get('spec') or target.spec} at {urllib.parse.urlunsplit((p.scheme, host, p.path, '', ''))}"
-
-
-def _shown(s: Subject, settings: DetectionSettings, test: str) -> list[int]:
-    n = len(s.ghost.words)
-    return list(range(n)) if test == "ppl" else list(range(n - min(settings.ks)))
-
-
-def _disclosures(target: Target, reference: Target | None, members: Sequence[Subject],
-                 settings: DetectionSettings) -> list[tuple[str, str, str, list[int]]]:
-    out = []
-    for s in members:
-        for test in settings.tests:
-            out.append((s.key, endpoint(target), test, _shown(s, settings, test)))
-            if test == "ppl" and reference is not None:
-                out.append((s.key, endpoint(reference), test, _shown(s, settings, test)))
-    return out
-
-
 # --- tests through the ledger ------------------------------------------------------------------------------
 
 def run_recorded(ledger: Any, target: Target, members: Sequence[Subject], settings: DetectionSettings,
@@ -127,7 +98,8 @@ def run_recorded(ledger: Any, target: Target, members: Sequence[Subject], settin
             if t is not None:
                 require_logprobs(t)
     entries = [(s.key, kind, target.spec) for s in members]
-    reserved = ledger.reserve_tests(entries, store, _disclosures(target, reference, members, settings))
+    shown = [(d["identifier"], d["endpoint"], d["via"], d["words"]) for d in disclosures(target, reference, members, settings)]
+    reserved = ledger.reserve_tests(entries, store, shown)
     numbers = {s.key: number for s, (_, number) in zip(members, reserved)}
     res = run_detection(target, members, settings, reference=reference, kind=kind, progress=progress,
                         test_numbers=numbers)
