@@ -152,3 +152,25 @@ def test_api_key_never_leaks(proxy_factory, reference_server, api_key_env, caplo
     assert caplog.records and "retry" in caplog.text
     for text in (str(e.value), caplog.text, repr(t), str(t.describe())):
         assert key not in text
+
+
+# ------------------------------------------------------------------------------------------ library path
+def test_library_refuses_a_shifting_server_before_scoring(proxy_factory, reference_server, api_key_env):
+    """The capability check lives where scores are produced: ppl_test and run_detection refuse shifted
+    echo log-probabilities for a library user exactly as the CLI does (issue 7, defect 15)."""
+    import random
+
+    from ghostsent.audit import DetectionSettings, Subject, run_detection
+    from ghostsent.passphrase import new_ghost
+    from ghostsent.perplexity import ppl_test
+    from ghostsent.wordlists import load_wordlist
+
+    wl = load_wordlist("en")
+    ghost = new_ghost(wl, 6, "post", random.Random(0))
+    p = proxy_factory("shift")
+    t = OpenAITarget("smollm2", p.base_url, api_key_env=api_key_env(reference_server.key))
+    with pytest.raises(CapabilityError, match="shifted by one token"):
+        ppl_test(t, ghost, wl, n_nulls=30)
+    with pytest.raises(CapabilityError, match="shifted by one token"):
+        run_detection(t, [Subject("g", "member", ghost, wl)], DetectionSettings(tests=("ppl",), n_nulls=30, controls=0))
+    assert p.requests <= 4  # only the capability probes (cached per target): no candidate was scored
