@@ -28,7 +28,7 @@ from ghostsent import probe as probe_mod
 from ghostsent.errors import LedgerError
 from ghostsent.passphrase import Ghost, draw_words
 from ghostsent.perplexity import rank_against, score_set
-from ghostsent.stats import (bonferroni, combine_strata, format_p, history_weight, holm, ks_uniform,
+from ghostsent.stats import (bonferroni, combine_strata, fit_tail, format_p, history_weight, holm, ks_uniform,
                              rank_sum_test)
 from ghostsent.targets.base import Target
 from ghostsent.wordlists import WordList, load_wordlist
@@ -221,8 +221,9 @@ def _run_ppl(target, reference, everyone, settings, rng, rows, res, progress) ->
         res.null_scores[st] = null_part.score.tolist()
         res.scoring_order[st] = scored.order
         position = {c: j for j, c in enumerate(scored.order)}
+        tail = fit_tail(null_part.score)
         for i, s in enumerate(subs):
-            pr = rank_against(s.ghost, sub_part, i, null_part, {"stratum": st, "scored_at": position[i]})
+            pr = rank_against(s.ghost, sub_part, i, null_part, {"stratum": st, "scored_at": position[i]}, tail)
             rows[s.key]["ppl"] = pr.to_dict()
 
 

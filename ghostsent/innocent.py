@@ -26,7 +26,9 @@ class InnocentTarget(Target):
 
     def __init__(self, spec: str, seed: int | None = None) -> None:
         self.spec = spec
-        self.rng = random.Random(seed)
+        # A stream of its own: a study that seeds its passphrases with the same number must not get
+        # replies drawn from the very same sequence (that would be a model that saw the ghost).
+        self.rng = random.Random(None if seed is None else f"innocent:{spec}:{seed}")
         self.np_rng = np.random.default_rng(self.rng.getrandbits(63))
 
     def describe(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ghostsent.passphrase import Ghost, draw_words
-from ghostsent.stats import RankResult, TailExtrapolation, approx_exposure, rank_test, tail_extrapolation
+from ghostsent.stats import RankResult, TailExtrapolation, TailFit, approx_exposure, fit_tail, rank_test
 from ghostsent.targets.base import Target
 from ghostsent.targets.capability import require_logprobs
 from ghostsent.wordlists import WordList
@@ -145,9 +145,11 @@ def score_set(
 
 
 def rank_against(
-    ghost: Ghost, ghost_scores: ScoredSet, index: int, nulls: ScoredSet, extra: dict[str, Any] | None = None
+    ghost: Ghost, ghost_scores: ScoredSet, index: int, nulls: ScoredSet, extra: dict[str, Any] | None = None,
+    tail: TailFit | None = None,
 ) -> PplResult:
-    """The ghost at `index` of `ghost_scores` ranked against a scored null set."""
+    """The ghost at `index` of `ghost_scores` ranked against a scored null set (`tail`: the nulls' fit,
+    when several ghosts share them)."""
     s = float(ghost_scores.score[index])
     ns = nulls.score
     return PplResult(
@@ -155,7 +157,7 @@ def rank_against(
         score=s,
         null_scores=ns,
         rank=rank_test(s, ns),
-        extrapolation=tail_extrapolation(s, ns),
+        extrapolation=(tail or fit_tail(ns)).extrapolate(s),
         target_nll=float(ghost_scores.target[index]),
         reference_nll=None if ghost_scores.reference is None else float(ghost_scores.reference[index]),
         extra=dict(extra or {}),

@@ -95,29 +95,45 @@ MIN_FIT_NULLS = 100
 MAX_TAIL_RATIO = 2.0
 
 
-def tail_extrapolation(score: float, null_scores: Sequence[float]) -> TailExtrapolation:
-    """Skew-normal lower-tail probability of `score`, checked against the nulls' own lower tail.
+@dataclass
+class TailFit:
+    """A skew-normal fitted to one null set, with its goodness-of-fit check (fit once, read per ghost)."""
+
+    params: tuple[float, float, float] | None   # (shape, loc, scale), None when the fit is rejected
+    ks_p: float
+    tail_ratio: float
+    note: str
+
+    def extrapolate(self, score: float) -> TailExtrapolation:
+        if self.params is None or not np.isfinite(score):
+            return TailExtrapolation(None, False, self.ks_p, self.tail_ratio, self.note)
+        p = float(_st.skewnorm.cdf(score, *self.params))
+        return TailExtrapolation(float(f"{p:.0e}"), True, self.ks_p, self.tail_ratio, self.note)
+
+
+def fit_tail(null_scores: Sequence[float]) -> TailFit:
+    """Fit a skew-normal to the null scores and check it where it matters, the lower tail.
 
     A null with a heavier tail than the skew-normal makes the extrapolated p too small by orders of
-    magnitude, so the fit must pass a KS test (p >= 0.01) and predict the empirical lowest-1% tail
-    within a factor of 2; otherwise no value is given.
+    magnitude, so the fit must pass a KS test (p >= 0.01) and predict the empirical lowest-1% (at least
+    5 nulls) within a factor of 2; otherwise no value is given.
     """
     nulls = np.sort(np.asarray(null_scores, dtype=float))
     nulls = nulls[np.isfinite(nulls)]
-    if len(nulls) < MIN_FIT_NULLS or np.std(nulls) == 0 or not np.isfinite(score):
-        return TailExtrapolation(None, False, float("nan"), float("nan"),
-                                 f"needs at least {MIN_FIT_NULLS} finite, varying null scores")
-    a, loc, scale = _st.skewnorm.fit(nulls)
-    ks_p = float(_st.kstest(nulls, "skewnorm", args=(a, loc, scale)).pvalue)
+    if len(nulls) < MIN_FIT_NULLS or np.std(nulls) == 0:
+        return TailFit(None, float("nan"), float("nan"), f"needs at least {MIN_FIT_NULLS} finite, varying null scores")
+    params = tuple(float(x) for x in _st.skewnorm.fit(nulls))
+    ks_p = float(_st.kstest(nulls, "skewnorm", args=params).pvalue)
     k = max(5, len(nulls) // 100)
-    empirical = k / len(nulls)
-    fitted = float(_st.skewnorm.cdf(nulls[k - 1], a, loc, scale))
-    ratio = fitted / empirical
+    ratio = float(_st.skewnorm.cdf(nulls[k - 1], *params)) / (k / len(nulls))
     if ks_p < 0.01 or not (1 / MAX_TAIL_RATIO <= ratio <= MAX_TAIL_RATIO):
-        return TailExtrapolation(None, False, ks_p, ratio,
-                                 f"skew-normal fit rejected (KS p = {ks_p:.2g}, lowest-tail ratio {ratio:.2g})")
-    p = float(_st.skewnorm.cdf(score, a, loc, scale))
-    return TailExtrapolation(float(f"{p:.0e}"), True, ks_p, ratio, "model extrapolation (skew-normal fit)")
+        return TailFit(None, ks_p, ratio, f"skew-normal fit rejected (KS p = {ks_p:.2g}, lowest-tail ratio {ratio:.2g})")
+    return TailFit(params, ks_p, ratio, "model extrapolation (skew-normal fit)")
+
+
+def tail_extrapolation(score: float, null_scores: Sequence[float]) -> TailExtrapolation:
+    """Skew-normal lower-tail probability of `score` under a checked fit to the nulls (see fit_tail)."""
+    return fit_tail(null_scores).extrapolate(score)
 
 
 def approx_exposure(p: float | None) -> float:

@@ -81,6 +81,16 @@ def test_audit_ppl_and_probe_store_run_and_write_report(ledger_with_ids, tmp_pat
                "--report", tmp_path / "rep2")
     assert r.exit_code == 0, r.output
     assert "NOT DETECTED" in r.output
+    assert "approx" not in r.output and "test #2" in r.output  # a's second test; no extrapolation beside it
+    r = invoke("ppl-test", a.id, "--nulls", "30", "--controls", "0", "--no-store", "--ledger", path,
+               "--report", tmp_path / "rep3")
+    assert r.exit_code == 0 and "test #3" in r.output and "(at most 5.0)" in r.output, r.output
+    h = json.loads(invoke("show", a.id, "--ledger", path, "--json").output)["history"]
+    assert [t["kind"] for t in h["tests"]] == ["audit", "probe", "ppl-test"]
+    assert [t["stored"] for t in h["tests"]] == [True, True, False]
+    assert {(d["via"], d["endpoint"]) for d in h["disclosures"]} == {("ppl", "default"), ("probe", "default")}
+    with Ledger(path) as led:
+        assert len(led.runs()) == 2  # --no-store: counted, not stored
 
 
 # --- the API path end to end: the CLI against a real OpenAI-compatible server on loopback ----------
