@@ -246,13 +246,13 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
     rng = random.Random(f"nulls:{cfg.seed}:{run_key(run)}")
     ghosts = [s["ghost"] for s in subjects]
     nulls = draw_nulls(ghosts[0], wl, cfg.n_nulls, rng)
-    scored = score_set(tuned, ghosts + nulls, reference=base, progress=progress)
+    scored = score_set(tuned, ghosts + nulls, reference=base, progress=progress, rng=rng)  # seeded order
     k = len(ghosts)
     t_sub, t_null = scored.target[:k], scored.target[k:]
     r_sub, r_null = scored.reference[:k], scored.reference[k:]
     d_sub, d_null = t_sub - r_sub, t_null - r_null
     full = tuned.score("", [g.text for g in ghosts], full_stats=True, progress=progress)
-    probes = run_probes(tuned, [(g, wl.size) for g in ghosts], cfg.ks, modes=cfg.probe_modes)
+    probes = run_probes(tuned, [(g, wl.size) for g in ghosts], cfg.ks, modes=cfg.probe_modes, rng=rng)
     rows = []
     for i, s in enumerate(subjects):
         g: Ghost = s["ghost"]
