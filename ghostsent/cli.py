@@ -462,8 +462,12 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                     report_dir: Path | None, no_store: bool, exit_code: bool) -> None:
     import time as _time
 
+    from ghostsent.audit import NOT_PROVEN
     from ghostsent.history import run_recorded
+    from ghostsent.probe import WARNING
     from ghostsent.report import write_report
+
+    standing = (NOT_PROVEN, WARNING)  # in every report; the other warnings are printed too
 
     res, run_id = run_recorded(ledger, target, subjects, settings, reference=reference, kind=kind,
                                store=not no_store, progress=not as_json)
@@ -488,7 +492,10 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
         for t, c in res.controls.items():
             click.echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
                        + (f", {c['completed']} completed" if "completed" in c else ""))
-        click.echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else ""))
+        for w in res.warnings:
+            if w not in standing:
+                click.echo(f"Note: {w}")
+        click.echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else "  (not stored)"))
 
     from ghostsent.cli import emit as _emit
 
@@ -541,8 +548,8 @@ def probe(identifier, model, gguf, base_url, api_key_env, k_values, samples, tem
 @main.command("ppl-test")
 @click.argument("identifier")
 @model_options
-@click.option("--nulls", "n_nulls", default=1000, show_default=True, type=click.IntRange(1),
-              help="Fresh passphrases the ghost is ranked against.")
+@click.option("--nulls", "n_nulls", default=2000, show_default=True, type=click.IntRange(1),
+              help="Fresh passphrases the ghost is ranked against (2000: enough for p < 1e-3 on a first test).")
 @click.option("--reference", default=None, help="Reference model released before the identifier existed (same forms as --model).")
 @click.option("--reference-gguf", default=None, help="GGUF file for an hf: reference.")
 @detection_options
