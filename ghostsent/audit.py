@@ -4,9 +4,9 @@
 platform's thousands get the same statistics:
 - per identifier: last-k probe p (Bonferroni over its probes) and perplexity rank p, combined by
   Bonferroni, then corrected for the identifier's history of tests (its j-th test spends alpha/(j(j+1)));
-- one combined answer (two or more identifiers): an exact rank-sum test of all member perplexity scores
-  against the pooled nulls of their stratum (same word list, length and template), strata joined by a
-  weighted Stouffer of their exact p-values;
+- one combined answer (two or more identifiers): a rank-sum test of all member perplexity scores against
+  the pooled nulls of their stratum (same word list, length and template; exact, or a Chernoff bound when
+  too large), strata joined by a weighted Stouffer of their p-values;
 - ONE family at level alpha: Holm over the identifiers and the combined answer, so running both kinds
   of test cannot double the false-detection rate;
 - negative controls: fresh never-published passphrases run through exactly the same tests.
@@ -282,7 +282,7 @@ def _combined(members: list[dict[str, Any]], null_scores: dict[str, list[float]]
         elif parts:
             z, p = combine_strata([x["p_value"] for x in parts], [x["n_members"] ** 0.5 for x in parts])
             comb["ppl_rank_sum"] = {"strata": parts, "z": z, "p_value": p,
-                                    "method": "weighted Stouffer of the strata's exact p-values"}
+                                    "method": "weighted Stouffer of the strata's p-values"}
         if "ppl_rank_sum" in comb:
             comb["p_value"] = comb["ppl_rank_sum"]["p_value"]
             comb["p_history"] = min(1.0, comb["p_value"] / min(_weight(r) for r in ppl_members))
