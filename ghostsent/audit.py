@@ -351,12 +351,13 @@ def _warnings(res: DetectionResult, members: list[dict[str, Any]], settings: Det
             "(docs/statistics.md, section 4).")
     floor = ppl_floor(res, members, settings)
     if floor is not None and floor[0] >= settings.alpha:
+        family = res.combined.get("family_size") or len(members)
+        factors = ([f"Holm over {family} tests"] if family > 1 else []) + \
+            (["both the probe and the perplexity test"] if len(settings.tests) > 1 else []) + ["the history share"]
         res.warnings.append(
             f"With {settings.n_nulls} nulls no single identifier can reach p < {settings.alpha:g} after the "
-            f"corrections (Holm over {res.combined.get('family_size', len(members))} tests"
-            f"{', both the probe and the perplexity test' if len(settings.tests) > 1 else ''}, and the history "
-            f"factor): the smallest possible is {floor[0]:.3g}; use --nulls {floor[1]} or more for "
-            "per-identifier answers." + (" The combined test is not limited so." if "p_holm" in res.combined else ""))
+            f"corrections ({', '.join(factors)}): the smallest possible is {floor[0]:.3g}; use --nulls {floor[1]} "
+            "or more for per-identifier answers." + (" The combined test is not limited so." if "p_holm" in res.combined else ""))
     bad = sum(1 for r in res.subjects if "ppl" in r and not r["ppl"]["ghost_finite"])
     nonfinite = sum(int(np.sum(~np.isfinite(np.asarray(v, dtype=float)))) for v in res.null_scores.values())
     if bad or nonfinite:

@@ -632,18 +632,18 @@ def card(identifier, k_values, ledger_path, as_json):
         ident = ledger.get(identifier)
         ks = _ks_for(k_values, ident.n_words)
         prompts = card_prompts(ident.ghost, ks)
-        record_card(ledger, ident.id, ks)
+        tail = record_card(ledger, ident.id, ks)
 
     def human() -> None:
         click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, save the replies (or the whole\n"
                    f"chat) and score them all at once:\n"
                    f"  ghostsent check {ident.id} --reply reply1.txt --reply reply2.txt ...\n"
-                   f"Only the last {min(ks)} words, which none of these prompts shows, are scored. The shown words "
-                   f"are logged (ghostsent show {ident.id}).\n")
+                   f"Only the last {tail} word(s) are scored: no prompt shown so far (this card's, earlier cards' "
+                   f"or probes') shows them. What was shown is logged (ghostsent show {ident.id}).\n")
         for p in prompts:
             click.echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
 
-    emit({"identifier": ident.id, "prompts": prompts}, as_json, human)
+    emit({"identifier": ident.id, "prompts": prompts, "scored_words": tail}, as_json, human)
 
 
 @main.command()
@@ -673,7 +673,7 @@ def check(identifier, reply_files, k_values, wordlist, exit_code, alpha, ledger_
     def human() -> None:
         best = min(out.result.records, key=lambda r: r.p_value)
         verdict = "DETECTED" if out.detected else "NOT DETECTED"
-        click.echo(f"{verdict}: {len(replies)} reply/replies; best matched {best.matches} of the last {out.tail_words} "
+        click.echo(f"{verdict}: {len(replies)} {'reply' if len(replies) == 1 else 'replies'}; best matched {best.matches} of the last {out.tail_words} "
                    f"words (which no prompt showed); p = {_fp(out.result.p_value)}, test #{out.test_number} of "
                    f"this identifier, corrected p = {_fp(out.p_history)} (threshold {alpha:g})")
         click.echo(WARNING)

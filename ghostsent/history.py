@@ -111,13 +111,15 @@ def run_recorded(ledger: Any, target: Target, members: Sequence[Subject], settin
     return res, run_id
 
 
-def record_card(ledger: Any, identifier_id: str, ks: Sequence[int]) -> None:
-    """Log what each prompt of a card shows (any of them may be pasted into the same chat)."""
+def record_card(ledger: Any, identifier_id: str, ks: Sequence[int]) -> int:
+    """Log what each prompt of a card shows (any of them may be pasted into the same chat). Returns how
+    many last words `check` will score: those no prompt logged so far shows."""
     ident = ledger.get(identifier_id)
     n = ident.n_words
     with ledger.transaction():
         for k in check_ks(ks, n):
             ledger.add_disclosure(ident.id, CARD_ENDPOINT, "card", list(range(n - k)))
+    return n - history(ledger, ident.id).shown()
 
 
 @dataclass

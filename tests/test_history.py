@@ -191,10 +191,12 @@ def test_check_scores_only_what_no_card_has_shown(ident, tmp_path):
     words = i.ghost.words
     reply = tmp_path / "r.txt"
     reply.write_text("Sure: " + " ".join(words[-4:]), encoding="utf-8")
-    invoke("card", i.id, "--k", "4", "--ledger", path)
+    assert json.loads(invoke("card", i.id, "--k", "4", "--ledger", path, "--json").output)["scored_words"] == 4
     d = json.loads(invoke("check", i.id, "--reply", reply, "--ledger", path, "--json").output)
     assert d["tail_words"] == 4 and d["records"][0]["matches"] == 4
-    invoke("card", i.id, "--k", "2", "--ledger", path)  # now the k=2 prompt has shown words 3 and 4 from the end
+    # now the k=2 prompt has shown words 3 and 4 from the end; a later k=4 card cannot take that back
+    assert json.loads(invoke("card", i.id, "--k", "2", "--ledger", path, "--json").output)["scored_words"] == 2
+    assert json.loads(invoke("card", i.id, "--k", "4", "--ledger", path, "--json").output)["scored_words"] == 2
     d = json.loads(invoke("check", i.id, "--reply", reply, "--ledger", path, "--json").output)
     assert d["tail_words"] == 2 and d["records"][0]["matches"] == 2
 
