@@ -30,6 +30,7 @@ _EXPORTS = {
     "load_target": "ghostsent.targets",
     "run_probe": "ghostsent.probe",
     "check_reply": "ghostsent.probe",
+    "check_replies": "ghostsent.probe",
     "ppl_test": "ghostsent.perplexity",
     "run_detection": "ghostsent.audit",
     "DetectionSettings": "ghostsent.audit",

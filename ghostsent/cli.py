@@ -499,7 +499,7 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
 
     from ghostsent.cli import emit as _emit
 
-    _emit({k: v for k, v in d.items() if k != "null_scores"}, as_json, human)
+    _emit({k: v for k, v in d.items() if k not in ("null_scores", "scoring_order")}, as_json, human)  # both in report.json
     if exit_code and res.detected:
         sys.exit(1)
 
