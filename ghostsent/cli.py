@@ -59,6 +59,9 @@ ledger_option = click.option(
     help=f"Ledger SQLite file [env {LEDGER_ENV}; default ./ghostsent.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+allow_filtered_option = click.option(
+    "--allow-filtered", is_flag=True,
+    help="Use a word list, template or ghost even if it would trip pretraining filters (C4 bad words, '{', ...).")
 
 
 def open_ledger(path: Path | None):
@@ -108,10 +111,11 @@ def _ident_json(ident, ledger, reveal: bool = False) -> dict:
 @click.option("--template", default=None,
               help="Built-in template name (none, post, project, document, author) or text with {words}.")
 @click.option("--seed", default=None, type=int, help="Seeded draw: for tests and studies only.")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
-def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
+def new(owner, n_words, wordlist, template, seed, allow_filtered, ledger_path, as_json):
     """Draw a new ghost sentence and record it in the ledger."""
     from ghostsent.passphrase import entropy_bits
     from ghostsent.wordlists import load_wordlist
@@ -119,6 +123,9 @@ def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
     if seed is not None:
         click.echo(SEED_WARNING, err=True)
     wl = load_wordlist(wordlist)
+    if not allow_filtered:
+        from ghostsent.survive.screen import check_new_identifier
+        check_new_identifier(wl, template)
     with open_ledger(ledger_path) as led:
         ident = led.new_identifier(owner or _default_owner(), wordlist, n_words=n_words, template=template, seed=seed)
     bits = entropy_bits(ident.n_words, wl.size)
@@ -286,10 +293,12 @@ def _position_option(fn: Callable) -> Callable:
 @_position_option
 @click.option("--encoding", default=None, help="Text encoding of the files [default: UTF-8, BOM honoured].")
 @click.option("--seed", default=None, type=int, help="Seed the position choice (tests only).")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
-def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, encoding, seed, ledger_path, as_json):
+def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, encoding, seed, allow_filtered,
+           ledger_path, as_json):
     """Insert IDENTIFIER's ghost sentence into each text file at a sentence boundary.
 
     Code blocks, front matter, HTML, tables, links and URLs are never touched; encoding, BOM and
@@ -306,6 +315,9 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
     rng = random.Random(seed) if seed is not None else None
     with open_ledger(ledger_path) as led:
         ident = led.get(identifier)
+        if not allow_filtered:
+            from ghostsent.survive.screen import check_identifier
+            check_identifier(ident)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
                             warn=None if as_json else (lambda m: click.echo(f"Warning: {m}", err=True)))
@@ -350,11 +362,13 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
 @click.option("--checkpoint-every", default=5000, show_default=True, type=click.IntRange(1),
               help="Lines between durable checkpoints.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: if a terminal].")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
 def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_owner, fraction, n_words, wordlist,
-                  template, position, skip_bad, resume, seed, checkpoint_every, progress, ledger_path, as_json):
+                  template, position, skip_bad, resume, seed, checkpoint_every, progress, allow_filtered, ledger_path,
+                  as_json):
     """Tag a JSONL corpus: one identifier per owner, inserted into up to N of their records.
 
     Streams (flat memory), checkpoints into the ledger and resumes after a crash with --resume.
@@ -371,9 +385,15 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
     warn = lambda m: click.echo(m, err=True)  # noqa: E731
+    check = None
+    if not allow_filtered:
+        from ghostsent.survive.screen import check_identifier, check_new_identifier
+        from ghostsent.wordlists import load_wordlist
+        check_new_identifier(load_wordlist(wordlist), template)
+        check = check_identifier
     try:
         with open_ledger(ledger_path) as led:
-            summary = tag_jsonl(led, in_path, out_path, opts, warn=warn)
+            summary = tag_jsonl(led, in_path, out_path, opts, warn=warn, check_ghost=check)
     except KeyboardInterrupt:
         click.echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -320,3 +320,28 @@ def refuse_filtered(what: str, hits: list) -> None:
     shown = "; ".join(str(h) if isinstance(h, FilterHit) else f"{h.word!r}: {h.hit}" for h in hits[:3])
     more = f" (+{len(hits) - 3} more)" if len(hits) > 3 else ""
     raise InputError(f"{what} would trip pipeline filters, {shown}{more}; {ALLOW_HINT}")
+
+
+def language_of(wordlist_name: str, declared: str | None = None) -> str:
+    """The language whose bad-word list applies to ghosts from this word list (English if unknown)."""
+    for code in (declared, wordlist_name):
+        if code in SCREEN_LANGUAGES:
+            return code
+    return "en"
+
+
+def check_new_identifier(wordlist, template: str | None) -> None:
+    """Refuse (InputError) a word list or template that would trip pipeline filters."""
+    from ghostsent.passphrase import resolve_template
+
+    lang = language_of(wordlist.name, wordlist.language)
+    refuse_filtered(f"word list {wordlist.name!r}", wordlist_hits(wordlist.words, lang))
+    resolved = resolve_template(template)
+    refuse_filtered(f"template {resolved!r}", template_hits(resolved, lang))
+
+
+def check_identifier(ident) -> None:
+    """Refuse (InputError) inserting an identifier whose ghost sentence would trip pipeline filters
+    (one drawn before the lists were screened, or from an unscreened list or template)."""
+    hits = ghost_hits(ident.text, language_of(ident.wordlist_name))
+    refuse_filtered(f"identifier {ident.id}'s ghost sentence", hits)
