@@ -9,6 +9,11 @@ boundary outside protected regions (see ghostsent.sentences), so Markdown, code 
 Why the latter half by default: a ghost near the start of a document is the first thing a data
 pipeline's deduplication or quality filter sees, and the end of a document is often truncated. A
 random boundary in the second half is a reasonable middle that is still hard to strip by position.
+
+Within the half, placement prefers what survives deduplication (docs/insertion.md, "Surviving data
+pipelines"): a boundary between two of the writer's sentences on the same line first, then the end of a
+line's last sentence, and a paragraph start only when there is nothing else. The ghost never forms a
+line or paragraph of its own, which line/paragraph dedup would keep only once.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ghostsent.errors import InputError
-from ghostsent.sentences import Boundary, line_col, pick_boundary, protected_spans, sentence_boundaries
+from ghostsent.sentences import (Boundary, boundary_offsets, line_col, pick_boundary, protected_spans,
+                                 sentence_boundaries)
 
 POSITIONS = ("latter-half", "start", "end", "random")
 DEFAULT_POSITION = "latter-half"
@@ -69,6 +75,40 @@ def choose_boundary(
     return half[chooser.randrange(len(half))]
 
 
+MID_LINE, LINE_END, PARAGRAPH_START = 0, 1, 2  # placement tiers, best first
+
+
+def tier(text: str, offset: int, kind: str) -> int:
+    """How well a boundary hides a ghost from deduplication: MID_LINE when more of the writer's text
+    follows on the same line (the ghost sits between two of their sentences), LINE_END after the last
+    sentence of a line, PARAGRAPH_START at the start of a paragraph (the ghost opens it)."""
+    if kind == "before":
+        return PARAGRAPH_START
+    nl = text.find("\n", offset)
+    return MID_LINE if text[offset:nl if nl >= 0 else len(text)].strip() else LINE_END
+
+
+def best_tier(text: str, boundaries: "list[tuple[int, str]]") -> "list[tuple[int, str]]":
+    """The boundaries of the best tier present (in text order)."""
+    tiers = [tier(text, o, k) for o, k in boundaries]
+    best = min(tiers)
+    return [b for b, t in zip(boundaries, tiers) if t == best]
+
+
+def _latter_half(text: str, spans: list, rng: random.Random | None) -> tuple[int, str]:
+    """Default placement: uniform over the best-tier boundaries of the second half; without any in the
+    second half, the last best-tier boundary of the whole text."""
+    half = boundary_offsets(text, spans, (len(text) + 1) // 2)
+    if half:
+        pool = best_tier(text, half)
+        chooser = rng if rng is not None else secrets.SystemRandom()
+        return pool[chooser.randrange(len(pool))] if len(pool) > 1 else pool[0]
+    whole = boundary_offsets(text, spans)
+    if not whole:
+        raise NoBoundaryError("no sentence boundary outside protected regions")
+    return best_tier(text, whole)[-1]
+
+
 def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
          rng: random.Random | None = None) -> Placement:
     """Where `ghost_text` would go in `text`, without inserting it (what --dry-run shows)."""
@@ -76,12 +116,13 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     spans = protected_spans(text)
-    if position in ("latter-half", "end"):
-        # Scan only the second half first; the whole text only when it has no boundary there. Within
-        # the half the choice is uniform (latter-half) or the last boundary (end), as choose_boundary
-        # would make it, but only the drawn candidates are checked (see pick_boundary).
+    if position == "latter-half":
+        b = Boundary(*_latter_half(text, spans, rng))
+        return Placement(b.offset, b.inserted(ghost_text), b)
+    if position == "end":
+        # Scan only the second half first; the whole text only when it has no boundary there.
         chooser = rng if rng is not None else secrets.SystemRandom()
-        got = pick_boundary(text, spans, (len(text) + 1) // 2, position == "end", chooser)
+        got = pick_boundary(text, spans, (len(text) + 1) // 2, True, chooser)
         if got is not None:
             b = Boundary(*got)
             return Placement(b.offset, b.inserted(ghost_text), b)
@@ -108,6 +149,9 @@ def placer(ghost_text: str, position: str = DEFAULT_POSITION) -> Callable[[str, 
 
     def place(text: str, rng: random.Random) -> tuple[int, str]:
         spans = spans_of(text)
+        if not last:
+            off, kind = _latter_half(text, spans, rng)
+            return off, inserted[kind]
         got = pick_boundary(text, spans, (len(text) + 1) // 2, last, rng)
         if got is None:  # nothing in the second half: plan's whole-text fallback
             p = plan(text, ghost_text, position, rng)
