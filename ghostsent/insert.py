@@ -10,10 +10,11 @@ Why the latter half by default: a ghost near the start of a document is the firs
 pipeline's deduplication or quality filter sees, and the end of a document is often truncated. A
 random boundary in the second half is a reasonable middle that is still hard to strip by position.
 
-Within the half, placement prefers what survives deduplication (docs/insertion.md, "Surviving data
-pipelines"): a boundary between two of the writer's sentences on the same line first, then the end of a
-line's last sentence, and a paragraph start only when there is nothing else. The ghost never forms a
-line or paragraph of its own, which line/paragraph dedup would keep only once.
+Within the half, placement prefers what survives filters and deduplication (docs/insertion.md,
+"Surviving data pipelines"): first a line that C4's line rules keep with the ghost in it (it ends in
+terminal punctuation), then a boundary between two of the writer's sentences on the same line, then the
+end of a line's last sentence, and a paragraph start only when there is nothing else. The ghost never
+forms a line or paragraph of its own, which line/paragraph dedup would keep only once.
 """
 from __future__ import annotations
 
@@ -88,25 +89,45 @@ def tier(text: str, offset: int, kind: str) -> int:
     return MID_LINE if text[offset:nl if nl >= 0 else len(text)].strip() else LINE_END
 
 
-def best_tier(text: str, boundaries: "list[tuple[int, str]]") -> "list[tuple[int, str]]":
-    """The boundaries of the best tier present (in text order)."""
-    tiers = [tier(text, o, k) for o, k in boundaries]
-    best = min(tiers)
-    return [b for b, t in zip(boundaries, tiers) if t == best]
+def c4_keeps_line(line: str) -> bool:
+    """Would C4's line rules keep this line? It must end in terminal punctuation (not "...") and hold
+    no "javascript" or cookie/terms phrase; otherwise the line, and a ghost in it, is deleted."""
+    from ghostsent.survive.screen import C4_ELLIPSIS, C4_END_PUNCTUATION, C4_LINE_PHRASES
+
+    end = line.strip()
+    low = end.lower()
+    return end.endswith(C4_END_PUNCTUATION) and not end.endswith(C4_ELLIPSIS) and \
+        not any(p in low for p in C4_LINE_PHRASES)
 
 
-def _latter_half(text: str, spans: list, rng: random.Random | None) -> tuple[int, str]:
-    """Default placement: uniform over the best-tier boundaries of the second half; without any in the
-    second half, the last best-tier boundary of the whole text."""
+def rank(text: str, offset: int, kind: str, inserted: str) -> tuple[int, int]:
+    """Sort key of a boundary, best first: a line C4 keeps (judged with the ghost in it), then tier."""
+    start = text.rfind("\n", 0, offset) + 1
+    nl = text.find("\n", offset)
+    line = text[start:offset] + inserted + text[offset:nl if nl >= 0 else len(text)]
+    return (0 if c4_keeps_line(line) else 1, tier(text, offset, kind))
+
+
+def best_tier(text: str, boundaries: "list[tuple[int, str]]", ghost_text: str = "g") -> "list[tuple[int, str]]":
+    """The boundaries of the best rank present (in text order)."""
+    spans = {k: Boundary(0, k).inserted(ghost_text) for k in ("after", "before")}
+    ranks = [rank(text, o, k, spans[k]) for o, k in boundaries]
+    best = min(ranks)
+    return [b for b, r in zip(boundaries, ranks) if r == best]
+
+
+def _latter_half(text: str, spans: list, rng: random.Random | None, ghost_text: str) -> tuple[int, str]:
+    """Default placement: uniform over the best-ranked boundaries of the second half; without any in
+    the second half, the last best-ranked boundary of the whole text."""
     half = boundary_offsets(text, spans, (len(text) + 1) // 2)
     if half:
-        pool = best_tier(text, half)
+        pool = best_tier(text, half, ghost_text)
         chooser = rng if rng is not None else secrets.SystemRandom()
         return pool[chooser.randrange(len(pool))] if len(pool) > 1 else pool[0]
     whole = boundary_offsets(text, spans)
     if not whole:
         raise NoBoundaryError("no sentence boundary outside protected regions")
-    return best_tier(text, whole)[-1]
+    return best_tier(text, whole, ghost_text)[-1]
 
 
 def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
@@ -117,7 +138,7 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     spans = protected_spans(text)
     if position == "latter-half":
-        b = Boundary(*_latter_half(text, spans, rng))
+        b = Boundary(*_latter_half(text, spans, rng, ghost_text))
         return Placement(b.offset, b.inserted(ghost_text), b)
     if position == "end":
         # Scan only the second half first; the whole text only when it has no boundary there.
@@ -150,7 +171,7 @@ def placer(ghost_text: str, position: str = DEFAULT_POSITION) -> Callable[[str, 
     def place(text: str, rng: random.Random) -> tuple[int, str]:
         spans = spans_of(text)
         if not last:
-            off, kind = _latter_half(text, spans, rng)
+            off, kind = _latter_half(text, spans, rng, ghost_text)
             return off, inserted[kind]
         got = pick_boundary(text, spans, (len(text) + 1) // 2, last, rng)
         if got is None:  # nothing in the second half: plan's whole-text fallback

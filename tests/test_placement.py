@@ -7,14 +7,14 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ghostsent.insert import LINE_END, MID_LINE, PARAGRAPH_START, insert, placer, plan, tier
+from ghostsent.insert import LINE_END, MID_LINE, PARAGRAPH_START, c4_keeps_line, insert, placer, plan, rank, tier
 from ghostsent.sentences import sentence_boundaries
 
 GHOST = "quiet garden lantern morning"
 
 word = st.sampled_from(["alpha", "beta", "gamma", "delta", "Omega", "river", "stone", "light"])
 sentence = st.builds(lambda ws, p: " ".join(ws).capitalize() + p, st.lists(word, min_size=1, max_size=6),
-                     st.sampled_from([".", "!", "?", ""]))
+                     st.sampled_from([".", "!", "?", "", ":", ";"]))
 line = st.builds(" ".join, st.lists(sentence, min_size=1, max_size=4))
 paragraph = st.builds("\n".join, st.lists(line, min_size=1, max_size=3))
 document = st.builds(lambda ps, sep: sep.join(ps), st.lists(paragraph, min_size=1, max_size=5),
@@ -43,20 +43,32 @@ def test_ghost_never_stands_alone_on_its_line_or_paragraph(doc, seed):
 
 @settings(max_examples=400, deadline=None)
 @given(doc=document, seed=st.integers(0, 2**32))
-def test_the_best_tier_of_the_second_half_is_used(doc, seed):
+def test_the_best_ranked_boundary_of_the_second_half_is_used(doc, seed):
     bs = sentence_boundaries(doc)
     half = [b for b in bs if b.offset >= (len(doc) + 1) // 2] or bs[-1:]
     if not half:
         return
     p = plan(doc, GHOST, rng=random.Random(seed))
-    best = min(tier(doc, b.offset, b.kind) for b in half)
-    assert tier(doc, p.offset, p.boundary.kind) == best
-    if best == MID_LINE:  # more of the writer's text follows on the ghost's line
-        after = doc[p.offset:].split("\n", 1)[0]
-        assert after.strip()
+    best = min(rank(doc, b.offset, b.kind, b.inserted(GHOST)) for b in half)
+    assert rank(doc, p.offset, p.boundary.kind, p.inserted) == best
+    new = p.apply(doc)
+    if best[0] == 0:  # C4's line rules keep the ghost's line
+        assert c4_keeps_line(_line_of(new, p.offset + 1, p.offset + len(p.inserted) - 1))
+    if best[1] == MID_LINE:  # more of the writer's text follows on the ghost's line
+        assert doc[p.offset:].split("\n", 1)[0].strip()
     # tag-jsonl's placer makes the same choice
     off, ins = placer(GHOST)(doc, random.Random(seed))
     assert (off, ins) == (p.offset, p.inserted)
+
+
+def test_a_line_c4_would_delete_is_avoided():
+    # second half: one mid-line boundary in a line ending with ":" (C4 deletes that line, ghost and all)
+    # and one line end; the line end wins because the ghost's own full stop then ends the line.
+    text = "Padding sentence number one here.\nPadding two. Mid here. And it ends with a colon:\nLast line."
+    mid = text.index(" And it")
+    assert tier(text, mid, "after") == MID_LINE and not c4_keeps_line("Mid here. g. And it ends with a colon:")
+    offs = {insert(text, GHOST, rng=random.Random(s))[1] for s in range(30)}
+    assert mid not in offs and offs <= {text.index("\nLast"), len(text)}
 
 
 def test_tiers():
