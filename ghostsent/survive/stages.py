@@ -74,22 +74,23 @@ class Stage:
 
 @contextmanager
 def quiet_datatrove() -> Iterator[None]:
-    """datatrove logs every step through loguru and draws tqdm bars; silence both for this block."""
-    import os
-
+    """datatrove logs every step through loguru; silence it for this block."""
     from loguru import logger
 
     logger.disable("datatrove")
-    old = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
     try:
         yield
     finally:
         logger.enable("datatrove")
-        if old is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = old
+
+
+def _no_bars():
+    """datatrove's index-building steps draw tqdm bars on stderr; those steps yield nothing, so their
+    stderr can be swallowed without hiding anything of ours."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 # --- publishing and extraction ---------------------------------------------------------------------
@@ -329,7 +330,8 @@ class MinHash(Stage):
             for b in range(cfg.num_buckets):
                 MinhashDedupBuckets(input_folder=f"{d}/sig", output_folder=f"{d}/buckets", config=cfg).run(
                     None, b, cfg.num_buckets)
-            MinhashDedupCluster(input_folder=f"{d}/buckets", output_folder=f"{d}/remove", config=cfg).run()
+            with _no_bars():
+                MinhashDedupCluster(input_folder=f"{d}/buckets", output_folder=f"{d}/remove", config=cfg).run()
             for kept in MinhashDedupFilter(input_folder=f"{d}/remove").run(_to_dt(source()), 0, 1):
                 yield _from_dt(kept)
 
@@ -350,7 +352,8 @@ class SentenceSpans(Stage):
         cfg = SentDedupConfig()
         with tempfile.TemporaryDirectory(prefix="ghostsent-sentdedup-") as d, quiet_datatrove():
             SentenceDedupSignature(output_folder=f"{d}/sig", config=cfg, language=self.lang).run(_to_dt(source()), 0, 1)
-            SentenceFindDedups(data_folder=f"{d}/sig", output_folder=f"{d}/dups", config=cfg).run(None, 0, 1)
+            with _no_bars():
+                SentenceFindDedups(data_folder=f"{d}/sig", output_folder=f"{d}/dups", config=cfg).run(None, 0, 1)
             flt = SentenceDedupFilter(data_folder=f"{d}/dups", config=cfg, language=self.lang)
             for kept in flt.run(_to_dt(source()), 0, 1):
                 yield _from_dt(kept)
