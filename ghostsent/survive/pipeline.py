@@ -38,11 +38,19 @@ class StageReport:
     side_branch: bool = False
     untagged_kept: int | None = None           # filters: tagged documents whose untagged twin passed
     dropped_because_of_ghost: int | None = None  # ... and that were dropped with their ghost
+    copies_where_untagged_kept: int | None = None  # ghost copies kept in documents whose twin passed
     counters: dict[str, int] = field(default_factory=dict)
 
     @property
     def copy_share(self) -> float | None:
         return self.copies_kept / self.copies_in if self.copies_in else None
+
+    @property
+    def filter_share(self) -> float | None:
+        """Filters: the share of ghost copies kept where the untagged document passed (goal >= 99%)."""
+        if not self.untagged_kept or self.copies_where_untagged_kept is None:
+            return None
+        return self.copies_where_untagged_kept / self.untagged_kept
 
 
 @dataclass
@@ -64,6 +72,7 @@ class SurvivalReport:
         d = asdict(self)
         for s, sd in zip(self.stages, d["stages"]):
             sd["copy_share"] = s.copy_share
+            sd["filter_share"] = s.filter_share
         d["losses"] = [s.name for s in self.losses]
         return d
 
@@ -103,6 +112,7 @@ class _Tally:
     docs: int = 0
     tagged: int = 0
     copies: int = 0
+    twin_copies: int = 0  # copies in documents that still carry their untagged twin
     per_ghost: dict[str, int] = field(default_factory=dict)
 
 
@@ -116,6 +126,7 @@ def _tally(docs: Iterable[Doc], ghosts: dict[str, str], out: Path | None) -> _Ta
             found = [g for g in d.ghosts if ghosts[g] in d.text]
             t.tagged += bool(d.ghosts)
             t.copies += len(found)
+            t.twin_copies += len(found) if d.twin is not None else 0
             for g in found:
                 t.per_ghost[g] = t.per_ghost.get(g, 0) + 1
             if fh is not None:
@@ -166,5 +177,6 @@ def _report(stage: Stage, before: _Tally, after: _Tally, seconds: float) -> Stag
         side_branch=stage.side_branch,
         untagged_kept=stage.counters.get("untagged_kept", 0) if is_filter else None,
         dropped_because_of_ghost=stage.counters.get("dropped_because_of_ghost", 0) if is_filter else None,
+        copies_where_untagged_kept=after.twin_copies if is_filter else None,
         counters={k: v for k, v in stage.counters.items() if k not in ("untagged_kept", "dropped_because_of_ghost")},
     )

@@ -17,8 +17,14 @@ def _ghost_col(s: StageReport) -> str:
     return f"{s.dropped_because_of_ghost} of {s.untagged_kept}"
 
 
+def _filter_col(s: StageReport) -> str:
+    if s.copies_where_untagged_kept is None:
+        return "-"
+    return f"{s.copies_where_untagged_kept}/{s.untagged_kept}"
+
+
 COLUMNS = ("stage", "docs in", "docs kept", "tagged in", "tagged kept", "copies in", "copies kept", "share",
-           "ghosts lost", "dropped by ghost")
+           "ghosts lost", "dropped by ghost", "kept where untagged kept")
 
 
 def rows(report: SurvivalReport) -> list[tuple[str, ...]]:
@@ -26,7 +32,7 @@ def rows(report: SurvivalReport) -> list[tuple[str, ...]]:
     for s in report.stages:
         name = s.name + (" (side branch)" if s.side_branch else "")
         out.append((name, str(s.docs_in), str(s.docs_kept), str(s.tagged_in), str(s.tagged_kept), str(s.copies_in),
-                    str(s.copies_kept), _share(s), str(len(s.ghosts_lost)), _ghost_col(s)))
+                    str(s.copies_kept), _share(s), str(len(s.ghosts_lost)), _ghost_col(s), _filter_col(s)))
     return out
 
 
@@ -53,7 +59,8 @@ def markdown(report: SurvivalReport) -> str:
     libs = "".join(f"* **{s.name}**: {s.library}\n" for s in report.stages)
     return (f"# Ghost survival\n\n{summary_line(report)}\n\n{head}{body}\n"
             "*share* = ghost copies kept / copies that entered the stage; *dropped by ghost* = tagged pages "
-            "dropped whose untagged twin passed, of the twins that passed.\n\n## Stages\n\n" + libs)
+            "dropped whose untagged twin passed, of the twins that passed; *kept where untagged kept* = ghost "
+            "copies kept in pages whose untagged twin passed / those twins.\n\n## Stages\n\n" + libs)
 
 
 def funnel_png(report: SurvivalReport, path: Path) -> None:
