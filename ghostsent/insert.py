@@ -89,15 +89,24 @@ def tier(text: str, offset: int, kind: str) -> int:
     return MID_LINE if text[offset:nl if nl >= 0 else len(text)].strip() else LINE_END
 
 
+def _c4_terminal(line: str) -> bool:
+    from ghostsent.survive.screen import C4_ELLIPSIS, C4_END_PUNCTUATION
+
+    end = line.rstrip()
+    return end.strip().endswith(C4_END_PUNCTUATION) and not end.endswith(C4_ELLIPSIS)
+
+
+def _c4_phrase(line: str) -> bool:
+    from ghostsent.survive.screen import C4_LINE_PHRASES
+
+    low = line.lower()
+    return any(p in low for p in C4_LINE_PHRASES)
+
+
 def c4_keeps_line(line: str) -> bool:
     """Would C4's line rules keep this line? It must end in terminal punctuation (not "...") and hold
     no "javascript" or cookie/terms phrase; otherwise the line, and a ghost in it, is deleted."""
-    from ghostsent.survive.screen import C4_ELLIPSIS, C4_END_PUNCTUATION, C4_LINE_PHRASES
-
-    end = line.strip()
-    low = end.lower()
-    return end.endswith(C4_END_PUNCTUATION) and not end.endswith(C4_ELLIPSIS) and \
-        not any(p in low for p in C4_LINE_PHRASES)
+    return _c4_terminal(line) and not _c4_phrase(line)
 
 
 def rank(text: str, offset: int, kind: str, inserted: str) -> tuple[int, int]:
@@ -109,9 +118,25 @@ def rank(text: str, offset: int, kind: str, inserted: str) -> tuple[int, int]:
 
 
 def best_tier(text: str, boundaries: "list[tuple[int, str]]", ghost_text: str = "g") -> "list[tuple[int, str]]":
-    """The boundaries of the best rank present (in text order)."""
-    spans = {k: Boundary(0, k).inserted(ghost_text) for k in ("after", "before")}
-    ranks = [rank(text, o, k, spans[k]) for o, k in boundaries]
+    """The boundaries of the best rank present (in text order). The ranks are `rank`'s, computed once per
+    line instead of copying the line for every boundary (a long one-line record stays linear); the one
+    difference: a C4 phrase formed across the ghost's edge and its neighbour is not looked for (the
+    shipped lists cannot start or end one)."""
+    ins = {k: Boundary(0, k).inserted(ghost_text) for k in ("after", "before")}
+    ghost_phrase = _c4_phrase(ghost_text)
+    lines: dict[int, tuple[bool, bool, int]] = {}
+    ranks = []
+    for o, k in boundaries:
+        start = text.rfind("\n", 0, o) + 1
+        if start not in lines:
+            nl = text.find("\n", o)
+            line = text[start:nl if nl >= 0 else len(text)]
+            lines[start] = (_c4_terminal(line), _c4_phrase(line), start + len(line.rstrip()))
+        terminal, phrase, last = lines[start]
+        if o >= last:  # nothing of the writer's text follows: the ghost ends the line
+            terminal = _c4_terminal(ins[k])
+        ok = terminal and not phrase and not ghost_phrase
+        ranks.append((0 if ok else 1, tier(text, o, k)))
     best = min(ranks)
     return [b for b, r in zip(boundaries, ranks) if r == best]
 

@@ -93,3 +93,30 @@ def test_line_end_used_when_no_mid_line_boundary():
     for s in range(20):
         new, off = insert(text, GHOST, rng=random.Random(s))
         assert off >= len(text) / 2 and (off == len(text) or text[off] == "\n")
+
+
+phrase_word = st.sampled_from(["alpha", "beta", "javascript", "River", "stone"])
+phrase_sentence = st.builds(lambda ws, p: " ".join(ws) + p, st.lists(phrase_word, min_size=1, max_size=4),
+                            st.sampled_from([".", "!", "", ":", "...", '"']))
+phrase_doc = st.builds(lambda ls: "\n".join(" ".join(x) for x in ls),
+                       st.lists(st.lists(phrase_sentence, min_size=1, max_size=3), min_size=1, max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=phrase_doc)
+def test_best_tier_ranks_like_rank(doc):
+    """The per-line shortcut in best_tier gives the ranks `rank` defines on the full line."""
+    from ghostsent.insert import best_tier
+
+    bs = [(b.offset, b.kind) for b in sentence_boundaries(doc)]
+    if not bs:
+        return
+    ranks = [rank(doc, o, k, _ins(k)) for o, k in bs]
+    best = min(ranks)
+    assert best_tier(doc, bs, GHOST) == [b for b, r in zip(bs, ranks) if r == best]
+
+
+def _ins(kind: str) -> str:
+    from ghostsent.sentences import Boundary
+
+    return Boundary(0, kind).inserted(GHOST)
