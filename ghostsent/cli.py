@@ -754,13 +754,15 @@ def _str_list(value: str) -> tuple[str, ...]:
 @click.option("--k", "k_values", default="2,3,4", show_default=True)
 @click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--pipeline", type=click.Choice(["none", "default"]), default="none", show_default=True,
+              help="Train on what `ghostsent survive`'s extraction, filters and dedup keep.")
 @click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; rerunning with the same folder resumes.")
 @json_option
 @handle_errors
 def study(corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls, words,
           positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum, max_steps,
-          n_nulls, k_values, alpha, seed, out_dir, as_json):
+          n_nulls, k_values, alpha, seed, pipeline, out_dir, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
     from ghostsent.study import StudyConfig, run_study
 
@@ -770,7 +772,7 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
         n_controls=n_controls, words=_int_list(words, "--words"), positions=_str_list(positions),
         templates=_str_list(templates), wordlists=_str_list(wordlists), model=model, gguf=gguf, method=method, lr=lr,
         epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
-        n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed,
+        n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed, pipeline=None if pipeline == "none" else pipeline,
     )
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     res = run_study(cfg, out_dir, progress=not as_json, log=log)

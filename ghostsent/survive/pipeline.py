@@ -62,6 +62,7 @@ class SurvivalReport:
     copies: int
     settings: dict
     seconds: float = 0.0
+    final_copies: dict[str, int] = field(default_factory=dict)  # per ghost, after the last main-line stage
 
     @property
     def losses(self) -> list[StageReport]:
@@ -138,8 +139,10 @@ def _tally(docs: Iterable[Doc], ghosts: dict[str, str], out: Path | None) -> _Ta
 
 
 def run_survival(docs: Iterable[Doc], ghosts: dict[str, str], stages: list[Stage],
-                 log: Callable[[str], None] | None = None, settings: dict | None = None) -> SurvivalReport:
-    """Run `docs` (with `ghosts`: id -> ghost text as inserted) through `stages` and report."""
+                 log: Callable[[str], None] | None = None, settings: dict | None = None,
+                 sink: list | None = None) -> SurvivalReport:
+    """Run `docs` (with `ghosts`: id -> ghost text as inserted) through `stages` and report. `sink`, if
+    given, receives the documents the last main-line stage kept (what a model would be trained on)."""
     t0 = time.perf_counter()
     ghosts = dict(ghosts)
     with tempfile.TemporaryDirectory(prefix="ghostsent-survive-") as tmp:
@@ -158,8 +161,10 @@ def run_survival(docs: Iterable[Doc], ghosts: dict[str, str], stages: list[Stage
                 continue
             ghosts = _matchers(ghosts, stage)
             cur, before = out, after
+        if sink is not None:
+            sink.extend(_reader(cur)())
     return SurvivalReport(reports, start.docs, start.tagged, len(ghosts), start.copies, settings or {},
-                          round(time.perf_counter() - t0, 2))
+                          round(time.perf_counter() - t0, 2), dict(before.per_ghost))
 
 
 def _matchers(ghosts: dict[str, str], stage: Stage) -> dict[str, str]:
@@ -180,3 +185,19 @@ def _report(stage: Stage, before: _Tally, after: _Tally, seconds: float) -> Stag
         copies_where_untagged_kept=after.twin_copies if is_filter else None,
         counters={k: v for k, v in stage.counters.items() if k not in ("untagged_kept", "dropped_because_of_ghost")},
     )
+
+
+TRAINING_GROUPS = ("extract", "filters", "dedup")
+
+
+def through_pipeline(texts: list[str], originals: list[str], carriers: dict[int, tuple[str, str]], lang: str = "en",
+                     tokenizer=None, log: Callable[[str], None] | None = None) -> tuple[list[str], SurvivalReport]:
+    """What a pipeline would keep of a training corpus (`study --pipeline default`): `texts[i]` carries
+    the ghost `carriers[i] = (id, ghost text as inserted)`, `originals[i]` is it untagged. Returns the
+    kept texts (extraction, filters and dedup; normalisation only checks matching) and the report."""
+    ghosts = {gid: g for gid, g in carriers.values()}
+    docs = (Doc(str(i), t, (carriers[i][0],) if i in carriers else (), originals[i] if i in carriers else None, lang)
+            for i, t in enumerate(texts))
+    kept: list[Doc] = []
+    report = run_survival(docs, ghosts, default_stages(lang, tokenizer, TRAINING_GROUPS), log=log, sink=kept)
+    return [d.text for d in kept], report
