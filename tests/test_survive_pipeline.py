@@ -181,3 +181,21 @@ def test_cli_survive_bad_input_is_one_line(tmp_path):
     assert r.exit_code == 3 and "no .txt" in r.output
     r = CliRunner().invoke(main, ["survive", str(tmp_path), "--stages", "bogus", "--ledger", str(led)])
     assert r.exit_code == 2
+
+
+def test_cli_survive_owner_with_jsonl_insertions_points_to_the_output(tmp_path):
+    led = tmp_path / "l.db"
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"owner": "bo", "text": f"First sentence {i} here. Second one {i} follows. "
+                                                               f"Third one {i} ends."}) + "\n" for i in range(4)))
+    out = tmp_path / "out.jsonl"
+    r = CliRunner().invoke(main, ["tag-jsonl", str(src), str(out), "--ledger", str(led)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["survive", "--owner", "bo", "--tokenizer", "regex", "--stages", "dedup",
+                                  "--out", str(tmp_path / "rep"), "--ledger", str(led)])
+    assert r.exit_code == 3 and "pass the tagged output (OUT.jsonl) as SOURCE" in r.output
+    r = CliRunner().invoke(main, ["survive", str(out), "--owner", "bo", "--tokenizer", "regex", "--stages", "dedup",
+                                  "--out", str(tmp_path / "rep"), "--json", "--ledger", str(led)])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["documents"] == 4 and data["tagged_documents"] == 4

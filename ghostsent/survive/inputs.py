@@ -121,7 +121,11 @@ def documents_from_ledger(ledger: Any, ghosts: dict[str, str], owner: str | None
         for f, lines in by_file.items():
             for n, t in _jsonl_records(f, text_field):
                 if n in lines:
-                    yield make_doc(f"{f.name}:line {n}", t, ghosts, lang)
+                    doc = make_doc(f"{f.name}:line {n}", t, ghosts, lang)
+                    if not doc.ghosts:  # tag-jsonl records its INPUT's line numbers
+                        raise InputError(f"{f}, line {n}: holds no ghost; the ledger names tag-jsonl's input file, "
+                                         "so pass the tagged output (OUT.jsonl) as SOURCE")
+                    yield doc
 
     return read
 
