@@ -7,7 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ghostsent.insert import LINE_END, MID_LINE, PARAGRAPH_START, c4_keeps_line, insert, placer, plan, rank, tier
+from ghostsent.insert import insert, placer, plan
+from ghostsent.placement import LINE_END, MID_LINE, PARAGRAPH_START, c4_keeps_line, rank, tier
 from ghostsent.sentences import sentence_boundaries
 
 GHOST = "quiet garden lantern morning"
@@ -106,7 +107,7 @@ phrase_doc = st.builds(lambda ls: "\n".join(" ".join(x) for x in ls),
 @given(doc=phrase_doc)
 def test_best_tier_ranks_like_rank(doc):
     """The per-line shortcut in best_tier gives the ranks `rank` defines on the full line."""
-    from ghostsent.insert import best_tier
+    from ghostsent.placement import best_tier
 
     bs = [(b.offset, b.kind) for b in sentence_boundaries(doc)]
     if not bs:

@@ -62,7 +62,7 @@ def test_latter_half_and_end_pick_a_boundary_of_the_half(text, seed, position):
     if not half and position == "end":
         assert got == full[-1].offset
     elif not half:  # latter-half: the last of the best-ranked boundaries (docs/insertion.md)
-        from ghostsent.insert import best_tier
+        from ghostsent.placement import best_tier
         assert got == best_tier(text, [(b.offset, b.kind) for b in full], "g h")[-1][0]
     elif position == "end":
         assert got == half[-1]

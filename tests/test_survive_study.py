@@ -12,7 +12,7 @@ pytest.importorskip("datatrove")
 from ghostsent.corpus import load_corpus  # noqa: E402
 from ghostsent.errors import InputError  # noqa: E402
 from ghostsent.insert import insert  # noqa: E402
-from ghostsent.study import StudyConfig, run_study, validate  # noqa: E402
+from ghostsent.study import StudyConfig, validate  # noqa: E402
 from ghostsent.survive.pipeline import through_pipeline  # noqa: E402
 from ghostsent.survive.stages import regex_tokenizer  # noqa: E402
 

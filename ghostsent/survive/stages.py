@@ -26,7 +26,6 @@ import tempfile
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from ghostsent.errors import InputError
