@@ -199,3 +199,15 @@ def test_cli_survive_owner_with_jsonl_insertions_points_to_the_output(tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
     assert data["documents"] == 4 and data["tagged_documents"] == 4
+
+
+def test_publishing_wraps_boilerplate_that_extraction_removes(corpus):
+    from ghostsent.survive.stages import Extract, render_page
+
+    text = corpus[1]
+    page = render_page(text, "en", "A post")
+    assert "This site uses cookies" in page and "Reader one" in page and "<nav" in page
+    for extractor in ("trafilatura", "resiliparse"):
+        out = list(Extract(extractor=extractor).run(lambda: iter([Doc("x", text)])))[0].text
+        assert "uses cookies" not in out and "Reader one" not in out and "All rights reserved" not in out
+        assert text.split(". ")[1][:40] in out  # the post's own sentences are there
