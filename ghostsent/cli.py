@@ -59,6 +59,9 @@ ledger_option = click.option(
     help=f"Ledger SQLite file [env {LEDGER_ENV}; default ./ghostsent.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+allow_filtered_option = click.option(
+    "--allow-filtered", is_flag=True,
+    help="Use a word list, template or ghost even if it would trip pretraining filters (C4 bad words, '{', ...).")
 
 
 def open_ledger(path: Path | None):
@@ -108,10 +111,11 @@ def _ident_json(ident, ledger, reveal: bool = False) -> dict:
 @click.option("--template", default=None,
               help="Built-in template name (none, post, project, document, author) or text with {words}.")
 @click.option("--seed", default=None, type=int, help="Seeded draw: for tests and studies only.")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
-def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
+def new(owner, n_words, wordlist, template, seed, allow_filtered, ledger_path, as_json):
     """Draw a new ghost sentence and record it in the ledger."""
     from ghostsent.passphrase import entropy_bits
     from ghostsent.wordlists import load_wordlist
@@ -119,6 +123,9 @@ def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
     if seed is not None:
         click.echo(SEED_WARNING, err=True)
     wl = load_wordlist(wordlist)
+    if not allow_filtered:
+        from ghostsent.survive.screen import check_new_identifier
+        check_new_identifier(wl, template)
     with open_ledger(ledger_path) as led:
         ident = led.new_identifier(owner or _default_owner(), wordlist, n_words=n_words, template=template, seed=seed)
     bits = entropy_bits(ident.n_words, wl.size)
@@ -305,10 +312,12 @@ def _position_option(fn: Callable) -> Callable:
 @_position_option
 @click.option("--encoding", default=None, help="Text encoding of the files [default: UTF-8, BOM honoured].")
 @click.option("--seed", default=None, type=int, help="Seed the position choice (tests only).")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
-def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, encoding, seed, ledger_path, as_json):
+def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, encoding, seed, allow_filtered,
+           ledger_path, as_json):
     """Insert IDENTIFIER's ghost sentence into each text file at a sentence boundary.
 
     Code blocks, front matter, HTML, tables, links and URLs are never touched; encoding, BOM and
@@ -325,6 +334,9 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
     rng = random.Random(seed) if seed is not None else None
     with open_ledger(ledger_path) as led:
         ident = led.get(identifier)
+        if not allow_filtered:
+            from ghostsent.survive.screen import check_identifier
+            check_identifier(ident)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
                             warn=None if as_json else (lambda m: click.echo(f"Warning: {m}", err=True)))
@@ -369,11 +381,13 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
 @click.option("--checkpoint-every", default=5000, show_default=True, type=click.IntRange(1),
               help="Lines between durable checkpoints.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: if a terminal].")
+@allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
 def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_owner, fraction, n_words, wordlist,
-                  template, position, skip_bad, resume, seed, checkpoint_every, progress, ledger_path, as_json):
+                  template, position, skip_bad, resume, seed, checkpoint_every, progress, allow_filtered, ledger_path,
+                  as_json):
     """Tag a JSONL corpus: one identifier per owner, inserted into up to N of their records.
 
     Streams (flat memory), checkpoints into the ledger and resumes after a crash with --resume.
@@ -390,9 +404,15 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
     warn = lambda m: click.echo(m, err=True)  # noqa: E731
+    check = None
+    if not allow_filtered:
+        from ghostsent.survive.screen import check_identifier, check_new_identifier
+        from ghostsent.wordlists import load_wordlist
+        check_new_identifier(load_wordlist(wordlist), template)
+        check = check_identifier
     try:
         with open_ledger(ledger_path) as led:
-            summary = tag_jsonl(led, in_path, out_path, opts, warn=warn)
+            summary = tag_jsonl(led, in_path, out_path, opts, warn=warn, check_ghost=check)
     except KeyboardInterrupt:
         click.echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -682,6 +702,47 @@ def check(identifier, reply_files, k_values, wordlist, exit_code, alpha, ledger_
     if exit_code and out.detected:
         sys.exit(1)
 
+# --- survival -------------------------------------------------------------------------------
+# (command: survive)
+
+@main.command()
+@click.argument("source", required=False, type=click.Path(exists=True, path_type=Path))
+@click.option("--owner", default=None, help="Only this owner's ghosts; without SOURCE, their ledger insertions.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--lang", default="en", show_default=True, help="Language of the documents (filters, language ID).")
+@click.option("--tokenizer", type=click.Choice(["bpe", "regex"]), default="bpe", show_default=True,
+              help="Tokens for exact-substring dedup: the embedded model's BPE, or GPT-2's pre-tokenizer.")
+@click.option("--stages", "groups", default="extract,filters,dedup,normalise", show_default=True,
+              help="Stage groups to run, comma-separated.")
+@click.option("--out", "out_dir", default="ghostsent-survival", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Where survival.json/.md/_funnel.png go.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when any stage loses a ghost copy.")
+@ledger_option
+@json_option
+@handle_errors
+def survive(source, owner, text_field, lang, tokenizer, groups, out_dir, exit_code, ledger_path, as_json):
+    """Run tagged documents through real pipeline stages and count the ghost copies that survive.
+
+    SOURCE is a folder of .txt/.md files or a JSONL corpus; without it, the documents the ledger
+    recorded for --owner (or every owner). Ghosts are the ledger's identifiers.
+    """
+    from ghostsent.survive.inputs import survive_corpus
+    from ghostsent.survive.pipeline import STAGE_GROUPS
+    from ghostsent.survive.report import summary_line, text_table, write_outputs
+
+    chosen = tuple(g.strip() for g in groups.split(",") if g.strip())
+    if not chosen or set(chosen) - set(STAGE_GROUPS):
+        raise click.BadParameter(f"--stages takes {', '.join(STAGE_GROUPS)}, got {groups!r}")
+    log = (lambda m: click.echo(m, err=True)) if not as_json else None
+    with open_ledger(ledger_path) as led:
+        report = survive_corpus(led, source, owner, text_field, lang, tokenizer, chosen, log=log)
+    files = write_outputs(report, out_dir)
+    emit({**report.to_dict(), "files": files}, as_json,
+         lambda: click.echo(f"{text_table(report)}\n\n{summary_line(report)}\nWritten: {', '.join(files.values())}"))
+    if exit_code and report.losses:
+        sys.exit(1)
+
+
 # --- study ----------------------------------------------------------------------------------
 # (commands: study, demo)
 
@@ -730,13 +791,15 @@ def _str_list(value: str) -> tuple[str, ...]:
 @click.option("--k", "k_values", default="2,3,4", show_default=True)
 @click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--pipeline", type=click.Choice(["none", "default"]), default="none", show_default=True,
+              help="Train on what `ghostsent survive`'s extraction, filters and dedup keep.")
 @click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; rerunning with the same folder resumes.")
 @json_option
 @handle_errors
 def study(corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls, words,
           positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum, max_steps,
-          n_nulls, k_values, alpha, seed, out_dir, as_json):
+          n_nulls, k_values, alpha, seed, pipeline, out_dir, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
     from ghostsent.study import StudyConfig, run_study
 
@@ -746,7 +809,7 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
         n_controls=n_controls, words=_int_list(words, "--words"), positions=_str_list(positions),
         templates=_str_list(templates), wordlists=_str_list(wordlists), model=model, gguf=gguf, method=method, lr=lr,
         epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
-        n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed,
+        n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed, pipeline=None if pipeline == "none" else pipeline,
     )
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     res = run_study(cfg, out_dir, progress=not as_json, log=log)

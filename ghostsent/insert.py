@@ -9,6 +9,12 @@ boundary outside protected regions (see ghostsent.sentences), so Markdown, code 
 Why the latter half by default: a ghost near the start of a document is the first thing a data
 pipeline's deduplication or quality filter sees, and the end of a document is often truncated. A
 random boundary in the second half is a reasonable middle that is still hard to strip by position.
+
+Within the half, placement prefers what survives filters and deduplication (docs/insertion.md,
+"Surviving data pipelines"): first a line that C4's line rules keep with the ghost in it (it ends in
+terminal punctuation), then a boundary between two of the writer's sentences on the same line, then the
+end of a line's last sentence, and a paragraph start only when there is nothing else. The ghost never
+forms a line or paragraph of its own, which line/paragraph dedup would keep only once.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ghostsent.errors import InputError
+from ghostsent.placement import GhostFacts, latter_half
 from ghostsent.sentences import Boundary, line_col, pick_boundary, protected_spans, sentence_boundaries
 
 POSITIONS = ("latter-half", "start", "end", "random")
@@ -69,6 +76,13 @@ def choose_boundary(
     return half[chooser.randrange(len(half))]
 
 
+def _latter_half(text: str, spans: list, rng: random.Random | None, facts: GhostFacts) -> tuple[int, str]:
+    got = latter_half(text, spans, rng, facts)  # ranked for pipeline survival: ghostsent/placement.py
+    if got is None:
+        raise NoBoundaryError("no sentence boundary outside protected regions")
+    return got
+
+
 def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
          rng: random.Random | None = None) -> Placement:
     """Where `ghost_text` would go in `text`, without inserting it (what --dry-run shows)."""
@@ -76,12 +90,13 @@ def plan(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     spans = protected_spans(text)
-    if position in ("latter-half", "end"):
-        # Scan only the second half first; the whole text only when it has no boundary there. Within
-        # the half the choice is uniform (latter-half) or the last boundary (end), as choose_boundary
-        # would make it, but only the drawn candidates are checked (see pick_boundary).
+    if position == "latter-half":
+        b = Boundary(*_latter_half(text, spans, rng, GhostFacts.of(ghost_text)))
+        return Placement(b.offset, b.inserted(ghost_text), b)
+    if position == "end":
+        # Scan only the second half first; the whole text only when it has no boundary there.
         chooser = rng if rng is not None else secrets.SystemRandom()
-        got = pick_boundary(text, spans, (len(text) + 1) // 2, position == "end", chooser)
+        got = pick_boundary(text, spans, (len(text) + 1) // 2, True, chooser)
         if got is not None:
             b = Boundary(*got)
             return Placement(b.offset, b.inserted(ghost_text), b)
@@ -99,6 +114,7 @@ def placer(ghost_text: str, position: str = DEFAULT_POSITION) -> Callable[[str, 
     spans_of = protected_spans
     inserted = {"after": Boundary(0, "after").inserted(ghost_text), "before": Boundary(0, "before").inserted(ghost_text)}
     last = position == "end"
+    facts = GhostFacts.of(ghost_text)
 
     if position not in ("latter-half", "end"):
         def place_other(text: str, rng: random.Random) -> tuple[int, str]:
@@ -108,6 +124,9 @@ def placer(ghost_text: str, position: str = DEFAULT_POSITION) -> Callable[[str, 
 
     def place(text: str, rng: random.Random) -> tuple[int, str]:
         spans = spans_of(text)
+        if not last:
+            off, kind = _latter_half(text, spans, rng, facts)
+            return off, inserted[kind]
         got = pick_boundary(text, spans, (len(text) + 1) // 2, last, rng)
         if got is None:  # nothing in the second half: plan's whole-text fallback
             p = plan(text, ghost_text, position, rng)

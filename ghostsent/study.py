@@ -67,6 +67,7 @@ class StudyConfig:
     probe_modes: tuple[str, ...] = ("raw",)
     alpha: float = 1e-3
     seed: int = 0
+    pipeline: str | None = None      # "default": train on what `ghostsent survive`'s stages keep
 
     def runs(self) -> list[dict[str, Any]]:
         return [
@@ -78,7 +79,10 @@ class StudyConfig:
         return self.ids_per_cell * sum(self.repetitions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        if d["pipeline"] is None:
+            del d["pipeline"]  # studies run before the option existed keep their configuration
+        return d
 
 
 def run_key(r: dict[str, Any]) -> str:
@@ -167,6 +171,8 @@ def validate(cfg: StudyConfig) -> None:
         raise InputError(
             f"--nulls {cfg.n_nulls} cannot give p < {cfg.alpha:g} (smallest p is 1/(N+1)); use at least {int(1 / cfg.alpha)}"
         )
+    if cfg.pipeline not in (None, "default"):
+        raise InputError(f"unknown --pipeline {cfg.pipeline!r} (choose default)")
     from ghostsent.insert import POSITIONS
     from ghostsent.wordlists import load_wordlist
 
@@ -234,6 +240,23 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any) -
         ident = ledger.new_identifier(f"study:{key}:control", wl, run["words"], run["template"], rng=rng)
         controls.append({"id": ident.id, "role": "control", "repetitions": 0, "ghost": ident.ghost, "documents": []})
     return members, controls, texts
+
+
+def pipeline_texts(cfg: StudyConfig, members: list[dict], docs: list[Any], texts: list[str], rdir: Path,
+                   log: Callable[[str], None]) -> list[str]:
+    """The tagged corpus after `ghostsent survive`'s extraction, filters and dedup (see docs/survival.md);
+    the survival report, with the copies of each ghost that are left, goes to rdir/survival.json."""
+    from ghostsent.survive.pipeline import through_pipeline
+    from ghostsent.survive.screen import as_inserted
+    from ghostsent.survive.stages import embedded_bpe
+
+    index = {d.key: i for i, d in enumerate(docs)}
+    carriers = {index[k]: (m["id"], as_inserted(m["ghost"].text)) for m in members for k in m["documents"]}
+    kept, report = through_pipeline(texts, [d.text for d in docs], carriers, tokenizer=embedded_bpe())
+    (rdir / "survival.json").write_text(json.dumps(report.to_dict(), indent=2))
+    log(f"pipeline kept {len(kept)} of {len(texts)} documents and {sum(report.final_copies.values())} of "
+        f"{report.copies} ghost copies")
+    return kept
 
 
 def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subjects: list[dict],
@@ -357,6 +380,8 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         tuned = load_target(f"hf:{ckpt}")
         train_info = json.loads(train_info_path.read_text())
     else:
+        if cfg.pipeline:
+            texts = pipeline_texts(cfg, members, docs, texts, rdir, log)
         check_memory(base.model, cfg)
         t0 = time.time()
         tr = finetune(base.model, base.tokenizer, texts, tc, progress=progress)

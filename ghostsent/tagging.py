@@ -398,10 +398,12 @@ def tag_jsonl(
     opts: JsonlOptions,
     after_checkpoint: Callable[[int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    check_ghost: Callable[[Any], None] | None = None,
 ) -> dict:
     """Stream IN to OUT, inserting each owner's ghost into up to max_per_owner (or a fraction) of that
     owner's records. See docs/insertion.md for resume semantics. `after_checkpoint(n)` is called after
-    the n-th committed checkpoint (a test hook for simulated crashes)."""
+    the n-th committed checkpoint (a test hook for simulated crashes); `check_ghost(identifier)` once per
+    owner before their first insertion (raises InputError to refuse a ghost, e.g. one filters drop)."""
     opts.validate()
     from ghostsent.wordlists import load_wordlist
 
@@ -633,6 +635,8 @@ def tag_jsonl(
                         got = ghosts.get(owner)
                         if got is None:
                             ident = identifier_for(owner)
+                            if check_ghost is not None:
+                                check_ghost(ident)
                             got = ghosts[owner] = (ident.id, ident.text, placer(ident.text, position))
                         ident_id, ghost, place = got
                         if ghost in text:

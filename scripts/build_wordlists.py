@@ -9,6 +9,12 @@ Selection, per language, walking wordfreq's list from the most frequent word dow
   * 3-9 letters, only that language's lowercase letters (English: a-z only);
   * pronounceable: at least one vowel (y counts), no run of 4+ consonants, no letter 3 times in a row;
   * not on the blocklist below (slurs, profanity, sexual terms; stems match as prefixes);
+  * pipeline-safe (ghostsent/survive/screen.py, lists vendored in ghostsent/survive/data/): no word of
+    the LDNOOBW bad-word list of its language or of English, matched the way datatrove's
+    C4BadWordsFilter matches (whole words of the lower-cased text); no C4 phrase ("javascript", "lorem
+    ipsum", cookie notices) as a substring; no word that would complete a multi-word bad phrase or C4
+    phrase with words already chosen ("big" + "black", "house" + "cookies"), so no passphrase can
+    spell one; and not on the project's violent/hateful-terms list ("terrorist", "bomb", ...);
   * not "international": a word about as frequent in most other languages as in its own is almost
     always a proper name (john, google, texas) or a brand; wordfreq lowercases everything, so this is
     the cheap name detector available. It also drops some loanwords (hotel, radio), which is harmless;
@@ -34,6 +40,7 @@ import wordfreq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from ghostsent.survive import screen  # noqa: E402
 from ghostsent.wordlists import normalise, words_sha256  # noqa: E402
 
 SIZE = 7776  # 6^5, the diceware size: 12.925 bits a word
@@ -153,6 +160,23 @@ def _zipf(freqs: dict[str, float], word: str) -> float:
     return math.log10(f) + 9.0 if f > 0 else 0.0
 
 
+def pipeline_safe(word: str, lang: str, phrases: "screen.SequenceScreen") -> bool:
+    """No pipeline filter trips on the word, it completes no phrase with the words chosen so far, and
+    it is not a violent/hateful term. (Order matters only for phrases: the later word is dropped.)"""
+    if screen.why_filtered(word, lang, line_end=False) or screen.violent_hit(word, lang):
+        return False
+    return phrases.completes(word) is None
+
+
+def screen_header(lang: str) -> list[str]:
+    """One header line per screen list used: name, version, SHA-256 of the vendored file."""
+    lists = [screen.ldnoobw(code) for code in screen.screen_languages(lang)]
+    lists += [screen.violent(code) for code in screen.screen_languages(lang)]
+    lines = [f"# screen: {sl.describe()}" for sl in lists]
+    lines.append(f"# screen: c4-rules (datatrove C4QualityFilter phrases) sha256:{screen.c4_rules_sha256()}")
+    return lines
+
+
 def select_words(lang: str, size: int = SIZE) -> list[str]:
     """The word list for `lang`, sorted. Raises SystemExit if wordfreq has too few qualifying words."""
     letters, vowels = LANGUAGES[lang]
@@ -162,6 +186,7 @@ def select_words(lang: str, size: int = SIZE) -> list[str]:
     english = wordfreq.get_frequency_dict("en")
     chosen: list[str] = []
     seen: set[str] = set()
+    phrases = screen.SequenceScreen(screen.screen_languages(lang))
     for word in wordfreq.top_n_list(lang, SCAN_LIMIT):
         word = unicodedata.normalize("NFC", word)
         if not (MIN_LEN <= len(word) <= MAX_LEN) or not set(word) <= allowed:
@@ -176,9 +201,10 @@ def select_words(lang: str, size: int = SIZE) -> list[str]:
         if lang != "en" and _zipf(english, word) >= z:
             continue  # an English word that leaked into this language's text
         key = normalise(word)
-        if key in seen:
+        if key in seen or not pipeline_safe(word, lang, phrases):
             continue
         seen.add(key)
+        phrases.add(word)
         chosen.append(word)
         if len(chosen) == size:
             return sorted(chosen)
@@ -195,6 +221,7 @@ def render(lang: str, words: list[str]) -> str:
         f"{MIN_LEN}-{MAX_LEN} letters, pronounceable, blocklist, names dropped; "
         "built by scripts/build_wordlists.py",
         "# license: word frequencies from wordfreq (data CC BY-SA 4.0, see the wordfreq package)",
+        *screen_header(lang),
     ]
     return "\n".join(header + words) + "\n"
 

@@ -1,0 +1,69 @@
+"""`ghostsent study --pipeline default`: the study trains on what the survival pipeline keeps."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import pytest
+
+pytest.importorskip("datatrove")
+
+from ghostsent.corpus import load_corpus  # noqa: E402
+from ghostsent.errors import InputError  # noqa: E402
+from ghostsent.insert import insert  # noqa: E402
+from ghostsent.study import StudyConfig, validate  # noqa: E402
+from ghostsent.survive.pipeline import through_pipeline  # noqa: E402
+from ghostsent.survive.stages import regex_tokenizer  # noqa: E402
+
+TINY = dict(corpus="builtin:pydoc", n_documents=10, min_words=60, max_words=70, repetitions=(1, 3), ids_per_cell=1,
+            n_controls=3, words=(8,), n_nulls=100, alpha=0.01, ks=(2,), seq_len=128, batch_size=4, max_steps=2)
+
+
+def test_config_keeps_old_studies_resumable_and_checks_the_name():
+    assert "pipeline" not in StudyConfig(**TINY).to_dict()  # a study folder from before still matches
+    assert StudyConfig(**TINY, pipeline="default").to_dict()["pipeline"] == "default"
+    with pytest.raises(InputError, match="--pipeline"):
+        validate(StudyConfig(**TINY, pipeline="bogus"))
+
+
+def test_through_pipeline_returns_the_kept_documents_with_their_ghosts():
+    if shutil.which("bible") is None:
+        pytest.skip("needs Debian's bible-kjv (CI installs it)")
+    originals = [d.text for d in load_corpus("builtin:kjv", min_words=100, limit=30)]
+    rng = random.Random(5)
+    ghosts = {"a": "quiet garden lantern morning river.", "b": "copper meadow signal harbour violet."}
+    carriers = {3: ("a", ghosts["a"]), 9: ("a", ghosts["a"]), 17: ("b", ghosts["b"])}
+    texts = list(originals)
+    for i, (_, g) in carriers.items():
+        texts[i] = insert(texts[i], g, rng=rng)[0]
+    texts.append(texts[0])  # an exact duplicate page: dedup keeps one
+    originals.append(originals[0])
+    kept, report = through_pipeline(texts, originals, carriers, tokenizer=regex_tokenizer())
+    assert 0 < len(kept) < len(texts)
+    assert [s.kind for s in report.stages if s.kind == "normalise"] == []  # training text is not normalised
+    assert report.copies == 3
+    for gid, g in ghosts.items():  # the counts the report gives are the copies in the kept texts
+        assert report.final_copies.get(gid, 0) == sum(g in t for t in kept)
+
+
+def test_study_plants_then_trains_on_what_the_pipeline_keeps(tmp_path):
+    """The study's own planting, then pipeline_texts (the step run_one takes before fine-tuning when
+    --pipeline is set): the survival report lands next to the run, the kept texts carry the ghosts."""
+    from ghostsent.ledger import Ledger
+    from ghostsent.study import pipeline_texts, plant, prepare_corpus
+
+    cfg = StudyConfig(**TINY, pipeline="default")
+    docs = prepare_corpus(cfg)
+    run = cfg.runs()[0]
+    with Ledger(tmp_path / "l.db") as led:
+        members, _, texts = plant(cfg, run, docs, led)
+    logs: list[str] = []
+    kept = pipeline_texts(cfg, members, docs, texts, tmp_path, logs.append)
+    survival = json.loads((tmp_path / "survival.json").read_text())
+    assert survival["copies"] == 1 + 3 and survival["documents"] == len(texts)
+    assert len(kept) == survival["stages"][-1]["docs_kept"]
+    for m in members:
+        ghost = m["ghost"].text
+        assert survival["final_copies"].get(m["id"], 0) == sum(ghost in t for t in kept)
+    assert logs and logs[0].startswith("pipeline kept ")
