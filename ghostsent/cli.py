@@ -15,38 +15,69 @@ from typing import Any, Callable
 
 import click
 
-from ghostsent.errors import EXIT_INTERRUPTED, GhostsentError
+from ghostsent.errors import (EXIT_BROKEN_PIPE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LEDGER, GhostsentError,
+                              OutputClosedError)
+from ghostsent.names import json_printable, printable
 
 LEDGER_ENV = "GHOSTSENT_LEDGER"
+TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another process is writing
 
 
 def default_ledger_path() -> Path:
     return Path(os.environ.get(LEDGER_ENV) or "ghostsent.db")
 
 
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo with control, bidi and surrogate characters escaped line by line: owner names, file
+    names and documents come from files and ledgers, and must never reach a terminal as escape codes."""
+    text = "\n".join(printable(line) for line in str(message).split("\n"))
+    click.echo(text, err=err, nl=nl)
+
+
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
     """Print `data` as one JSON document, or the human form."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        click.echo(json_printable(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
     elif callable(human):
         human()
     elif human is not None:
-        click.echo(human)
+        echo(human)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn library errors into `Error: ...` on stderr plus a meaningful exit code."""
+    """Turn library errors into one `Error: ...` line on stderr plus the documented exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         try:
             return fn(*args, **kwargs)
         except GhostsentError as e:
-            click.echo(f"Error: {e}", err=True)
+            if isinstance(e, OutputClosedError):
+                _quiet_stdout()
+            echo(f"Error: {e}", err=True)
             sys.exit(e.exit_code)
+        except BrokenPipeError:
+            _quiet_stdout()  # `ghostsent list | head`: the reader has all it wanted
+            sys.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
-            click.echo("Interrupted; nothing partial was written.", err=True)
+            echo("Interrupted; nothing partial was written.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except sqlite3.Error as e:  # a path the ledger wrapper missed: still one line, exit 4
+            echo(f"Error: ledger: {e}", err=True)
+            sys.exit(EXIT_LEDGER)
+        except OSError as e:
+            echo(f"Error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+            sys.exit(EXIT_INPUT)
 
     return wrapper
 
@@ -61,10 +92,20 @@ ledger_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
-def open_ledger(path: Path | None):
-    from ghostsent.ledger import Ledger
+def open_ledger(path: Path | None, create: bool = False):
+    """The ledger at `path` (or the default). Only commands that write identifiers pass create=True;
+    they say on stderr when they started a new ledger, so a typo in the path is noticed."""
+    from ghostsent.errors import InputError
+    from ghostsent.ledger import DEFAULT_TIMEOUT, Ledger
 
-    return Ledger(path or default_ledger_path())
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    except ValueError:
+        raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
+    led = Ledger(path or default_ledger_path(), create=create, timeout=timeout)
+    if led.created:
+        echo(f"created new ledger at {led.path}", err=True)
+    return led
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -117,19 +158,19 @@ def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
     from ghostsent.wordlists import load_wordlist
 
     if seed is not None:
-        click.echo(SEED_WARNING, err=True)
+        echo(SEED_WARNING, err=True)
     wl = load_wordlist(wordlist)
-    with open_ledger(ledger_path) as led:
+    with open_ledger(ledger_path, create=True) as led:
         ident = led.new_identifier(owner or _default_owner(), wordlist, n_words=n_words, template=template, seed=seed)
     bits = entropy_bits(ident.n_words, wl.size)
     data = {**ident.to_dict(), "wordlist_size": wl.size, "entropy_bits": round(bits, 2),
             "ledger": str(led.path)}
 
     def human() -> None:
-        click.echo(ident.text)
-        click.echo(f"id: {ident.id}  owner: {ident.owner}  {ident.n_words} words from {wl.name} "
+        echo(ident.text)
+        echo(f"id: {ident.id}  owner: {ident.owner}  {ident.n_words} words from {wl.name} "
                    f"({wl.size} words)  entropy: {bits:.1f} bits")
-        click.echo(f"recorded in {led.path}")
+        echo(f"recorded in {led.path}")
 
     emit(data, as_json, human)
 
@@ -146,13 +187,13 @@ def list_cmd(owner, ledger_path, as_json):
 
     def human() -> None:
         if not rows:
-            click.echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
+            echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
             return
         w = max(5, max(len(r["owner"]) for r in rows))
-        click.echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
+        echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
         for r in rows:
             text = r["text"] if len(r["text"]) <= 50 else r["text"][:49] + "…"
-            click.echo(f"{r['id']:<13} {r['owner']:<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
+            echo(f"{r['id']:<13} {r['owner']:<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
                        f"{r['insertions']:>10}  {text}")
 
     emit(rows, as_json, human)
@@ -171,19 +212,19 @@ def show(identifier, reveal, ledger_path, as_json):
         data = _ident_json(led.get(identifier), led, reveal)
 
     def human() -> None:
-        click.echo(data["text"])
+        echo(data["text"])
         for key in ("id", "owner", "n_words", "wordlist_name", "wordlist_sha256", "created_at", "drawn", "commitment"):
-            click.echo(f"{key + ':':<17}{data[key]}")
-        click.echo(f"insertions:      {len(data['insertions'])}")
+            echo(f"{key + ':':<17}{data[key]}")
+        echo(f"insertions:      {len(data['insertions'])}")
         for ins in data["insertions"]:
-            click.echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
+            echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
         if reveal:
             rv = data["reveal"]
-            click.echo("reveal (publish these to prove the identifier existed when the root was published):")
-            click.echo(f"  scheme:         {rv['scheme']}")
-            click.echo(f"  salt:           {rv['salt']}")
-            click.echo(f"  canonical_json: {rv['canonical_json']}")
-            click.echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
+            echo("reveal (publish these to prove the identifier existed when the root was published):")
+            echo(f"  scheme:         {rv['scheme']}")
+            echo(f"  salt:           {rv['salt']}")
+            echo(f"  canonical_json: {rv['canonical_json']}")
+            echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
 
     emit(data, as_json, human)
 
@@ -194,29 +235,27 @@ def show(identifier, reveal, ledger_path, as_json):
 @json_option
 @handle_errors
 def export(output, ledger_path, as_json):
-    """Export the ledger as JSON lines (identifiers with salts, insertions, runs)."""
+    """Export the ledger as JSON lines (identifiers with salts, insertions, runs).
+
+    The file holds every passphrase and salt, like the ledger, so it is created private (0600); an
+    existing file it replaces keeps its mode."""
     import io
-    import tempfile
+
+    from ghostsent.fsio import atomic_write
 
     with open_ledger(ledger_path) as led:
         buf = io.StringIO()
         n = led.export_jsonl(buf)
     if output == "-":
-        click.echo(buf.getvalue(), nl=False)
-        click.echo(f"exported {n} records", err=True)
+        click.echo(json_printable(buf.getvalue()), nl=False)  # same JSON, no raw bidi/C1 characters
+        echo(f"exported {n} records", err=True)
         return
     out = Path(output)
     if not out.parent.exists():
         from ghostsent.errors import InputError
         raise InputError(f"{out}: folder {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, out)  # atomic: never half an export
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    existing = out if out.is_file() else None
+    atomic_write(out, buf.getvalue().encode("utf-8"), mode=None if existing else 0o600, like=existing)
     emit({"output": str(out), "records": n}, as_json, f"exported {n} records to {out}")
 
 
@@ -227,23 +266,25 @@ def export(output, ledger_path, as_json):
 @handle_errors
 def import_cmd(source, ledger_path, as_json):
     """Import a JSONL export, all or nothing; refuses conflicting ids or passphrases."""
+    import io
+
     from ghostsent.errors import InputError
 
-    with open_ledger(ledger_path) as led:
-        if source == "-":
-            counts = led.import_jsonl(sys.stdin, "<stdin>")
-        else:
-            try:
-                with open(source, encoding="utf-8") as fh:
-                    counts = led.import_jsonl(fh, source)
-            except OSError as e:
-                raise InputError(f"{source}: cannot read ({e.strerror})") from None
-            except UnicodeDecodeError as e:
-                raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
+    # Read the whole file first: a missing or undecodable file must not get as far as the ledger.
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise InputError(f"{source}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
+    with open_ledger(ledger_path, create=True) as led:
+        counts = led.import_jsonl(io.StringIO(text), "<stdin>" if source == "-" else source,
+                                  warn=lambda m: echo(f"Warning: {m}", err=True))
 
     def human() -> None:
         for kind, c in counts.items():
-            click.echo(f"{kind}: {c['added']} added, {c['skipped']} identical already present")
+            echo(f"{kind}: {c['added']} added, {c['skipped']} identical already present")
 
     emit(counts, as_json, human)
 
@@ -258,9 +299,9 @@ def commit(ledger_path, as_json):
         data = led.commitment()
 
     def human() -> None:
-        click.echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
+        echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
         for item in data["identifiers"]:
-            click.echo(f"  {item['id']}  {item['commitment']}  {item['owner']}  {item['created_at']}")
+            echo(f"  {item['id']}  {item['commitment']}")
 
     emit(data, as_json, human)
 
@@ -308,7 +349,7 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
         ident = led.get(identifier)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
-                            warn=None if as_json else (lambda m: click.echo(f"Warning: {m}", err=True)))
+                            warn=None if as_json else (lambda m: echo(f"Warning: {m}", err=True)))
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -321,10 +362,10 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
                 where = f"{r.path}:{r.line}:{r.col}"
                 verb = "would insert at" if dry_run else "inserted at"
                 dest = f" -> {r.output}" if r.output and r.output != r.path else ""
-                click.echo(f"{verb} {where}{dest}  {r.snippet}")
+                echo(f"{verb} {where}{dest}  {r.snippet}")
             else:
-                click.echo(f"{r.path}: {r.status}: {r.message}")
-        click.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + (" (dry run: nothing written)" if dry_run else ""))
+                echo(f"{r.path}: {r.status}: {r.message}")
+        echo(", ".join(f"{v} {k}" for k, v in counts.items()) + (" (dry run: nothing written)" if dry_run else ""))
 
     emit(data, as_json, human)
 
@@ -363,34 +404,34 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
     from ghostsent.tagging import JsonlOptions, tag_jsonl
 
     if seed is not None:
-        click.echo(SEED_WARNING, err=True)
+        echo(SEED_WARNING, err=True)
     opts = JsonlOptions(text_field=text_field, owner_field=owner_field, id_field=id_field,
                         max_per_owner=max_per_owner, fraction=fraction, words=n_words, wordlist=wordlist,
                         template=template, position=position, skip_bad=skip_bad, resume=resume, seed=seed,
                         checkpoint_every=checkpoint_every,
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
-    warn = lambda m: click.echo(m, err=True)  # noqa: E731
+    warn = lambda m: echo(m, err=True)  # noqa: E731
     try:
-        with open_ledger(ledger_path) as led:
+        with open_ledger(ledger_path, create=True) as led:
             summary = tag_jsonl(led, in_path, out_path, opts, warn=warn)
     except KeyboardInterrupt:
-        click.echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
+        echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
     def human() -> None:
         s = summary
-        click.echo(f"{s['lines']} lines, {s['records']} records, {s['owners']} owners "
+        echo(f"{s['lines']} lines, {s['records']} records, {s['owners']} owners "
                    f"({s['new_identifiers']} new identifiers): {s['inserted']} ghosts inserted, "
                    f"{s['already_tagged']} already tagged, {s['no_boundary']} without a sentence boundary, "
                    f"{s['bad']} bad lines copied through -> {out_path}", err=to_stderr)
         for b in s["bad_lines"]:
-            click.echo(f"  line {b['line']}: {b['reason']}", err=to_stderr)
+            echo(f"  line {b['line']}: {b['reason']}", err=to_stderr)
         if s.get("resumed_from_line") is not None:
-            click.echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
+            echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
 
     if as_json and to_stderr:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str), err=True)
+        echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str), err=True)
     else:
         emit(summary, as_json, human)
 
@@ -453,7 +494,7 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
     d["report"] = paths
 
     def human() -> None:
-        click.echo(res.verdict)
+        echo(res.verdict)
         for r in res.subjects:
             parts = []
             if "probe" in r:
@@ -463,11 +504,11 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                              f"exposure {r['ppl']['exposure_bits']:.1f} bits "
                              f"(approx. tail p {_fp(r['ppl']['approx_tail_p'])})")
             holm_p = f" holm p={_fp(r['p_holm'])}" if "p_holm" in r else ""
-            click.echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
+            echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
         for t, c in res.controls.items():
-            click.echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
+            echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
                        + (f", {c['completed']} completed" if "completed" in c else ""))
-        click.echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else ""))
+        echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else ""))
 
     from ghostsent.cli import emit as _emit
 
@@ -603,10 +644,10 @@ def card(identifier, k_values, ledger_path, as_json):
     prompts = card_prompts(ident.ghost, _ks(k_values))
 
     def human() -> None:
-        click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, then save the reply and run\n"
+        echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, then save the reply and run\n"
                    f"  ghostsent check {ident.id} --k K --reply reply.txt\n")
         for p in prompts:
-            click.echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
+            echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
 
     emit({"identifier": ident.id, "prompts": prompts}, as_json, human)
 
@@ -638,8 +679,8 @@ def check(identifier, reply_file, k_values, wordlist, exit_code, alpha, ledger_p
     def human() -> None:
         m, k = res.best_matches
         verdict = "DETECTED" if detected else "NOT DETECTED"
-        click.echo(f"{verdict}: best probe matched {m} of {k} held-out words; p = {_fp(res.p_value)} (threshold {alpha:g})")
-        click.echo(WARNING)
+        echo(f"{verdict}: best probe matched {m} of {k} held-out words; p = {_fp(res.p_value)} (threshold {alpha:g})")
+        echo(WARNING)
 
     emit(d, as_json, human)
     if exit_code and detected:
@@ -711,12 +752,12 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
         epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
         n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed,
     )
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_study(cfg, out_dir, progress=not as_json, log=log)
     summary = {r["key"]: {k: v for k, v in r["summary"].items() if k not in ("roc", "control_p_values")} for r in res["runs"]}
     emit({"out": str(out_dir), "results": str(Path(out_dir) / "results.json"), "summary": summary,
           "seconds": res["seconds"]}, as_json,
-         lambda: click.echo(f"\n{(Path(out_dir) / 'results.md').read_text()}\nResults: {out_dir}/results.json"))
+         lambda: echo(f"\n{(Path(out_dir) / 'results.md').read_text()}\nResults: {out_dir}/results.json"))
 
 
 @main.command()
@@ -733,16 +774,16 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
     from ghostsent.demo import run_demo
     from ghostsent.stats import format_p
 
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_demo(out_dir, corpus=corpus, ledger_path=ledger_path, progress=not as_json, log=log, seed=seed)
 
     def human() -> None:
-        click.echo("")
-        click.echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
+        echo("")
+        echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
         for r in res.rows:
-            click.echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
+            echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
                        f"{format_p(r['ppl_p']):>9}  {'DETECTED' if r['detected'] else 'not detected'}")
-        click.echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
+        echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
                    f"({res.seconds:.0f} s in all)")
 
     emit(res.__dict__, as_json, human)

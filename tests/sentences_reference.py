@@ -2,7 +2,7 @@
 tests/test_sentences_fast.py: the fast paths in ghostsent.sentences must give the same results.
 
 One deliberate change since (issue 8): an unclosed fence, HTML comment, raw-text element or $$ block
-runs one past the end of the text (`\Z` instead of `$`, end len(text) + 1), as in ghostsent.sentences."""
+runs one past the end of the text (a `\\Z` anchor instead of `$`, end len(text) + 1), as in ghostsent.sentences."""
 from __future__ import annotations
 
 import bisect
