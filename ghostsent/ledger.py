@@ -40,7 +40,9 @@ ID_RE = re.compile(r"^gs-[0-9a-f]{10}$")
 SALT_RE = re.compile(r"^[0-9a-f]{32}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 DRAWN_RE = re.compile(r"^(?:secrets|rng|seed:-?\d+)$")
-_STRATEGIES = ("latter-half", "start", "end", "random")  # ghostsent.insert.POSITIONS (checked by a test)
+# ghostsent.insert.POSITIONS, plus "recovered": a record rebuilt for a file a killed run had already
+# written (see tagging._FileTagger._recovery). A test checks the list against POSITIONS.
+_STRATEGIES = ("latter-half", "start", "end", "random", "recovered")
 MAX_DRAWS = 100_000  # redraws before giving up on finding an unused passphrase
 # PRAGMA application_id of a ghostsent ledger ("gsnt"): how a file is recognised as one without guessing
 # from table names. Ledgers from before migration 3 are recognised by their tables (see _check_file).
@@ -586,6 +588,11 @@ class Ledger:
             rows = self._q('SELECT * FROM insertions WHERE identifier_id = ? ORDER BY id', (identifier_id,))
         return [Insertion(r["id"], r["identifier_id"], r["document"], r["sha256_before"], r["sha256_after"],
                           r["offset"], r["strategy"], r["created_at"]) for r in rows]
+
+    def has_insertion(self, identifier_id: str, document: str, sha256_after: str) -> bool:
+        """Whether the ledger records this identifier going into `document` with these resulting bytes."""
+        return bool(self._q("SELECT 1 FROM insertions WHERE identifier_id = ? AND document = ? AND sha256_after = ?",
+                            (identifier_id, document, sha256_after)))
 
     def count_insertions(self, identifier_id: str) -> int:
         return int(self._q("SELECT count(*) FROM insertions WHERE identifier_id = ?", (identifier_id,))[0][0])

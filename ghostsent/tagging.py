@@ -41,6 +41,7 @@ from ghostsent.fsio import atomic_write, create_exclusive, exclusive_lock, fsync
 from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, Placement, describe, placer, plan
 from ghostsent.jsonsplice import splice
 from ghostsent.names import has_surrogate, normalise_owner, path_label
+from ghostsent.sentences import Boundary
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -211,13 +212,15 @@ def _backup_path(path: Path, original: bytes) -> Path:
 
 @dataclass
 class _FileJob:
-    """One file to write: where (the real target), what, and what the target held when it was read."""
-    src: Path
+    """One file to write (or, with new_raw None, one missing record to add): the real target, the
+    bytes it held when read, and what the ledger record says."""
     target: Path
-    doc: Document
-    new_raw: bytes
+    raw: bytes
+    new_raw: bytes | None
     result: FileResult
     in_place: bool
+    mode: int | None
+    strategy: str
 
 
 def tag_files(
@@ -246,17 +249,19 @@ def tag_files(
             docs[p] = read_document(p, encoding)
         except BinaryFileError:
             docs[p] = None
+    tagger = _FileTagger(ledger, identifier, in_place, backup, dry_run, position, rng, warn)
     results, jobs = [], []
     for p in paths:
-        res, job = _plan_file(p, docs[p], identifier.text, mapping.get(p), in_place, dry_run, position, rng, warn)
+        res, job = tagger.plan(p, docs[p], mapping.get(p))
         results.append(res)
         if job is not None:
             jobs.append(job)
     done: list[str] = []
     try:
         for job in jobs:
-            _write_file(ledger, identifier, job, in_place and backup, position)
-            done.append(job.result.output or job.result.path)
+            tagger.write(job)
+            if job.new_raw is not None:
+                done.append(job.result.output or job.result.path)
     except (GhostsentError, OSError) as e:
         if not done:
             raise
@@ -269,88 +274,120 @@ def tag_files(
     return results
 
 
-def _plan_file(p: Path, doc: Document | None, ghost: str, dst: Path | None, in_place: bool, dry_run: bool,
-               position: str, rng: random.Random | None,
-               warn: Callable[[str], None] | None) -> tuple[FileResult, _FileJob | None]:
-    """The result for one file and, if it is to be written, the job; refuses unsafe outputs."""
-    label = path_label(p)
-    if doc is None:
-        if warn:
-            warn(f"{label}: binary file (contains NUL bytes), skipped")
-        return FileResult(label, "binary", message="binary file, skipped"), None
-    if ghost in doc.text:
-        return FileResult(label, "already-tagged", message="ghost sentence already present; nothing inserted"), None
-    try:
-        placement: Placement = plan(doc.text, ghost, position, rng)
-    except NoBoundaryError:
-        msg = "empty document" if not doc.text.strip() else "no sentence boundary outside protected regions"
-        return FileResult(label, "no-boundary", message=f"{msg}; left unchanged"), None
-    info = describe(doc.text, placement)
-    res = FileResult(label, "would-tag" if dry_run else "tagged", offset=info["offset"], line=info["line"],
-                     col=info["col"], snippet=info["snippet"], sha256_before=sha256_bytes(doc.raw))
-    new_raw = doc.encode(placement.apply(doc.text))
-    res.sha256_after = sha256_bytes(new_raw)
-    if dry_run:
-        return res, None
-    if in_place:
-        target = Path(os.path.realpath(p))  # write through a symbolic link, never replace the link
-        st = os.stat(target)
-        if st.st_nlink > 1 and warn:
-            warn(f"{label}: has {st.st_nlink} hard links; only this name gets the tagged file, the other "
-                 f"names keep the original")
-    else:
-        target = dst
-        if os.path.lexists(dst):
-            if _carries(dst, doc, ghost):
-                return FileResult(label, "already-tagged", output=path_label(dst),
-                                  message="output already carries the ghost sentence; nothing written"), None
-            raise OutputError(f"{dst}: already exists and does not carry this ghost sentence; remove it or choose "
-                              f"another --out (nothing was written)")
-    res.output = path_label(target)
-    return res, _FileJob(p, target, doc, new_raw, res, in_place)
+class _FileTagger:
+    """The settings of one tag_files call, shared by its two steps: plan every file, then write."""
 
+    def __init__(self, ledger: Any, identifier: Any, in_place: bool, backup: bool, dry_run: bool, position: str,
+                 rng: random.Random | None, warn: Callable[[str], None] | None) -> None:
+        self.ledger, self.identifier, self.ghost = ledger, identifier, identifier.text
+        self.in_place, self.backup, self.dry_run = in_place, backup, dry_run
+        self.position, self.rng, self.warn = position, rng, warn
 
-def _carries(dst: Path, doc: Document, ghost: str) -> bool:
-    """Whether an existing output file already holds the ghost (in the input's encoding)."""
-    if not dst.is_file():
-        return False
-    try:
-        return ghost in decode_document(dst, dst.read_bytes(), doc.encoding).text
-    except (InputError, OSError):
-        return False
+    def plan(self, p: Path, doc: Document | None, dst: Path | None) -> tuple[FileResult, _FileJob | None]:
+        """The result for one file and, if anything is to be written or recorded, the job. Refuses an
+        existing --out file that does not already carry the ghost."""
+        label = path_label(p)
+        if doc is None:
+            if self.warn:
+                self.warn(f"{label}: binary file (contains NUL bytes), skipped")
+            return FileResult(label, "binary", message="binary file, skipped"), None
+        if self.ghost in doc.text:
+            res = FileResult(label, "already-tagged", message="ghost sentence already present; nothing inserted")
+            return res, (self._recovery(res, Path(os.path.realpath(p)), doc) if self.in_place and not self.dry_run
+                         else None)
+        try:
+            placement: Placement = plan(doc.text, self.ghost, self.position, self.rng)
+        except NoBoundaryError:
+            msg = "empty document" if not doc.text.strip() else "no sentence boundary outside protected regions"
+            return FileResult(label, "no-boundary", message=f"{msg}; left unchanged"), None
+        info = describe(doc.text, placement)
+        res = FileResult(label, "would-tag" if self.dry_run else "tagged", offset=info["offset"], line=info["line"],
+                         col=info["col"], snippet=info["snippet"], sha256_before=sha256_bytes(doc.raw))
+        new_raw = doc.encode(placement.apply(doc.text))
+        res.sha256_after = sha256_bytes(new_raw)
+        if self.dry_run:
+            return res, None
+        if self.in_place:
+            target = Path(os.path.realpath(p))  # write through a symbolic link, never replace the link
+            st = os.stat(target)
+            if st.st_nlink > 1 and self.warn:
+                self.warn(f"{label}: has {st.st_nlink} hard links; only this name gets the tagged file, the "
+                          f"other names keep the original")
+            mode = None
+        else:
+            target, mode = dst, stat.S_IMODE(os.stat(p).st_mode)
+            if os.path.lexists(dst):
+                existing = _decoded(dst, doc.encoding)
+                if existing is None or self.ghost not in existing.text:
+                    raise OutputError(f"{dst}: already exists and does not carry this ghost sentence; remove it or "
+                                      f"choose another --out (nothing was written)")
+                done = FileResult(label, "already-tagged", output=path_label(dst),
+                                  message="output already carries the ghost sentence; nothing written")
+                return done, self._recovery(done, Path(os.path.realpath(dst)), existing)
+        res.output = path_label(target)
+        return res, _FileJob(target, doc.raw, new_raw, res, self.in_place, mode, self.position)
 
+    def _recovery(self, res: FileResult, target: Path, doc: Document) -> _FileJob | None:
+        """A file that carries our inserted span but has no ledger record: a run was killed between the
+        rename and the COMMIT. Removing the span gives the original exactly (nothing else ever
+        changes), so the missing record is rebuilt (strategy "recovered") instead of staying lost."""
+        raw_sha = sha256_bytes(doc.raw)
+        document = path_label(target)
+        if self.ledger.has_insertion(self.identifier.id, document, raw_sha):
+            return None
+        for kind in ("after", "before"):
+            span = Boundary(0, kind).inserted(self.ghost)
+            at = doc.text.find(span)
+            if at >= 0:
+                break
+        else:
+            return None  # the ghost was pasted in by hand, not inserted by ghostsent
+        res.sha256_before = sha256_bytes(doc.encode(doc.text[:at] + doc.text[at + len(span):]))
+        res.sha256_after, res.offset, res.output = raw_sha, at, document
+        res.message = "ghost sentence already present; added its missing ledger record (an earlier run was cut off)"
+        return _FileJob(target, doc.raw, None, res, True, None, "recovered")
 
-def _write_file(ledger: Any, identifier: Any, job: _FileJob, backup: bool, position: str) -> None:
-    """Backup (in place), then write and record in one ledger transaction. Inside that transaction the
-    target is checked again: still the bytes we read (in place) or still absent (--out). Another
-    ghostsent process on the same ledger holds the same write lock, so of two runs on one file the
-    second sees the first's change and refuses."""
-    res, target, in_place = job.result, job.target, job.in_place
-    if in_place and backup:
-        bak = _backup_path(target, job.doc.raw)
-        if not bak.exists():
-            atomic_write(bak, job.doc.raw, like=target)
-        res.backup = path_label(bak)
-    holder: dict[str, int] = {}
-    document = path_label(os.path.realpath(target))
+    def write(self, job: _FileJob) -> None:
+        """Backup (in place), then write and record in one ledger transaction. Inside that transaction the
+        target is checked again: still the bytes we read (in place) or still absent (--out). Another
+        ghostsent process on the same ledger holds the same write lock, so of two runs on one file the
+        second sees the first's change and refuses."""
+        res, target = job.result, job.target
+        if job.new_raw is None:
+            with self.ledger.transaction():
+                self._check_and_record(job)
+            return
+        if job.in_place and self.backup:
+            bak = _backup_path(target, job.raw)
+            if not bak.exists():
+                atomic_write(bak, job.raw, like=target)
+            res.backup = path_label(bak)
+        atomic_write(target, job.new_raw, mode=job.mode, like=target if job.in_place else None,
+                     before_rename=lambda: self._check_and_record(job), ledger=self.ledger)
 
-    def check_and_record() -> None:
-        if in_place:
+    def _check_and_record(self, job: _FileJob) -> None:
+        res, target = job.result, job.target
+        if job.in_place:
             try:
                 now = target.read_bytes()
             except OSError as e:
                 raise OutputError(f"{target}: cannot read it again before replacing it ({e.strerror})") from None
-            if sha256_bytes(now) != res.sha256_before:
+            if now != job.raw:
                 raise OutputError(f"{target}: changed by another process while being tagged; left as it is")
         elif os.path.lexists(target):
             raise OutputError(f"{target}: appeared while tagging (another run?); left as it is")
-        holder["id"] = ledger.add_insertion(identifier.id, document, res.sha256_before, res.sha256_after,
-                                            res.offset, position)
+        res.insertion_id = self.ledger.add_insertion(self.identifier.id, path_label(os.path.realpath(target)),
+                                                     res.sha256_before, res.sha256_after, res.offset, job.strategy)
 
-    mode = None if in_place else stat.S_IMODE(os.stat(job.src).st_mode)
-    atomic_write(target, job.new_raw, mode=mode, like=target if in_place else None,
-                 before_rename=check_and_record, ledger=ledger)
-    res.insertion_id = holder.get("id")
+
+def _decoded(path: Path, encoding: str) -> Document | None:
+    """An existing output file decoded like its input, or None if it cannot be."""
+    if not path.is_file():
+        return None
+    try:
+        return decode_document(path, path.read_bytes(), encoding)
+    except (InputError, OSError):
+        return None
 
 
 # --- JSONL corpora ----------------------------------------------------------------------------

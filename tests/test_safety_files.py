@@ -214,3 +214,38 @@ def test_in_place_on_a_symlink_writes_through_and_keeps_owner_and_mode(setup):
         assert (st.st_uid, st.st_gid) == (4321, 4321)
     assert ins.document == str(target.resolve())
     assert sha(target) == ins.sha256_after
+
+
+# --- a kill between the rename and the COMMIT ----------------------------------------------------
+
+def test_rerun_rebuilds_the_record_a_killed_run_never_committed(setup):
+    """The rename happens inside the ledger transaction, just before COMMIT; a kill in between leaves a
+    tagged file without its record. A rerun finds our inserted span and rebuilds the exact record."""
+    import sqlite3
+
+    d, led, ident = setup
+    original = hashlib.sha256(TEXT.encode()).hexdigest()
+    assert gs("insert", ident, "a.txt", "--in-place", "--no-backup", "--ledger", led, cwd=d).returncode == 0
+    with Ledger(led) as l:
+        [ins] = l.insertions()
+    con = sqlite3.connect(led)
+    con.execute("DELETE FROM insertions")  # what the rolled-back transaction leaves
+    con.commit()
+    con.close()
+    res = gs("insert", ident, "a.txt", "--in-place", "--no-backup", "--json", "--ledger", led, cwd=d)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["files"][0]["status"] == "already-tagged"
+    with Ledger(led) as l:
+        [again] = l.insertions()
+    assert (again.sha256_before, again.sha256_after, again.offset) == (original, ins.sha256_after, ins.offset)
+    assert again.document == ins.document and again.strategy == "recovered"
+    res = gs("insert", ident, "a.txt", "--in-place", "--ledger", led, cwd=d)  # and only once
+    with Ledger(led) as l:
+        assert len(l.insertions()) == 1
+
+
+def test_import_accepts_every_strategy_insert_records():
+    from ghostsent.insert import POSITIONS
+    from ghostsent.ledger import _STRATEGIES
+
+    assert set(POSITIONS) | {"recovered"} == set(_STRATEGIES)
