@@ -23,6 +23,7 @@ import random
 import re
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -268,9 +269,7 @@ class Ledger:
         try:
             self._check_file(create)
             self._conn.execute("PRAGMA foreign_keys = ON")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise LedgerError(f"{self.path}: cannot switch the ledger to WAL mode (got {mode})")
+            self._enable_wal()
             self._migrate(SCHEMA_VERSION if _target_version is None else _target_version)
         except sqlite3.Error as e:
             self._conn.close()
@@ -316,6 +315,24 @@ class Ledger:
         shown = ", ".join(sorted(t for t in tables if not t.startswith("sqlite_"))[:5]) or "none"
         raise LedgerError(f"{self.path}: not a ghostsent ledger (a database with application id {app_id} and "
                           f"tables: {shown}); left untouched")
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL once. SQLite answers a journal-mode change that races another connection with
+        "database is locked" at once, without its busy timeout (two processes opening a new ledger),
+        so the switch is retried here until the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"{self.path}: cannot switch the ledger to WAL mode (got {mode})")
 
     def _error(self, e: sqlite3.Error) -> LedgerError:
         """One line saying what went wrong with the ledger file, for an sqlite3 error."""

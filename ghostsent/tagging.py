@@ -355,7 +355,10 @@ class _FileTagger:
         res, target = job.result, job.target
         if job.new_raw is None:
             with self.ledger.transaction():
-                self._check_and_record(job)
+                # Under the write lock: the run that wrote the file may have committed its record
+                # since we looked (its rename comes just before its COMMIT).
+                if not self.ledger.has_insertion(self.identifier.id, res.output, res.sha256_after):
+                    self._check_and_record(job)
             return
         if job.in_place and self.backup:
             bak = _backup_path(target, job.raw)
