@@ -22,12 +22,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def gs(*args: str | os.PathLike, cwd: Path | str | None = None, input: bytes | str | None = None,
-       env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`python -m ghostsent ARGS` to completion; stdout/stderr as bytes."""
+       env: dict[str, str] | None = None, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """`python -m ghostsent ARGS` to completion; stdout/stderr as bytes (`kw`: e.g. preexec_fn)."""
     if isinstance(input, str):
         input = input.encode()
     return subprocess.run([sys.executable, "-m", "ghostsent", *map(_arg, args)], cwd=cwd, input=input,
-                          capture_output=True, env=env or child_env(), timeout=timeout)
+                          capture_output=True, env=env or child_env(), timeout=timeout, **kw)
 
 
 def popen(*args: str | os.PathLike, cwd: Path | str | None = None, env: dict[str, str] | None = None,
