@@ -28,10 +28,21 @@ def default_ledger_path() -> Path:
 
 
 def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
-    """click.echo with control, bidi and surrogate characters escaped line by line: owner names, file
-    names and documents come from files and ledgers, and must never reach a terminal as escape codes."""
+    """click.echo with control, bidi and surrogate characters escaped line by line: nothing printed may
+    reach a terminal as an escape sequence. Values that come from files and ledgers (owner names, file
+    names, documents) are wrapped in q() by the caller, so a line break inside one is shown as \\n."""
     text = "\n".join(printable(line) for line in str(message).split("\n"))
     click.echo(text, err=err, nl=nl)
+
+
+def q(value: Any) -> str:
+    """An untrusted value for human output: every control character escaped, line breaks included."""
+    return printable(str(value))
+
+
+def line(message: str, err: bool = True) -> None:
+    """One line (errors, warnings): everything escaped, line breaks included."""
+    click.echo(printable(message), err=err)
 
 
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
@@ -64,7 +75,7 @@ def handle_errors(fn: Callable) -> Callable:
         except GhostsentError as e:
             if isinstance(e, OutputClosedError):
                 _quiet_stdout()
-            echo(f"Error: {e}", err=True)
+            line(f"Error: {e}")
             sys.exit(e.exit_code)
         except BrokenPipeError:
             _quiet_stdout()  # `ghostsent list | head`: the reader has all it wanted
@@ -73,10 +84,10 @@ def handle_errors(fn: Callable) -> Callable:
             echo("Interrupted; nothing partial was written.", err=True)
             sys.exit(EXIT_INTERRUPTED)
         except sqlite3.Error as e:  # a path the ledger wrapper missed: still one line, exit 4
-            echo(f"Error: ledger: {e}", err=True)
+            line(f"Error: ledger: {e}")
             sys.exit(EXIT_LEDGER)
         except OSError as e:
-            echo(f"Error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", err=True)
+            line(f"Error: {str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}")
             sys.exit(EXIT_INPUT)
 
     return wrapper
@@ -168,7 +179,7 @@ def new(owner, n_words, wordlist, template, seed, ledger_path, as_json):
 
     def human() -> None:
         echo(ident.text)
-        echo(f"id: {ident.id}  owner: {ident.owner}  {ident.n_words} words from {wl.name} "
+        echo(f"id: {ident.id}  owner: {q(ident.owner)}  {ident.n_words} words from {wl.name} "
                    f"({wl.size} words)  entropy: {bits:.1f} bits")
         echo(f"recorded in {led.path}")
 
@@ -189,12 +200,12 @@ def list_cmd(owner, ledger_path, as_json):
         if not rows:
             echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
             return
-        w = max(5, max(len(r["owner"]) for r in rows))
+        w = max(5, max(len(q(r["owner"])) for r in rows))
         echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
         for r in rows:
             text = r["text"] if len(r["text"]) <= 50 else r["text"][:49] + "…"
-            echo(f"{r['id']:<13} {r['owner']:<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
-                       f"{r['insertions']:>10}  {text}")
+            echo(f"{r['id']:<13} {q(r['owner']):<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
+                 f"{r['insertions']:>10}  {q(text)}")
 
     emit(rows, as_json, human)
 
@@ -214,10 +225,10 @@ def show(identifier, reveal, ledger_path, as_json):
     def human() -> None:
         echo(data["text"])
         for key in ("id", "owner", "n_words", "wordlist_name", "wordlist_sha256", "created_at", "drawn", "commitment"):
-            echo(f"{key + ':':<17}{data[key]}")
+            echo(f"{key + ':':<17}{q(data[key])}")
         echo(f"insertions:      {len(data['insertions'])}")
         for ins in data["insertions"]:
-            echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
+            echo(f"  #{ins['id']} {q(ins['document'])} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
         if reveal:
             rv = data["reveal"]
             echo("reveal (publish these to prove the identifier existed when the root was published):")
@@ -280,7 +291,7 @@ def import_cmd(source, ledger_path, as_json):
         raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
     with open_ledger(ledger_path, create=True) as led:
         counts = led.import_jsonl(io.StringIO(text), "<stdin>" if source == "-" else source,
-                                  warn=lambda m: echo(f"Warning: {m}", err=True))
+                                  warn=lambda m: line(f"Warning: {m}"))
 
     def human() -> None:
         for kind, c in counts.items():
@@ -349,7 +360,7 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
         ident = led.get(identifier)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
-                            warn=None if as_json else (lambda m: echo(f"Warning: {m}", err=True)))
+                            warn=None if as_json else (lambda m: line(f"Warning: {m}")))
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -359,12 +370,12 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
     def human() -> None:
         for r in results:
             if r.status in ("tagged", "would-tag"):
-                where = f"{r.path}:{r.line}:{r.col}"
+                where = f"{q(r.path)}:{r.line}:{r.col}"
                 verb = "would insert at" if dry_run else "inserted at"
-                dest = f" -> {r.output}" if r.output and r.output != r.path else ""
+                dest = f" -> {q(r.output)}" if r.output and r.output != r.path else ""
                 echo(f"{verb} {where}{dest}  {r.snippet}")
             else:
-                echo(f"{r.path}: {r.status}: {r.message}")
+                echo(f"{q(r.path)}: {r.status}: {r.message}")
         echo(", ".join(f"{v} {k}" for k, v in counts.items()) + (" (dry run: nothing written)" if dry_run else ""))
 
     emit(data, as_json, human)
@@ -411,7 +422,7 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
                         checkpoint_every=checkpoint_every,
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
-    warn = lambda m: echo(m, err=True)  # noqa: E731
+    warn = lambda m: line(m)  # noqa: E731
     try:
         with open_ledger(ledger_path, create=True) as led:
             summary = tag_jsonl(led, in_path, out_path, opts, warn=warn)
@@ -424,14 +435,14 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
         echo(f"{s['lines']} lines, {s['records']} records, {s['owners']} owners "
                    f"({s['new_identifiers']} new identifiers): {s['inserted']} ghosts inserted, "
                    f"{s['already_tagged']} already tagged, {s['no_boundary']} without a sentence boundary, "
-                   f"{s['bad']} bad lines copied through -> {out_path}", err=to_stderr)
+                   f"{s['bad']} bad lines copied through -> {q(out_path)}", err=to_stderr)
         for b in s["bad_lines"]:
-            echo(f"  line {b['line']}: {b['reason']}", err=to_stderr)
+            echo(f"  line {b['line']}: {q(b['reason'])}", err=to_stderr)
         if s.get("resumed_from_line") is not None:
             echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
 
     if as_json and to_stderr:
-        echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str), err=True)
+        click.echo(json_printable(json.dumps(summary, indent=2, ensure_ascii=False, default=str)), err=True)
     else:
         emit(summary, as_json, human)
 

@@ -23,31 +23,38 @@ from pathlib import Path
 from ghostsent.ledger import Ledger
 from ghostsent.names import normalise_owner, path_label
 
-# Lines a hostile or careless corpus contains. Each is either a bad record (copied through with
-# --skip-bad) or a good one whose other bytes must survive tagging exactly.
-HOSTILE = [
-    b'{"owner": "h1", "text": "Bad \\ud800 escape. More text here."}',                 # lone surrogate
-    b'{"owner": "\\udc80", "text": "Owner is a lone surrogate. Yes it is."}',
-    b'{"owner": "h2", "text": "Huge numbers stay. Really they do.", "n": 1e400, "m": 1E5, "z": -0.0}',
-    b'{"text": "first", "owner": "h3", "text": "Duplicate keys stay. Only the last is read."}',
-    b'{"owner": "h4", "text": "Escaped NUL \\u0000 inside. Fine here."}',
-    b'{"owner": "h5", "text": "Bad byte \xff here. Not UTF-8."}',
-    b'{"owner": "h6", "text": "Raw NUL \x00 here. Not JSON."}',
-    b"[1, 2, 3]",
-    b'{"owner": "", "text": "Empty owner. Bad record."}',
-    b'{"owner": "ev\\u001b[31mil", "text": "Escape in the owner. Bad record."}',
-    b'{"owner": "rtl\\u202eeman", "text": "Bidi override in the owner. Bad record."}',
-    b'{"owner": "line\\nbreak", "text": "Newline in the owner. Bad record."}',
-    b'{"owner": " spaced ", "text": "Spaces around the owner. They are stripped."}',
-    b'{"owner": 42, "text": "A numeric owner. Fine."}',
-    b'{"owner": "h7", "text": "truncated',
-    b"",
-    b'{"owner": "h8", "text": "Deep nesting. Still fine.", "d": ' + b"[" * 100 + b"]" * 100 + b"}",
-    b'{"owner": "h9", "text": "Before. Unclosed <script>var a = 1. Bee = 2. Cee."}',
-    '{"owner": "h10", "text": "Caf\u00e9 na\u00efve. R\u00e9sum\u00e9 done. \U0001F600 Fin."}'.encode(),
-    b'\xef\xbb\xbf{"owner": "h11", "text": "A BOM starts this line. Kept as it is."}',
-    b'{ "owner" :"h12" ,\t"text":  "Odd spacing \\/ and \\u00e9 escapes. Kept."  , "k" : [1 , 2.50] }',
+# Lines a hostile or careless corpus contains, each with whether tag-jsonl must call it a bad record
+# (copied through unchanged with --skip-bad) or handle it, keeping all its other bytes exactly.
+HOSTILE: list[tuple[bytes, bool]] = [
+    (b'{"owner": "h1", "text": "Bad \\ud800 escape. More text here."}', True),          # lone surrogate
+    (b'{"owner": "\\udc80", "text": "Owner is a lone surrogate. Yes it is."}', True),
+    (b'{"owner": "h2", "text": "Huge numbers stay. Really they do.", "n": 1e400, "m": 1E5, "z": -0.0}', False),
+    (b'{"text": "first", "owner": "h3", "text": "Duplicate keys stay. Only the last is read."}', False),
+    (b'{"owner": "h4", "text": "Escaped NUL \\u0000 inside. Fine here."}', False),
+    (b'{"owner": "h5", "text": "Bad byte \xff here. Not UTF-8."}', True),
+    (b'{"owner": "h6", "text": "Raw NUL \x00 here. Not JSON."}', True),
+    (b"[1, 2, 3]", True),
+    (b'{"owner": "", "text": "Empty owner. Bad record."}', True),
+    (b'{"owner": "ev\\u001b[31mil", "text": "Escape in the owner. Bad record."}', True),
+    (b'{"owner": "rtl\\u202eeman", "text": "Bidi override in the owner. Bad record."}', True),
+    (b'{"owner": "line\\nbreak", "text": "Newline in the owner. Bad record."}', True),
+    (b'{"owner": " spaced ", "text": "Spaces around the owner. They are stripped."}', False),
+    (b'{"owner": 42, "text": "A numeric owner. Fine."}', False),
+    (b'{"owner": "h7", "text": "truncated', True),
+    (b"", False),
+    (b'{"owner": "h8", "text": "Deep nesting. Still fine.", "d": ' + b"[" * 100 + b"]" * 100 + b"}", False),
+    (b'{"owner": "h9", "text": "Before. Unclosed <script>var a = 1. Bee = 2. Cee."}', False),
+    ('{"owner": "h10", "text": "Caf\u00e9 na\u00efve. R\u00e9sum\u00e9 done. \U0001F600 Fin."}'.encode(), False),
+    (b'\xef\xbb\xbf{"owner": "h11", "text": "A BOM starts this line. Kept as it is."}', False),
+    (b'{ "owner" :"h12" ,\t"text":  "Odd spacing \\/ and \\u00e9 escapes. Kept."  , "k" : [1 , 2.50] }', False),
 ]
+BAD = {line for line, bad in HOSTILE if bad}
+
+
+def expected_bad(data: bytes) -> list[int]:
+    """Line numbers of `data` that tag-jsonl must report as bad records."""
+    return [n for n, line in enumerate(split_lines(data), start=1) if line.rstrip(b"\r\n") in BAD]
+
 
 WORDS = ("river stone light garden paper window silver morning ocean forest letter music winter "
          "harbor candle bridge meadow thunder").split()
@@ -65,7 +72,7 @@ def corpus(n: int, seed: int, owners: int = 6, hostile: bool = True, long: int =
     lines = []
     for i in range(n):
         if hostile and rng.random() < 0.08:
-            line = rng.choice(HOSTILE)
+            line = rng.choice(HOSTILE)[0]
         else:
             text = " ".join(sentence(rng) for _ in range(rng.randint(2, 5) + long))
             line = json.dumps({"id": i, "owner": f"owner{rng.randrange(owners)}", "text": text}).encode()
