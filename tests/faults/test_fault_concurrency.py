@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import harness
+import scenarios
 from ghostsent.ledger import Ledger
 from proc import gs, popen
 
@@ -17,23 +18,7 @@ def _start_together(*commands: list) -> list:
 
 
 def test_two_tag_jsonl_runs_on_one_out(tmp_path):
-    inp = tmp_path / "in.jsonl"
-    data = harness.corpus(3000, seed=11)
-    inp.write_bytes(data)
-    args = ["--skip-bad", "--seed", "3", "--checkpoint-every", "200", "--max-per-owner", "200", "--no-progress"]
-    assert gs("tag-jsonl", inp, tmp_path / "ref.jsonl", *args, "--ledger", tmp_path / "ref.db").returncode == 0
-    ref = (tmp_path / "ref.jsonl").read_bytes()
-    for k in range(3):
-        out, ledger = tmp_path / f"out{k}.jsonl", tmp_path / f"l{k}.db"
-        results = _start_together(["tag-jsonl", inp, out, *args, "--ledger", ledger],
-                                  ["tag-jsonl", inp, out, *args, "--ledger", ledger])
-        codes = sorted(p.returncode for p, _, _ in results)
-        assert codes == [0, 3], [(p.returncode, e.decode()) for p, _, e in results]
-        loser = next(e.decode() for p, _, e in results if p.returncode == 3)
-        assert "Traceback" not in loser and ("another ghostsent run" in loser or "already exists" in loser), loser
-        assert out.read_bytes() == ref and inp.read_bytes() == data
-        assert harness.check_jsonl(data, ref, ledger, str(inp)) == len(harness.ledger_rows(tmp_path / "ref.db")[0])
-        assert not Path(str(out) + ".partial").exists() and not Path(str(out) + ".lock").exists()
+    scenarios.two_writers(tmp_path, seed=11, lines=3000, rounds=3)
 
 
 def test_concurrent_runs_with_new_owners_share_one_identifier_each(tmp_path):

@@ -5,47 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import harness
+import scenarios
 from ghostsent.ledger import Ledger
-from ghostsent.tagging import checkpoint_key
 from proc import gs, one_line_error
 
-FULL = ("No space left", "File too large")  # ENOSPC on a tmpfs, EFBIG under RLIMIT_FSIZE
-
-
-def _records(ledger: Path) -> list[tuple]:
-    return sorted((i.document.rsplit(":", 1)[1], i.offset, i.sha256_after) for i in harness.ledger_rows(ledger)[0])
+from scenarios import FULL
 
 
 def test_tag_jsonl_on_a_full_disk_then_resume(tmp_path, small_disk):
-    inp = tmp_path / "in.jsonl"
-    data = harness.corpus(600, seed=3, long=40)  # about 4 KiB a line: the output outgrows the disk
-    inp.write_bytes(data)
-    args = ["--skip-bad", "--seed", "1", "--checkpoint-every", "100", "--max-per-owner", "40", "--no-progress"]
-    assert gs("tag-jsonl", inp, tmp_path / "ref.jsonl", *args, "--ledger", tmp_path / "ref.db").returncode == 0
-    ref, ref_records = (tmp_path / "ref.jsonl").read_bytes(), _records(tmp_path / "ref.db")
-    disk = small_disk(1 << 20)
-    out, ledger = disk.path / "out.jsonl", tmp_path / "l.db"
-    res = gs("tag-jsonl", inp, out, *args, "--ledger", ledger, preexec_fn=disk.preexec)
-    line = one_line_error(res, 3, "out.jsonl.partial", "cannot write")
-    assert any(f in line for f in FULL), line
-    assert inp.read_bytes() == data and not out.exists()
-    with Ledger(ledger) as led:
-        cp = led.get_checkpoint(checkpoint_key(str(out)))
-    assert cp is not None and cp["lines_done"] > 0, "the disk filled before the first checkpoint: grow the corpus"
-    assert "--resume" in line
-    partial = Path(str(out) + ".partial").read_bytes()
-    assert partial[:cp["bytes_out"]] == ref[:cp["bytes_out"]]
-    assert _records(ledger) == [r for r in ref_records if int(r[0].split()[-1]) <= cp["lines_done"]]
-    harness.ledger_ok(ledger)
-
-    disk.grow(64 << 20)
-    res = gs("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger, preexec_fn=disk.preexec)
-    assert res.returncode == 0, res.stderr
-    assert out.read_bytes() == ref and _records(ledger) == ref_records
-    harness.check_jsonl(data, ref, ledger, str(inp))
+    scenarios.full_disk_then_resume(tmp_path, seed=3, disk=small_disk(1 << 20), lines=600)
 
 
 def test_insert_out_on_a_full_disk_names_what_was_written(tmp_path, small_disk):
