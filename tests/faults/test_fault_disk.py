@@ -10,7 +10,6 @@ import harness
 import scenarios
 from ghostsent.ledger import Ledger
 from proc import gs, one_line_error
-
 from scenarios import FULL
 
 
