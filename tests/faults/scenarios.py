@@ -71,15 +71,16 @@ def _holds(pid: int, paths: tuple[str, ...]) -> bool:
     return False
 
 
-def _interrupt(p, rng: random.Random, took: float, out: Path) -> int:
-    """Send SIGKILL or SIGINT at a random moment. SIGINT only once this process holds OUT's lock: an
-    interrupt inside Python's own start-up (importing modules) is not ghostsent's to handle."""
+def _interrupt(p, rng: random.Random, took: float, ready: Path) -> int:
+    """Send SIGKILL or SIGINT at a random moment. SIGINT only once the process has `ready` open (OUT's
+    lock, or the ledger): an interrupt inside Python's own start-up (importing modules) is not
+    ghostsent's to handle."""
     sig = rng.choice([signal.SIGKILL, signal.SIGINT])
     deadline = time.time() + rng.uniform(0.05, took * 1.1)
     while time.time() < deadline and p.poll() is None:
         time.sleep(0.01)
     if sig == signal.SIGINT:
-        held = (os.path.realpath(str(out) + ".lock"),)
+        held = (os.path.realpath(ready),)
         while p.poll() is None and not _holds(p.pid, held):
             time.sleep(0.005)
     if p.poll() is None:
@@ -101,7 +102,7 @@ def kill_and_resume(d: Path, seed: int, lines: int = 4000, max_kills: int = 6) -
     kills = 0
     while True:
         p = popen("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger)
-        sig = _interrupt(p, rng, took, out) if kills < max_kills else None
+        sig = _interrupt(p, rng, took, Path(str(out) + ".lock")) if kills < max_kills else None
         _, err = p.communicate(timeout=600)
         err = err.decode()
         assert inp.read_bytes() == data, f"seed {seed}: input changed"
@@ -134,8 +135,7 @@ def insert_kill_rerun(d: Path, seed: int, files: int = 40, rounds: int = 3) -> N
         res = gs("new", "--owner", f"o{round_}", "--words", "5", "--json", "--ledger", ledger)
         ident = json.loads(res.stdout)["id"]
         p = popen("insert", ident, *originals, "--in-place", "--ledger", ledger)
-        time.sleep(rng.uniform(0.1, 0.6))
-        p.send_signal(rng.choice([signal.SIGKILL, signal.SIGINT]))
+        _interrupt(p, rng, 0.2 + files * 0.005, ledger)
         _, err = p.communicate(timeout=120)
         assert "Traceback" not in err.decode(), (seed, err)
         res = gs("insert", ident, *originals, "--in-place", "--ledger", ledger)  # the rerun finishes the job
