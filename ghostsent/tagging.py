@@ -614,6 +614,8 @@ class _JsonlRun:
             cp = None
         if cp is not None and cp["lines_done"] == 0:
             cp = None  # an interrupted start: nothing of it is recorded, so start again
+            if os.path.lexists(self.paths.out):
+                raise InputError(f"{self.paths.out}: already exists; remove it or choose another output")
             self._remove(self.paths.partial)
         elif cp is None:
             self._refuse_existing_outputs()

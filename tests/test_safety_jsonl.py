@@ -240,3 +240,36 @@ def test_locked_ledger_is_a_one_line_error(tmp_path):
     finally:
         hold.execute("ROLLBACK")
         hold.close()
+
+
+# --- OUT.partial belongs to a run only if a checkpoint says so -----------------------------------
+
+def test_a_stray_partial_file_is_refused_never_truncated(tmp_path):
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_bytes(corpus(5))
+    Path(str(out) + ".partial").write_bytes(b"someone's data\n")
+    res = gs("tag-jsonl", inp, out, "--ledger", tmp_path / "l.db")
+    one_line_error(res, 3, "out.jsonl.partial", "no interrupted run")
+    assert Path(str(out) + ".partial").read_bytes() == b"someone's data\n"
+
+
+KILL_BEFORE_FIRST_LINE = (
+    "import os, signal\n"
+    "from ghostsent import tagging\n"
+    "tagging._JsonlRun._loop = lambda self: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "from ghostsent.cli import main\n"
+    "main()\n"
+)
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_over_without_resume(tmp_path):
+    inp, out, led = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "l.db"
+    inp.write_bytes(corpus(30))
+    p = popen("tag-jsonl", inp, out, "--ledger", led, code=KILL_BEFORE_FIRST_LINE)
+    p.wait(60)
+    assert p.returncode == -9 and Path(str(out) + ".partial").exists()
+    res = gs("tag-jsonl", inp, out, "--ledger", led, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["inserted"] == 30 and not Path(str(out) + ".partial").exists()
+    with Ledger(led) as l:
+        assert len(l.insertions()) == 30
