@@ -171,8 +171,10 @@ def full_disk_then_resume(d: Path, seed: int, disk: SmallDisk, lines: int = 600)
     """tag-jsonl into a disk that fills up: one-line exit 3 naming the temporary file, a consistent
     checkpointed prefix; after space is freed, --resume gives the uninterrupted run's result."""
     inp = d / "in.jsonl"
-    lines = max(lines, disk.size // 2000)  # about 4 KiB a line: the output is twice the disk or more
-    data = harness.corpus(lines, seed=seed, long=40)
+    data = harness.corpus(lines, seed=seed, long=40)  # about 2 KB a line
+    while len(data) < 2 * disk.size:  # the output must outgrow the disk
+        lines *= 2
+        data = harness.corpus(lines, seed=seed, long=40)
     inp.write_bytes(data)
     args = ["--skip-bad", "--seed", "1", "--checkpoint-every", "100", "--max-per-owner", "40", "--no-progress"]
     ref, ref_records, _ = reference(d, inp, args)
