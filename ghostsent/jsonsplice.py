@@ -7,7 +7,9 @@ for the field (the last of duplicate keys, as json.loads keeps the last), and in
 into that literal at the right character. Everything else stays byte-identical, including the rest of
 the field's own escapes.
 
-The scanner only needs the structure: a regex yields string literals and the six structural
+Most lines were written by a JSON library, so the literal json.dumps would write for the field's value
+is looked for first; a check that the result reads back right decides. Otherwise the scanner does. It
+only needs the structure: a regex yields string literals and the six structural
 characters; numbers, literals and whitespace between them are skipped. It is run only on lines that
 json.loads has accepted, so it need not diagnose bad JSON.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Callable
 
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.S)
 # Inside a literal: an escaped surrogate pair (one character once decoded), any other escape (one
@@ -97,12 +100,43 @@ def raw_index(literal_body: str, offset: int) -> int:
     return len(literal_body)
 
 
-def splice(line: str, name: str, offset: int, inserted: str, ascii_only: bool) -> str | None:
-    """`line` with `inserted` placed at decoded character `offset` of field `name`'s string, escaped as
-    json.dumps would (\\uXXXX for non-ASCII when `ascii_only`); None if the field is not a string."""
+def _unique_literal(line: str, value: str, ascii_only: bool) -> tuple[int, int] | None:
+    """The span of the literal json.dumps writes for `value`, if it occurs exactly once in `line` and
+    its opening quote is not an escaped one (inside another string a quote follows an odd number of
+    backslashes). A guess: the caller's check decides whether it was the field's literal."""
+    needle = json.dumps(value, ensure_ascii=ascii_only)
+    at = line.find(needle)
+    if at < 0 or line.find(needle, at + 1) >= 0:
+        return None
+    k = at
+    while k > 0 and line[k - 1] == "\\":
+        k -= 1
+    return None if (at - k) % 2 else (at, at + len(needle))
+
+
+def _insert_at(line: str, span: tuple[int, int], offset: int, piece: str) -> str:
+    start, end = span
+    at = start + 1 + raw_index(line[start + 1:end - 1], offset)
+    return line[:at] + piece + line[at:]
+
+
+def splice(line: str, name: str, offset: int, inserted: str, ascii_only: bool, value: str,
+           check: Callable[[str], bool]) -> str | None:
+    """`line` with `inserted` placed at decoded character `offset` of field `name`'s string (whose
+    current value is `value`), escaped as json.dumps would (\\uXXXX for non-ASCII when `ascii_only`).
+
+    `check(new_line)` must confirm that the field now reads as intended. Fast path: the literal
+    json.dumps would write for `value`, when it occurs once (most lines were written by a JSON library).
+    Otherwise, or if the check says no, the structural scan (field_span) decides. None when no splice
+    passes the check: the caller copies the line unchanged as a bad record."""
+    piece = json.dumps(inserted, ensure_ascii=ascii_only)[1:-1]
+    guess = _unique_literal(line, value, ascii_only)
+    if guess is not None:
+        new = _insert_at(line, guess, offset, piece)
+        if check(new):
+            return new
     span = field_span(line, name)
     if span is None:
         return None
-    start, end = span
-    at = start + 1 + raw_index(line[start + 1:end - 1], offset)
-    return line[:at] + json.dumps(inserted, ensure_ascii=ascii_only)[1:-1] + line[at:]
+    new = _insert_at(line, span, offset, piece)
+    return new if check(new) else None

@@ -916,11 +916,20 @@ class _JsonlRun:
             self.counts["no_boundary"] += 1
             return None
         new_text = text[:offset] + inserted + text[offset:]
-        spliced = None if line is None else splice(line, opts.text_field, offset, inserted, raw.isascii())
-        new_raw = None if spliced is None else spliced.encode("utf-8", "surrogatepass")
-        # Belt and braces: the spliced line must parse to the new text in the field the ghost went into.
-        if new_raw is None or _get_field(json.loads(new_raw), opts.text_field) != new_text:
+        get_text = self.get_text
+
+        def reads_back(new_line: str) -> bool:
+            """The spliced line parses, and its text field is the new text (so the span went there)."""
+            try:
+                return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
+            except ValueError:
+                return False
+
+        spliced = None if line is None else splice(line, opts.text_field, offset, inserted, raw.isascii(), text,
+                                                   reads_back)
+        if spliced is None:
             raise _BadLine(f"cannot insert into text field {opts.text_field!r} without rewriting the rest of the line")
+        new_raw = spliced.encode("utf-8", "surrogatepass")
         self.pending.append((ident_id, document, sha256_bytes(text.encode("utf-8")),
                              sha256_bytes(new_text.encode("utf-8")), offset, opts.position))
         self.counts["inserted"] += 1

@@ -8,7 +8,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ghostsent.jsonsplice import field_span, splice
+from ghostsent.jsonsplice import _insert_at, field_span, splice
 from ghostsent.tagging import _MISSING, _get_field
 
 WS = st.sampled_from(["", " ", "  ", "\t", "\r\n "])
@@ -56,12 +56,34 @@ def test_splice_changes_only_the_field_json_loads_reads(line, bom, name, data, a
     want = _get_field(parsed, name) if isinstance(parsed, dict) else _MISSING
     if not isinstance(want, str):
         assert field_span(line, name) is None
-        assert splice(line, name, 0, "G", ascii_only) is None
         return
     offset = data.draw(st.integers(0, len(want)))
     inserted = data.draw(st.sampled_from([" Ghost sentence.", " G\u00e9\U0001F600 \"q\" \\ /.", "\n"]))
-    new = splice(line, name, offset, inserted, ascii_only)
-    got = json.loads(new.lstrip("\ufeff"))
-    assert _get_field(got, name) == want[:offset] + inserted + want[offset:]
+    expected = want[:offset] + inserted + want[offset:]
     piece = json.dumps(inserted, ensure_ascii=ascii_only)[1:-1]
-    assert one_insertion(line, new, piece)  # every other character, BOM included, is where it was
+
+    def reads(new: str) -> bool:
+        return _get_field(json.loads(new.lstrip("\ufeff")), name) == expected
+
+    # The structural scan alone, checked against json.loads independently ...
+    by_scan = _insert_at(line, field_span(line, name), offset, piece)
+    assert reads(by_scan)
+    assert one_insertion(line, by_scan, piece)  # every other character, BOM included, is where it was
+    # ... and splice() as tag-jsonl calls it (fast path first, the scan when that does not read back).
+    new = splice(line, name, offset, inserted, ascii_only, want, reads)
+    assert new is not None and reads(new) and one_insertion(line, new, piece)
+
+
+def test_fast_path_guess_that_is_another_literal_falls_back_to_the_scan():
+    # The key "Hello." is the only literal json.dumps("Hello.") matches; the field itself is escaped.
+    line = '{"Hello.": 1, "text": "Hell\\u006f."}'
+    expected = "Hello. G."
+
+    def reads(new: str) -> bool:
+        try:
+            return json.loads(new).get("text") == expected
+        except ValueError:
+            return False
+
+    new = splice(line, "text", 6, " G.", True, "Hello.", reads)
+    assert new == '{"Hello.": 1, "text": "Hell\\u006f. G."}'
