@@ -601,6 +601,7 @@ class _JsonlRun:
         self.ghosts: dict[str, tuple] = {}  # owner -> (identifier id, ghost text, placer)
         self.fin: Any = None
         self.fout: Any = None
+        self.created_partial = False
         self.total: int | None = None
 
     # -- which run this is -------------------------------------------------------------------------
@@ -743,6 +744,7 @@ class _JsonlRun:
         # without one is never ours (and is refused above, never truncated).
         self.ledger.set_checkpoint(self.paths.key, self._state(False))
         self.fout = os.fdopen(create_exclusive(partial), "wb")
+        self.created_partial = True
 
     def _remove(self, path: str | None) -> None:
         if path is not None and os.path.lexists(path):
@@ -813,8 +815,9 @@ class _JsonlRun:
                 self.warn(f"interrupted; progress is kept in {self.paths.partial}: rerun with --resume to continue")
             return exc
         if self.paths.partial is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.paths.partial)
+            if self.created_partial:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.paths.partial)
             with contextlib.suppress(GhostsentError):
                 self.ledger.delete_checkpoint(self.paths.key)
         return exc
