@@ -181,3 +181,34 @@ def test_concurrent_tag_jsonl_runs_give_each_new_owner_one_identifier(tmp_path):
             text = (tmp_path / f"out{k}.jsonl").read_text()
             for o in owners:
                 assert by_owner[o].text in text
+
+
+# --- several processes opening a new ledger at once ----------------------------------------------
+
+def _open_and_draw(path: str, owner: str, errors, barrier) -> None:
+    try:
+        barrier.wait(30)  # all open at the same moment
+        with Ledger(path) as led:
+            led.new_identifier(owner, "en", n_words=4)
+    except Exception as e:  # reported to the parent, which fails the test
+        errors.put(f"{type(e).__name__}: {e}")
+
+
+def test_processes_opening_a_new_ledger_at_once_all_succeed(tmp_path):
+    """SQLite answers the switch to WAL with "database is locked" at once, without its busy timeout,
+    when another connection is opening the same new file: it used to fail about 1 open in 100."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(40):
+        path = str(tmp_path / f"l{round_}.db")
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_and_draw, args=(path, f"o{k}", errors, barrier)) for k in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert errors.empty(), errors.get()
+        with Ledger(path) as led:
+            assert len(led.identifiers()) == 4
