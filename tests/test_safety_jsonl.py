@@ -273,3 +273,30 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_without_resume(tmp
     assert json.loads(res.stdout)["inserted"] == 30 and not Path(str(out) + ".partial").exists()
     with Ledger(led) as l:
         assert len(l.insertions()) == 30
+
+
+KILL_AFTER_RENAME = (
+    "import os, signal\n"
+    "real = os.replace\n"
+    "def replace(src, dst, *a, **k):\n"
+    "    real(src, dst, *a, **k)\n"
+    "    if str(src).endswith('.partial'):\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "os.replace = replace\n"
+    "from ghostsent.cli import main\n"
+    "main()\n"
+)
+
+
+def test_a_stale_finished_checkpoint_never_reports_success_without_output(tmp_path):
+    """Killed between the final rename and the checkpoint's deletion; OUT then moved away. A rerun
+    must write OUT again, not report the old run's success with nothing written."""
+    inp, out, led = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "l.db"
+    inp.write_bytes(corpus(20))
+    p = popen("tag-jsonl", inp, out, "--ledger", led, "--max-per-owner", "1", code=KILL_AFTER_RENAME)
+    p.wait(60)
+    assert p.returncode == -9 and out.exists()
+    out.rename(tmp_path / "moved.jsonl")
+    res = gs("tag-jsonl", inp, out, "--ledger", led, "--max-per-owner", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and "note" not in json.loads(res.stdout)
