@@ -207,10 +207,10 @@ CREATE INDEX run_records_identifier ON run_records(identifier_id);
 """
 
 
-# Each owner's current identifier: the one tag-jsonl uses. One row per owner (PRIMARY KEY), so two
-# processes that both see a new owner cannot both give it an identifier: the second one's insert
-# fails, and get-or-create runs in one BEGIN IMMEDIATE transaction anyway. Filled with each owner's
-# newest identifier, which is what the lookup returned before.
+# Each owner's current identifier: the one tag-jsonl uses. One row per owner (PRIMARY KEY), so no owner
+# can ever have two; get-or-create runs in one BEGIN IMMEDIATE transaction, so of two processes that
+# meet a new owner the second finds the first one's identifier. Filled with each owner's newest
+# identifier, which is what the lookup returned before.
 _V3 = f"""
 CREATE TABLE owner_identifiers (
     owner TEXT PRIMARY KEY,
