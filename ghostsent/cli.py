@@ -15,38 +15,80 @@ from typing import Any, Callable
 
 import click
 
-from ghostsent.errors import EXIT_INTERRUPTED, GhostsentError
+from ghostsent.errors import (EXIT_BROKEN_PIPE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LEDGER, GhostsentError,
+                              OutputClosedError)
+from ghostsent.names import json_printable, printable
 
 LEDGER_ENV = "GHOSTSENT_LEDGER"
+TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another process is writing
 
 
 def default_ledger_path() -> Path:
     return Path(os.environ.get(LEDGER_ENV) or "ghostsent.db")
 
 
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo with control, bidi and surrogate characters escaped line by line: nothing printed may
+    reach a terminal as an escape sequence. Values that come from files and ledgers (owner names, file
+    names, documents) are wrapped in q() by the caller, so a line break inside one is shown as \\n."""
+    text = "\n".join(printable(line) for line in str(message).split("\n"))
+    click.echo(text, err=err, nl=nl)
+
+
+def q(value: Any) -> str:
+    """An untrusted value for human output: every control character escaped, line breaks included."""
+    return printable(str(value))
+
+
+def line(message: str, err: bool = True) -> None:
+    """One line (errors, warnings): everything escaped, line breaks included."""
+    click.echo(printable(message), err=err)
+
+
 def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None) -> None:
     """Print `data` as one JSON document, or the human form."""
     if as_json:
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+        click.echo(json_printable(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
     elif callable(human):
         human()
     elif human is not None:
-        click.echo(human)
+        echo(human)
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn library errors into `Error: ...` on stderr plus a meaningful exit code."""
+    """Turn library errors into one `Error: ...` line on stderr plus the documented exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         try:
             return fn(*args, **kwargs)
         except GhostsentError as e:
-            click.echo(f"Error: {e}", err=True)
+            if isinstance(e, OutputClosedError):
+                _quiet_stdout()
+            line(f"Error: {e}")
             sys.exit(e.exit_code)
+        except BrokenPipeError:
+            _quiet_stdout()  # `ghostsent list | head`: the reader has all it wanted
+            sys.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt:
-            click.echo("Interrupted; nothing partial was written.", err=True)
+            echo("Interrupted; nothing partial was written.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except sqlite3.Error as e:  # a path the ledger wrapper missed: still one line, exit 4
+            line(f"Error: ledger: {e}")
+            sys.exit(EXIT_LEDGER)
+        except OSError as e:
+            line(f"Error: {str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}")
+            sys.exit(EXIT_INPUT)
 
     return wrapper
 
@@ -64,10 +106,20 @@ allow_filtered_option = click.option(
     help="Use a word list, template or ghost even if it would trip pretraining filters (C4 bad words, '{', ...).")
 
 
-def open_ledger(path: Path | None):
-    from ghostsent.ledger import Ledger
+def open_ledger(path: Path | None, create: bool = False):
+    """The ledger at `path` (or the default). Only commands that write identifiers pass create=True;
+    they say on stderr when they started a new ledger, so a typo in the path is noticed."""
+    from ghostsent.errors import InputError
+    from ghostsent.ledger import DEFAULT_TIMEOUT, Ledger
 
-    return Ledger(path or default_ledger_path())
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    except ValueError:
+        raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
+    led = Ledger(path or default_ledger_path(), create=create, timeout=timeout)
+    if led.created:
+        echo(f"created new ledger at {led.path}", err=True)
+    return led
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -121,22 +173,22 @@ def new(owner, n_words, wordlist, template, seed, allow_filtered, ledger_path, a
     from ghostsent.wordlists import load_wordlist
 
     if seed is not None:
-        click.echo(SEED_WARNING, err=True)
+        echo(SEED_WARNING, err=True)
     wl = load_wordlist(wordlist)
     if not allow_filtered:
         from ghostsent.survive.screen import check_new_identifier
         check_new_identifier(wl, template)
-    with open_ledger(ledger_path) as led:
+    with open_ledger(ledger_path, create=True) as led:
         ident = led.new_identifier(owner or _default_owner(), wordlist, n_words=n_words, template=template, seed=seed)
     bits = entropy_bits(ident.n_words, wl.size)
     data = {**ident.to_dict(), "wordlist_size": wl.size, "entropy_bits": round(bits, 2),
             "ledger": str(led.path)}
 
     def human() -> None:
-        click.echo(ident.text)
-        click.echo(f"id: {ident.id}  owner: {ident.owner}  {ident.n_words} words from {wl.name} "
+        echo(ident.text)
+        echo(f"id: {ident.id}  owner: {q(ident.owner)}  {ident.n_words} words from {wl.name} "
                    f"({wl.size} words)  entropy: {bits:.1f} bits")
-        click.echo(f"recorded in {led.path}")
+        echo(f"recorded in {led.path}")
 
     emit(data, as_json, human)
 
@@ -153,14 +205,14 @@ def list_cmd(owner, ledger_path, as_json):
 
     def human() -> None:
         if not rows:
-            click.echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
+            echo("no identifiers" + (f" for owner {owner!r}" if owner else ""))
             return
-        w = max(5, max(len(r["owner"]) for r in rows))
-        click.echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
+        w = max(5, max(len(q(r["owner"])) for r in rows))
+        echo(f"{'ID':<13} {'OWNER':<{w}} {'WORDS':>5} {'CREATED':<20} {'INSERTIONS':>10}  TEXT")
         for r in rows:
             text = r["text"] if len(r["text"]) <= 50 else r["text"][:49] + "…"
-            click.echo(f"{r['id']:<13} {r['owner']:<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
-                       f"{r['insertions']:>10}  {text}")
+            echo(f"{r['id']:<13} {q(r['owner']):<{w}} {r['n_words']:>5} {r['created_at'][:19]:<20} "
+                 f"{r['insertions']:>10}  {q(text)}")
 
     emit(rows, as_json, human)
 
@@ -181,37 +233,37 @@ def show(identifier, reveal, ledger_path, as_json):
         data["history"] = history(led, data["id"]).to_dict()
 
     def human() -> None:
-        click.echo(data["text"])
+        echo(data["text"])
         for key in ("id", "owner", "n_words", "wordlist_name", "wordlist_sha256", "created_at", "drawn", "commitment"):
-            click.echo(f"{key + ':':<17}{data[key]}")
-        click.echo(f"insertions:      {len(data['insertions'])}")
+            echo(f"{key + ':':<17}{q(data[key])}")
+        echo(f"insertions:      {len(data['insertions'])}")
         for ins in data["insertions"]:
-            click.echo(f"  #{ins['id']} {ins['document']} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
+            echo(f"  #{ins['id']} {q(ins['document'])} offset {ins['offset']} ({ins['strategy']}, {ins['created_at']})")
         _echo_history(data["history"], data["n_words"])
         if reveal:
             rv = data["reveal"]
-            click.echo("reveal (publish these to prove the identifier existed when the root was published):")
-            click.echo(f"  scheme:         {rv['scheme']}")
-            click.echo(f"  salt:           {rv['salt']}")
-            click.echo(f"  canonical_json: {rv['canonical_json']}")
-            click.echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
+            echo("reveal (publish these to prove the identifier existed when the root was published):")
+            echo(f"  scheme:         {rv['scheme']}")
+            echo(f"  salt:           {rv['salt']}")
+            echo(f"  canonical_json: {rv['canonical_json']}")
+            echo(f"  commitment:     {rv['commitment']}  (= sha256(unhex(salt) || canonical_json))")
 
     emit(data, as_json, human)
 
 
 def _echo_history(h: dict, n_words: int) -> None:
-    click.echo(f"tests: {h['n_tests']}; corrected p over all tests: {_fp(h['p_over_all'])} "
+    echo(f"tests: {h['n_tests']}; corrected p over all tests: {_fp(h['p_over_all'])} "
                "(the j-th test counts x j(j+1))")
     for t in h["tests"]:
         p = "unfinished (counts as p = 1)" if t["p_value"] is None else \
             f"p = {_fp(t['p_value'])}, corrected {_fp(t['p_history'] if t['p_history'] is not None else 1.0)}"
-        click.echo(f"  #{t['number']} {t['started_at'][:19]} {t['kind']:<8} {t['model']}: {p}"
+        echo(f"  #{t['number']} {t['started_at'][:19]} {t['kind']:<8} {t['model']}: {p}"
                    + ("" if t["stored"] else " (not stored)"))
-    click.echo(f"shown to: {len(h['disclosures'])} disclosure(s)")
+    echo(f"shown to: {len(h['disclosures'])} disclosure(s)")
     for d in h["disclosures"]:
         w = d["words"]
         span = f"words 1-{max(w) + 1} of {n_words}" if w else "no words"
-        click.echo(f"  {d['created_at'][:19]} {span} -> {d['endpoint']} ({d['via']})")
+        echo(f"  {d['created_at'][:19]} {span} -> {d['endpoint']} ({d['via']})")
 
 
 @main.command()
@@ -220,29 +272,27 @@ def _echo_history(h: dict, n_words: int) -> None:
 @json_option
 @handle_errors
 def export(output, ledger_path, as_json):
-    """Export the ledger as JSON lines (identifiers with salts, insertions, runs)."""
+    """Export the ledger as JSON lines (identifiers with salts, insertions, runs).
+
+    The file holds every passphrase and salt, like the ledger, so it is created private (0600); an
+    existing file it replaces keeps its mode."""
     import io
-    import tempfile
+
+    from ghostsent.fsio import atomic_write
 
     with open_ledger(ledger_path) as led:
         buf = io.StringIO()
         n = led.export_jsonl(buf)
     if output == "-":
-        click.echo(buf.getvalue(), nl=False)
-        click.echo(f"exported {n} records", err=True)
+        click.echo(json_printable(buf.getvalue()), nl=False)  # same JSON, no raw bidi/C1 characters
+        echo(f"exported {n} records", err=True)
         return
     out = Path(output)
     if not out.parent.exists():
         from ghostsent.errors import InputError
         raise InputError(f"{out}: folder {out.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, out)  # atomic: never half an export
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    existing = out if out.is_file() else None
+    atomic_write(out, buf.getvalue().encode("utf-8"), mode=None if existing else 0o600, like=existing)
     emit({"output": str(out), "records": n}, as_json, f"exported {n} records to {out}")
 
 
@@ -253,23 +303,25 @@ def export(output, ledger_path, as_json):
 @handle_errors
 def import_cmd(source, ledger_path, as_json):
     """Import a JSONL export, all or nothing; refuses conflicting ids or passphrases."""
+    import io
+
     from ghostsent.errors import InputError
 
-    with open_ledger(ledger_path) as led:
-        if source == "-":
-            counts = led.import_jsonl(sys.stdin, "<stdin>")
-        else:
-            try:
-                with open(source, encoding="utf-8") as fh:
-                    counts = led.import_jsonl(fh, source)
-            except OSError as e:
-                raise InputError(f"{source}: cannot read ({e.strerror})") from None
-            except UnicodeDecodeError as e:
-                raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
+    # Read the whole file first: a missing or undecodable file must not get as far as the ledger.
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise InputError(f"{source}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
+    with open_ledger(ledger_path, create=True) as led:
+        counts = led.import_jsonl(io.StringIO(text), "<stdin>" if source == "-" else source,
+                                  warn=lambda m: line(f"Warning: {m}"))
 
     def human() -> None:
         for kind, c in counts.items():
-            click.echo(f"{kind}: {c['added']} added, {c['skipped']} identical already present")
+            echo(f"{kind}: {c['added']} added, {c['skipped']} identical already present")
 
     emit(counts, as_json, human)
 
@@ -284,9 +336,9 @@ def commit(ledger_path, as_json):
         data = led.commitment()
 
     def human() -> None:
-        click.echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
+        echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
         for item in data["identifiers"]:
-            click.echo(f"  {item['id']}  {item['commitment']}  {item['owner']}  {item['created_at']}")
+            echo(f"  {item['id']}  {item['commitment']}")
 
     emit(data, as_json, human)
 
@@ -339,7 +391,7 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
             check_identifier(ident)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
-                            warn=None if as_json else (lambda m: click.echo(f"Warning: {m}", err=True)))
+                            warn=None if as_json else (lambda m: line(f"Warning: {m}")))
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -349,13 +401,13 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
     def human() -> None:
         for r in results:
             if r.status in ("tagged", "would-tag"):
-                where = f"{r.path}:{r.line}:{r.col}"
+                where = f"{q(r.path)}:{r.line}:{r.col}"
                 verb = "would insert at" if dry_run else "inserted at"
-                dest = f" -> {r.output}" if r.output and r.output != r.path else ""
-                click.echo(f"{verb} {where}{dest}  {r.snippet}")
+                dest = f" -> {q(r.output)}" if r.output and r.output != r.path else ""
+                echo(f"{verb} {where}{dest}  {r.snippet}")
             else:
-                click.echo(f"{r.path}: {r.status}: {r.message}")
-        click.echo(", ".join(f"{v} {k}" for k, v in counts.items()) + (" (dry run: nothing written)" if dry_run else ""))
+                echo(f"{q(r.path)}: {r.status}: {r.message}")
+        echo(", ".join(f"{v} {k}" for k, v in counts.items()) + (" (dry run: nothing written)" if dry_run else ""))
 
     emit(data, as_json, human)
 
@@ -396,14 +448,14 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
     from ghostsent.tagging import JsonlOptions, tag_jsonl
 
     if seed is not None:
-        click.echo(SEED_WARNING, err=True)
+        echo(SEED_WARNING, err=True)
     opts = JsonlOptions(text_field=text_field, owner_field=owner_field, id_field=id_field,
                         max_per_owner=max_per_owner, fraction=fraction, words=n_words, wordlist=wordlist,
                         template=template, position=position, skip_bad=skip_bad, resume=resume, seed=seed,
                         checkpoint_every=checkpoint_every,
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
-    warn = lambda m: click.echo(m, err=True)  # noqa: E731
+    warn = lambda m: line(m)  # noqa: E731
     check = None
     if not allow_filtered:
         from ghostsent.survive.screen import check_identifier, check_new_identifier
@@ -411,25 +463,25 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
         check_new_identifier(load_wordlist(wordlist), template)
         check = check_identifier
     try:
-        with open_ledger(ledger_path) as led:
+        with open_ledger(ledger_path, create=True) as led:
             summary = tag_jsonl(led, in_path, out_path, opts, warn=warn, check_ghost=check)
     except KeyboardInterrupt:
-        click.echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
+        echo("Interrupted; the ledger is consistent and OUT was not written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
 
     def human() -> None:
         s = summary
-        click.echo(f"{s['lines']} lines, {s['records']} records, {s['owners']} owners "
+        echo(f"{s['lines']} lines, {s['records']} records, {s['owners']} owners "
                    f"({s['new_identifiers']} new identifiers): {s['inserted']} ghosts inserted, "
                    f"{s['already_tagged']} already tagged, {s['no_boundary']} without a sentence boundary, "
-                   f"{s['bad']} bad lines copied through -> {out_path}", err=to_stderr)
+                   f"{s['bad']} bad lines copied through -> {q(out_path)}", err=to_stderr)
         for b in s["bad_lines"]:
-            click.echo(f"  line {b['line']}: {b['reason']}", err=to_stderr)
+            echo(f"  line {b['line']}: {q(b['reason'])}", err=to_stderr)
         if s.get("resumed_from_line") is not None:
-            click.echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
+            echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
 
     if as_json and to_stderr:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False, default=str), err=True)
+        click.echo(json_printable(json.dumps(summary, indent=2, ensure_ascii=False, default=str)), err=True)
     else:
         emit(summary, as_json, human)
 
@@ -498,7 +550,7 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
     d["report"] = paths
 
     def human() -> None:
-        click.echo(res.verdict)
+        echo(res.verdict)
         for r in res.subjects:
             parts = []
             if "probe" in r:
@@ -508,14 +560,14 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                 parts.append(f"ppl rank {pp['rank']}/{pp['n_nulls'] + 1} p={_fp(pp['p_value'])} "
                              f"exposure {pp['exposure_bits']:.1f} bits (at most {pp['max_exposure_bits']:.1f})")
             holm_p = (f" test #{r['test_number'] or 1}, corrected p={_fp(r['p_holm'])}" if "p_holm" in r else "")
-            click.echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
+            echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
         for t, c in res.controls.items():
-            click.echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
+            echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
                        + (f", {c['completed']} completed" if "completed" in c else ""))
         for w in res.warnings:
             if w not in standing:
-                click.echo(f"Note: {w}")
-        click.echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else "  (not stored)"))
+                echo(f"Note: {w}")
+        echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else "  (not stored)"))
 
     from ghostsent.cli import emit as _emit
 
@@ -655,13 +707,13 @@ def card(identifier, k_values, ledger_path, as_json):
         tail = record_card(ledger, ident.id, ks)
 
     def human() -> None:
-        click.echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, save the replies (or the whole\n"
-                   f"chat) and score them all at once:\n"
-                   f"  ghostsent check {ident.id} --reply reply1.txt --reply reply2.txt ...\n"
-                   f"Only the last {tail} word(s) are scored: no prompt shown so far (this card's, earlier cards' "
-                   f"or probes') shows them. What was shown is logged (ghostsent show {ident.id}).\n")
+        echo(f"Paste each prompt into a NEW chat with web search/browsing OFF, save the replies (or the whole\n"
+             f"chat) and score them all at once:\n"
+             f"  ghostsent check {ident.id} --reply reply1.txt --reply reply2.txt ...\n"
+             f"Only the last {tail} word(s) are scored: no prompt shown so far (this card's, earlier cards' "
+             f"or probes') shows them. What was shown is logged (ghostsent show {ident.id}).\n")
         for p in prompts:
-            click.echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
+            echo(f"--- prompt {p['label']} (k={p['k']}) ---\n{p['prompt']}\n")
 
     emit({"identifier": ident.id, "prompts": prompts, "scored_words": tail}, as_json, human)
 
@@ -693,10 +745,10 @@ def check(identifier, reply_files, k_values, wordlist, exit_code, alpha, ledger_
     def human() -> None:
         best = min(out.result.records, key=lambda r: r.p_value)
         verdict = "DETECTED" if out.detected else "NOT DETECTED"
-        click.echo(f"{verdict}: {len(replies)} {'reply' if len(replies) == 1 else 'replies'}; best matched {best.matches} of the last {out.tail_words} "
-                   f"words (which no prompt showed); p = {_fp(out.result.p_value)}, test #{out.test_number} of "
-                   f"this identifier, corrected p = {_fp(out.p_history)} (threshold {alpha:g})")
-        click.echo(WARNING)
+        echo(f"{verdict}: {len(replies)} {'reply' if len(replies) == 1 else 'replies'}; best matched {best.matches} of the last {out.tail_words} "
+             f"words (which no prompt showed); p = {_fp(out.result.p_value)}, test #{out.test_number} of "
+             f"this identifier, corrected p = {_fp(out.p_history)} (threshold {alpha:g})")
+        echo(WARNING)
 
     emit(d, as_json, human)
     if exit_code and out.detected:
@@ -733,12 +785,12 @@ def survive(source, owner, text_field, lang, tokenizer, groups, out_dir, exit_co
     chosen = tuple(g.strip() for g in groups.split(",") if g.strip())
     if not chosen or set(chosen) - set(STAGE_GROUPS):
         raise click.BadParameter(f"--stages takes {', '.join(STAGE_GROUPS)}, got {groups!r}")
-    log = (lambda m: click.echo(m, err=True)) if not as_json else None
+    log = (lambda m: echo(m, err=True)) if not as_json else None
     with open_ledger(ledger_path) as led:
         report = survive_corpus(led, source, owner, text_field, lang, tokenizer, chosen, log=log)
     files = write_outputs(report, out_dir)
     emit({**report.to_dict(), "files": files}, as_json,
-         lambda: click.echo(f"{text_table(report)}\n\n{summary_line(report)}\nWritten: {', '.join(files.values())}"))
+         lambda: echo(f"{text_table(report)}\n\n{summary_line(report)}\nWritten: {', '.join(files.values())}"))
     if exit_code and report.losses:
         sys.exit(1)
 
@@ -811,12 +863,12 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
         epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
         n_nulls=n_nulls, ks=_ks(k_values), alpha=alpha, seed=seed, pipeline=None if pipeline == "none" else pipeline,
     )
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_study(cfg, out_dir, progress=not as_json, log=log)
     summary = {r["key"]: {k: v for k, v in r["summary"].items() if k not in ("roc", "control_p_values")} for r in res["runs"]}
     emit({"out": str(out_dir), "results": str(Path(out_dir) / "results.json"), "summary": summary,
           "seconds": res["seconds"]}, as_json,
-         lambda: click.echo(f"\n{(Path(out_dir) / 'results.md').read_text()}\nResults: {out_dir}/results.json"))
+         lambda: echo(f"\n{(Path(out_dir) / 'results.md').read_text()}\nResults: {out_dir}/results.json"))
 
 
 @main.command()
@@ -833,16 +885,16 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
     from ghostsent.demo import run_demo
     from ghostsent.stats import format_p
 
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_demo(out_dir, corpus=corpus, ledger_path=ledger_path, progress=not as_json, log=log, seed=seed)
 
     def human() -> None:
-        click.echo("")
-        click.echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
+        echo("")
+        echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
         for r in res.rows:
-            click.echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
+            echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
                        f"{format_p(r['ppl_p']):>9}  {'DETECTED' if r['detected'] else 'not detected'}")
-        click.echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
+        echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
                    f"({res.seconds:.0f} s in all)")
 
     emit(res.__dict__, as_json, human)

@@ -10,10 +10,11 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_DETECTED = 1
 EXIT_USAGE = 2
-EXIT_INPUT = 3      # bad input file, word list, JSONL line, template
+EXIT_INPUT = 3      # bad input file, word list, JSONL line, template; an output that cannot be written
 EXIT_LEDGER = 4     # ledger conflict, unknown identifier, schema problem
 EXIT_MODEL = 5      # model missing, cannot load, API/capability failure
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose reader went away
 
 
 class GhostsentError(Exception):
@@ -23,6 +24,16 @@ class GhostsentError(Exception):
 class InputError(GhostsentError):
     """Bad user input: a file, a line of it, a field, a word list or a template."""
     exit_code = EXIT_INPUT
+
+
+class OutputError(InputError):
+    """An output file or folder cannot be written (read-only, full disk, held by another run)."""
+    exit_code = EXIT_INPUT
+
+
+class OutputClosedError(GhostsentError):
+    """Standard output was closed by its reader before everything was written."""
+    exit_code = EXIT_BROKEN_PIPE
 
 
 class LedgerError(GhostsentError):

@@ -18,16 +18,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import random
 import re
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
 from ghostsent.errors import InputError, LedgerError
+from ghostsent.names import normalise_owner
 from ghostsent.passphrase import DEFAULT_WORDS, Ghost, draw_words, resolve_template
 from ghostsent.wordlists import WordList, builtin_names, load_wordlist, normalise
 
@@ -37,7 +40,16 @@ EXPORT_VERSION = 2  # 2: test history and disclosure lines
 ID_RE = re.compile(r"^gs-[0-9a-f]{10}$")
 SALT_RE = re.compile(r"^[0-9a-f]{32}$")
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+DRAWN_RE = re.compile(r"^(?:secrets|rng|seed:-?\d+)$")
+# ghostsent.insert.POSITIONS, plus "recovered": a record rebuilt for a file a killed run had already
+# written (see tagging._FileTagger._recovery). A test checks the list against POSITIONS.
+_STRATEGIES = ("latter-half", "start", "end", "random", "recovered")
 MAX_DRAWS = 100_000  # redraws before giving up on finding an unused passphrase
+# PRAGMA application_id of a ghostsent ledger ("gsnt"): how a file is recognised as one without guessing
+# from table names. Ledgers from before migration 3 are recognised by their tables (see _check_file).
+APPLICATION_ID = int.from_bytes(b"gsnt", "big")
+_V1_TABLES = {"schema_version", "identifiers", "insertions", "checkpoints"}
+DEFAULT_TIMEOUT = 30.0  # seconds a write waits for another process's transaction
 
 
 def utcnow() -> str:
@@ -195,6 +207,24 @@ CREATE INDEX run_records_identifier ON run_records(identifier_id);
 """
 
 
+# Each owner's current identifier: the one tag-jsonl uses. One row per owner (PRIMARY KEY), so no owner
+# can ever have two; get-or-create runs in one BEGIN IMMEDIATE transaction, so of two processes that
+# meet a new owner the second finds the first one's identifier. Filled with each owner's newest
+# identifier, which is what the lookup returned before.
+_V4 = f"""
+CREATE TABLE owner_identifiers (
+    owner TEXT PRIMARY KEY,
+    identifier_id TEXT NOT NULL UNIQUE REFERENCES identifiers(id),
+    updated_at TEXT NOT NULL
+);
+INSERT INTO owner_identifiers (owner, identifier_id, updated_at)
+    SELECT i.owner, i.id, i.created_at FROM identifiers AS i
+    WHERE i.rowid = (SELECT j.rowid FROM identifiers AS j WHERE j.owner = i.owner
+                     ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1);
+PRAGMA application_id = {APPLICATION_ID}
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
         # executescript would COMMIT our transaction; run the statements one by one instead.
@@ -255,34 +285,116 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("identifiers, insertions, checkpoints", _script(_V1)),
     ("runs and run records", _script(_V2)),
     ("test history and disclosure log (earlier runs counted as tests)", _v3),
+    ("owner_identifiers (one current identifier per owner, unique); application_id marks the file",
+     _script(_V4)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class Ledger:
-    """One ledger file. Use as a context manager, or call close()."""
+    """One ledger file. Use as a context manager, or call close().
 
-    def __init__(self, path: "str | Path", _target_version: int | None = None) -> None:
+    `create=False` refuses a path where no ledger exists yet (read-only commands: a typo in --ledger
+    must not silently start an empty ledger); `created` says whether this open made the file, which is
+    then private (0600, and SQLite gives its -wal/-shm files the same mode). A file that is not a
+    ghostsent ledger is refused before anything is written to it. SQLite failures (locked, read-only,
+    disk full) become LedgerError with a one-line reason."""
+
+    def __init__(self, path: "str | Path", _target_version: int | None = None, *, create: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.path = Path(path)
-        if not self.path.parent.exists():
-            raise LedgerError(f"{self.path}: folder {self.path.parent} does not exist")
+        self.timeout = timeout
+        self.created = False
         self._depth = 0
+        self._owner_table: bool | None = None
+        self._prepare_file(create)
         try:
-            self._conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self._conn = sqlite3.connect(str(self.path), timeout=timeout, isolation_level=None)
         except sqlite3.Error as e:
             raise LedgerError(f"{self.path}: cannot open ledger: {e}") from None
         try:
+            self._check_file(create)
             self._conn.execute("PRAGMA foreign_keys = ON")
-            mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise LedgerError(f"{self.path}: cannot switch the ledger to WAL mode (got {mode})")
+            self._enable_wal()
             self._migrate(SCHEMA_VERSION if _target_version is None else _target_version)
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             self._conn.close()
-            raise LedgerError(f"{self.path}: not a ghostsent ledger ({e})") from None
+            raise self._error(e) from None
         except BaseException:
             self._conn.close()
             raise
+
+    def _prepare_file(self, create: bool) -> None:
+        """Refuse a missing ledger (create=False) or create an empty private file for SQLite to fill."""
+        if self.path.is_dir():
+            raise LedgerError(f"{self.path}: is a folder, not a ledger file")
+        if self.path.exists():
+            return
+        if not create:
+            raise LedgerError(f"{self.path}: no ledger here (check --ledger or $GHOSTSENT_LEDGER; "
+                              f"`ghostsent new` starts a ledger)")
+        if not self.path.parent.exists():
+            raise LedgerError(f"{self.path}: folder {self.path.parent} does not exist")
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            self.created = True
+        except FileExistsError:
+            pass  # another process created it a moment ago: open that one
+        except OSError as e:
+            raise LedgerError(f"{self.path}: cannot create the ledger ({e.strerror})") from None
+
+    def _check_file(self, create: bool) -> None:
+        """Is this a ghostsent ledger? Decided from what is there, before any write: the application_id
+        set by migration 3, else the tables of an older ghostsent ledger, else an empty database (a new
+        ledger; with create=False refused too)."""
+        try:
+            app_id = self._conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as e:
+            raise LedgerError(f"{self.path}: not a ghostsent ledger ({e}); left untouched") from None
+        if app_id == APPLICATION_ID or (app_id == 0 and _V1_TABLES <= tables):
+            return
+        if app_id == 0 and not tables:
+            if create or self.created:
+                return
+            raise LedgerError(f"{self.path}: empty file, not a ledger (`ghostsent new` starts a ledger)")
+        shown = ", ".join(sorted(t for t in tables if not t.startswith("sqlite_"))[:5]) or "none"
+        raise LedgerError(f"{self.path}: not a ghostsent ledger (a database with application id {app_id} and "
+                          f"tables: {shown}); left untouched")
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL once. SQLite answers a journal-mode change that races another connection with
+        "database is locked" at once, without its busy timeout (two processes opening a new ledger),
+        so the switch is retried here until the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        if str(mode).lower() != "wal":
+            raise LedgerError(f"{self.path}: cannot switch the ledger to WAL mode (got {mode})")
+
+    def _error(self, e: sqlite3.Error) -> LedgerError:
+        """One line saying what went wrong with the ledger file, for an sqlite3 error."""
+        msg = str(e)
+        low = msg.lower()
+        if "locked" in low or "busy" in low:
+            return LedgerError(f"{self.path}: the ledger is locked by another process (waited {self.timeout:g} s); "
+                               f"try again when it has finished")
+        if "readonly" in low or "read-only" in low or "unable to open" in low:
+            return LedgerError(f"{self.path}: the ledger cannot be written ({msg}); check the permissions of the "
+                               f"file and its folder")
+        if "full" in low:
+            return LedgerError(f"{self.path}: no space left for the ledger ({msg}); the failed write recorded nothing")
+        if "not a database" in low or "malformed" in low:
+            return LedgerError(f"{self.path}: not a ghostsent ledger ({msg}); left untouched")
+        return LedgerError(f"{self.path}: ledger error ({msg})")
 
     # -- plumbing --------------------------------------------------------------------------------------
 
@@ -297,7 +409,9 @@ class Ledger:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE … COMMIT; any exception rolls everything back. Nested calls join the outer one."""
+        """BEGIN IMMEDIATE … COMMIT; any exception rolls everything back. Nested calls join the outer one.
+        BEGIN IMMEDIATE takes the write lock at once, so two processes' read-then-write sequences
+        (get-or-create) are serialised, not interleaved."""
         if self._depth:
             self._depth += 1
             try:
@@ -305,16 +419,22 @@ class Ledger:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise self._error(e) from None
         self._depth = 1
         try:
             yield
-        except BaseException:
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
             self._depth = 0
-            self._conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from None
             raise
         self._depth = 0
-        self._conn.execute("COMMIT")
 
     @property
     def schema_version(self) -> int:
@@ -343,9 +463,12 @@ class Ledger:
                 self._conn.execute(f"PRAGMA user_version = {version + 1}")
 
     def _q(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        cur = self._conn.execute(sql, args)
-        cur.row_factory = sqlite3.Row
-        return cur.fetchall()
+        try:
+            cur = self._conn.execute(sql, args)
+            cur.row_factory = sqlite3.Row
+            return cur.fetchall()
+        except sqlite3.Error as e:
+            raise self._error(e) from None
 
     # -- identifiers -----------------------------------------------------------------------------------
 
@@ -372,7 +495,7 @@ class Ledger:
         else:
             drawn = "secrets" if rng is None else "rng"
         tmpl = resolve_template(template)
-        owner = _check_owner(owner)
+        owner = normalise_owner(owner)
         with self.transaction():
             taken = self._q("SELECT count(*) FROM identifiers WHERE n_words = ?", (n_words,))[0][0]
             if n_words >= 1 and taken >= wl.size ** n_words:
@@ -387,7 +510,35 @@ class Ledger:
             ident = Identifier(ident_id, owner, Ghost(words, tmpl), wl_name, wl.sha256, utcnow(), drawn,
                                secrets.token_hex(16))
             self.add_identifier(ident)
+            self._set_current(owner, ident.id)  # the newest identifier is the owner's current one
         return ident
+
+    def identifier_for_owner_or_new(self, owner: str, wordlist: "WordList | str | Path",
+                                    n_words: int = DEFAULT_WORDS, template: str | None = None,
+                                    seed: int | None = None) -> tuple[Identifier, bool]:
+        """The owner's current identifier, or a new one (then True): looked up and created in ONE
+        transaction, so concurrent runs that meet the same new owner give it exactly one identifier."""
+        owner = normalise_owner(owner)
+        with self.transaction():
+            got = self.identifier_for_owner(owner)
+            if got is not None:
+                return got, False
+            return self.new_identifier(owner, wordlist, n_words=n_words, template=template, seed=seed), True
+
+    def _has_owner_table(self) -> bool:
+        if self._owner_table is None:
+            self._owner_table = bool(self._q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                             "name = 'owner_identifiers'"))
+        return self._owner_table
+
+    def _set_current(self, owner: str, ident_id: str) -> None:
+        """Make `ident_id` the owner's current identifier (no-op on a ledger opened below migration 3)."""
+        if self._has_owner_table():
+            with self.transaction():
+                self._conn.execute(
+                    "INSERT INTO owner_identifiers (owner, identifier_id, updated_at) VALUES (?,?,?) "
+                    "ON CONFLICT(owner) DO UPDATE SET identifier_id = excluded.identifier_id, "
+                    "updated_at = excluded.updated_at", (owner, ident_id, utcnow()))
 
     def _fresh_id(self) -> str:
         while True:
@@ -437,17 +588,23 @@ class Ledger:
         return self._ident(rows[0])
 
     def identifiers(self, owner: str | None = None) -> list[Identifier]:
-        """All identifiers (of one owner), oldest first."""
+        """All identifiers (of one owner, named as when it was stored), oldest first."""
         if owner is None:
             rows = self._q("SELECT * FROM identifiers ORDER BY created_at, rowid")
         else:
-            rows = self._q("SELECT * FROM identifiers WHERE owner = ? ORDER BY created_at, rowid", (owner,))
+            rows = self._q("SELECT * FROM identifiers WHERE owner = ? ORDER BY created_at, rowid",
+                           (normalise_owner(owner),))
         return [self._ident(r) for r in rows]
 
     def identifier_for_owner(self, owner: str) -> Identifier | None:
-        """The owner's newest identifier, or None."""
-        rows = self._q("SELECT * FROM identifiers WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                       (owner,))
+        """The owner's current identifier (the newest drawn or imported), or None."""
+        owner = normalise_owner(owner)
+        if self._has_owner_table():
+            rows = self._q("SELECT i.* FROM owner_identifiers AS o JOIN identifiers AS i ON i.id = o.identifier_id "
+                           "WHERE o.owner = ?", (owner,))
+        else:
+            rows = self._q("SELECT * FROM identifiers WHERE owner = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                           (owner,))
         return self._ident(rows[0]) if rows else None
 
     # -- insertions ------------------------------------------------------------------------------------
@@ -494,6 +651,11 @@ class Ledger:
             rows = self._q('SELECT * FROM insertions WHERE identifier_id = ? ORDER BY id', (identifier_id,))
         return [Insertion(r["id"], r["identifier_id"], r["document"], r["sha256_before"], r["sha256_after"],
                           r["offset"], r["strategy"], r["created_at"]) for r in rows]
+
+    def has_insertion(self, identifier_id: str, document: str, sha256_after: str) -> bool:
+        """Whether the ledger records this identifier going into `document` with these resulting bytes."""
+        return bool(self._q("SELECT 1 FROM insertions WHERE identifier_id = ? AND document = ? AND sha256_after = ?",
+                            (identifier_id, document, sha256_after)))
 
     def count_insertions(self, identifier_id: str) -> int:
         return int(self._q("SELECT count(*) FROM insertions WHERE identifier_id = ?", (identifier_id,))[0][0])
@@ -651,10 +813,13 @@ class Ledger:
             n += 1
         return n
 
-    def import_jsonl(self, fp: IO[str], source: str) -> dict:
-        """Import an export, all or nothing. Malformed line → InputError, conflicting id or passphrase →
-        LedgerError, both naming `source:line`; then nothing is imported. Identical duplicates are skipped."""
+    def import_jsonl(self, fp: IO[str], source: str, warn: Callable[[str], None] | None = None) -> dict:
+        """Import an export, all or nothing. Malformed line or invalid value → InputError, conflicting id
+        or passphrase → LedgerError, both naming `source:line`; then nothing is imported. Identical
+        duplicates are skipped. `warn` gets one line per identifier that was not drawn with `secrets`
+        (predictable) or whose words could not be checked against its word list."""
         counts = {k: {"added": 0, "skipped": 0} for k in ("identifiers", "insertions", "runs")}
+        check = _ImportChecks(warn or (lambda m: None))
         with self.transaction():
             for lineno, raw in enumerate(fp, start=1):
                 if not raw.strip():
@@ -673,7 +838,7 @@ class Ledger:
                     if not isinstance(obj.get("version"), int) or obj["version"] > EXPORT_VERSION:
                         raise InputError(f"{where}: export version {obj.get('version')!r} is not supported")
                 elif kind == "identifier":
-                    added = self._import_identifier(obj, where)
+                    added = self._import_identifier(obj, where, check)
                     counts["identifiers"]["added" if added else "skipped"] += 1
                 elif kind == "insertion":
                     added = self._import_insertion(obj, where)
@@ -690,7 +855,7 @@ class Ledger:
                                      "header)")
         return counts
 
-    def _import_identifier(self, obj: dict, where: str) -> bool:
+    def _import_identifier(self, obj: dict, where: str, check: "_ImportChecks") -> bool:
         f = _Fields(obj, where)
         ident_id = f.string("id")
         if not ID_RE.match(ident_id):
@@ -711,10 +876,14 @@ class Ledger:
             raise InputError(f"{where}: field 'salt' must be 32 lowercase hex digits")
         if "n_words" in obj and obj["n_words"] != len(words):
             raise InputError(f"{where}: field 'n_words' is {obj['n_words']!r} but there are {len(words)} words")
-        ident = Identifier(ident_id, _check_owner(f.string("owner"), where), Ghost(tuple(words), template),
-                           f.string("wordlist_name"), sha, f.string("created_at"), f.string("drawn"), salt)
+        drawn = f.string("drawn")
+        if not DRAWN_RE.match(drawn):
+            raise InputError(f"{where}: field 'drawn' {drawn!r} must be 'secrets', 'rng' or 'seed:N'")
+        ident = Identifier(ident_id, normalise_owner(f.string("owner"), where), Ghost(tuple(words), template),
+                           f.nonempty("wordlist_name"), sha, f.time("created_at"), drawn, salt)
         if "text" in obj and obj["text"] != ident.text:
             raise InputError(f"{where}: field 'text' does not match the words and template")
+        check.words(ident, where)
         rows = self._q("SELECT * FROM identifiers WHERE id = ?", (ident.id,))
         if rows:
             existing = self._ident(rows[0])
@@ -728,6 +897,10 @@ class Ledger:
             raise LedgerError(f"{where}: identifier {ident.id} has the same passphrase as {other[0]['id']} "
                               "in the ledger; nothing imported")
         self.add_identifier(ident)
+        current = self.identifier_for_owner(ident.owner)
+        if current is None or parse_time(current.created_at) <= parse_time(ident.created_at):
+            self._set_current(ident.owner, ident.id)
+        check.drawn(ident, where)
         return True
 
     def _import_insertion(self, obj: dict, where: str) -> bool:
@@ -736,6 +909,15 @@ class Ledger:
                 f.get("offset", int), f.string("strategy"), f.string("created_at"))
         if not self._q("SELECT 1 FROM identifiers WHERE id = ?", (vals[0],)):
             raise LedgerError(f"{where}: insertion refers to unknown identifier {vals[0]!r}; nothing imported")
+        f.nonempty("document")
+        for name in ("sha256_before", "sha256_after"):
+            if not SHA_RE.match(obj[name]):
+                raise InputError(f"{where}: field {name!r} must be 64 lowercase hex digits")
+        if vals[4] < 0:
+            raise InputError(f"{where}: field 'offset' must be >= 0, got {vals[4]}")
+        if vals[5] not in _STRATEGIES:
+            raise InputError(f"{where}: field 'strategy' {vals[5]!r} is not one of {', '.join(_STRATEGIES)}")
+        f.time("created_at")
         if self._q('SELECT 1 FROM insertions WHERE identifier_id=? AND document=? AND sha256_before=? AND '
                    'sha256_after=? AND "offset"=? AND strategy=? AND created_at=?', vals):
             return False
@@ -745,7 +927,7 @@ class Ledger:
 
     def _import_run(self, obj: dict, where: str) -> bool:
         f = _Fields(obj, where)
-        kind, created, status = f.string("kind"), f.string("created_at"), f.string("status")
+        kind, created, status = f.nonempty("kind"), f.time("created_at"), f.nonempty("status")
         model, settings, summary = f.get("model", dict), f.get("settings", dict), f.get("summary", dict)
         records = f.get("records", list) if "records" in obj else []
         if self._q("SELECT id FROM runs WHERE kind=? AND created_at=? AND status=? AND model=? AND settings=? "
@@ -794,7 +976,9 @@ class Ledger:
 
     def commitment(self) -> dict:
         """Root commitment over all identifiers plus each identifier's commitment (sorted by id)."""
-        items = [{"id": i.id, "owner": i.owner, "created_at": i.created_at, "commitment": identifier_commitment(i)}
+        # Only ids and commitments: the published list must reveal nothing about the identifiers
+        # (owner and creation time are inside each commitment, hidden by its salt).
+        items = [{"id": i.id, "commitment": identifier_commitment(i)}
                  for i in sorted(self.identifiers(), key=lambda i: i.id)]
         return {"scheme": COMMIT_SCHEME, "root": commitment_root([x["commitment"] for x in items]),
                 "count": len(items), "identifiers": items}
@@ -819,10 +1003,63 @@ def _float(x: Any) -> float | None:
     return None if x is None else float(x)
 
 
-def _check_owner(owner: Any, where: str = "owner") -> str:
-    if not isinstance(owner, str) or not owner.strip() or "\n" in owner:
-        raise InputError(f"{where}: owner must be a non-empty single-line name")
-    return owner.strip()
+_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})$")
+MAX_CLOCK_SKEW = timedelta(days=1)  # an imported time this far past our clock is refused as "future"
+
+
+def parse_time(value: str) -> datetime | None:
+    """An ISO-8601 time with a zone ("...Z" or "+01:00"), as an aware datetime; None if it is not one.
+    Times are compared parsed, never as strings, so no odd spelling can sort as "newest"."""
+    if not isinstance(value, str) or not _TIME_RE.match(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class _ImportChecks:
+    """Checks on imported identifiers that need word lists: each list is loaded once per import."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self.warn = warn
+        self._lists: dict[str, WordList | None] = {}
+        self._sets: dict[str, frozenset[str]] = {}
+
+    def _wordlist(self, name: str) -> WordList | None:
+        if name not in self._lists:
+            wl = None
+            # Only a shipped list or a plain file of sane size: an import file must not make us read
+            # /dev/zero or a FIFO.
+            if name in builtin_names() or (os.path.isfile(name) and os.path.getsize(name) < 16 << 20):
+                try:
+                    wl = load_wordlist(name)
+                except InputError:
+                    wl = None
+            self._lists[name] = wl
+        return self._lists[name]
+
+    def words(self, ident: Identifier, where: str) -> None:
+        """Every word must be in the list the identifier claims; a list we cannot check is a warning."""
+        wl = self._wordlist(ident.wordlist_name)
+        if wl is None:
+            self.warn(f"{where}: word list {ident.wordlist_name!r} is not available here; the words of "
+                      f"{ident.id} were not checked")
+            return
+        if wl.sha256 != ident.wordlist_sha256:
+            self.warn(f"{where}: word list {ident.wordlist_name!r} here differs from the one {ident.id} was drawn "
+                      f"from (SHA-256); its words were not checked")
+            return
+        known = self._sets.setdefault(wl.sha256, frozenset(wl.words))
+        for w in ident.words:
+            if w not in known:
+                raise InputError(f"{where}: word {w!r} of {ident.id} is not in the word list {ident.wordlist_name!r}")
+
+    def drawn(self, ident: Identifier, where: str) -> None:
+        if ident.drawn != "secrets":
+            self.warn(f"{where}: identifier {ident.id} was drawn with {ident.drawn}, not secrets: predictable to "
+                      f"anyone who knows the seed or generator; fine for tests and studies, never for a real "
+                      f"watermark")
 
 
 class _Fields:
@@ -841,3 +1078,21 @@ class _Fields:
 
     def string(self, name: str) -> str:
         return self.get(name, str)
+
+    def nonempty(self, name: str) -> str:
+        value = self.string(name)
+        if not value.strip():
+            raise InputError(f"{self.where}: field {name!r} is empty")
+        return value
+
+    def time(self, name: str) -> str:
+        """An ISO-8601 time with a zone, not in the future; returned exactly as written (the commitment
+        covers the string)."""
+        value = self.string(name)
+        when = parse_time(value)
+        if when is None:
+            raise InputError(f"{self.where}: field {name!r} {value!r} is not an ISO-8601 time with a zone "
+                             f"(like 2024-01-31T12:00:00.000000Z)")
+        if when > datetime.now(timezone.utc) + MAX_CLOCK_SKEW:
+            raise InputError(f"{self.where}: field {name!r} {value!r} is in the future")
+        return value

@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ghostsent.fsio import atomic_write
 from ghostsent.stats import format_p
 
 
 def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomic, with the mode the umask gives (like the plots next to it): reports are for sharing."""
+    atomic_write(path, data.encode("utf-8") if isinstance(data, str) else data)
 
 
 def _plot_ppl(res: dict[str, Any], out: Path) -> list[str]:

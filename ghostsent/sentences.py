@@ -56,11 +56,14 @@ _LINK_REFDEF = re.compile(r"^ {0,3}\[[^\]\n]+\]:")
 # the pattern accepts lands): a single-character `in` is a memchr, multi-character ones and the regexes
 # run only past the gate. Most texts have no '<', '@' or ':' at all, and skipping those patterns is what
 # keeps tag-jsonl near raw JSON speed. Entries: (gate, triggers, triggers_in_lower_case, pattern).
+# A pattern with a `close` group may run to the end of the text unclosed; such a region then ends past
+# the text (see _UNCLOSED), so even the very end of the text is inside it.
 _INLINE: tuple[tuple[str, tuple[str, ...], bool, re.Pattern], ...] = (
-    ("<", ("<!--",), False, re.compile(r"<!--[\s\S]*?(?:-->|$)")),                       # HTML comment
-    ("<", (), False, re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)", re.I)),
+    ("<", ("<!--",), False, re.compile(r"<!--[\s\S]*?(?:(?P<close>-->)|\Z)")),           # HTML comment
+    ("<", (), False, re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:(?P<close></\1\s*>)|\Z)",
+                                re.I)),
     ("<", (), False, re.compile(r"<[A-Za-z/!?][^<>]*>")),                     # tags, <http://..> autolinks
-    ("$", ("$$",), False, re.compile(r"\$\$[\s\S]*?(?:\$\$|$)")),                   # display math
+    ("$", ("$$",), False, re.compile(r"\$\$[\s\S]*?(?:(?P<close>\$\$)|\Z)")),         # display math
     ("]", ("](",), False, re.compile(r"!?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")),  # [text](url)
     ("]", ("][",), False, re.compile(r"!?\[[^\[\]\n]*\]\[[^\[\]\n]*\]")),         # [text][ref]
     (":", ("://",), False, re.compile(r"(?:https?|ftp|file)://\S+", re.I)),            # URLs
@@ -69,6 +72,9 @@ _INLINE: tuple[tuple[str, tuple[str, ...], bool, re.Pattern], ...] = (
     ("@", (), False, re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),                 # e-mail addresses
 )
 _BACKTICKS = re.compile(r"`+")
+# An unclosed fence, comment, raw-text element or math block runs to the end of the text and one past
+# it: spans are half-open and a ghost at offset len(text) would otherwise sit inside the region.
+_UNCLOSED = 1
 
 
 @dataclass(frozen=True)
@@ -176,7 +182,12 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
                 hay = text
             if not any(t in hay for t in triggers):
                 continue
-        spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
+        if "close" in pattern.groupindex:
+            past = len(text) + _UNCLOSED
+            spans.extend((m.start(), m.end() if m.group("close") is not None else past)
+                         for m in pattern.finditer(text))
+        else:
+            spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
     if not spans:
         return spans
     return _merge(spans)
@@ -204,7 +215,7 @@ def _block_spans(text: str) -> list[tuple[int, int]]:
                     break
                 j += 1
             last = min(j, n - 1)
-            spans.append((start, lines[last][1]))
+            spans.append((start, lines[last][1] if j < n else len(text) + _UNCLOSED))
             i = last + 1
             continue
         if _is_blank(line):

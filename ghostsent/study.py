@@ -30,6 +30,7 @@ import numpy as np
 
 from ghostsent import baselines
 from ghostsent.errors import InputError, ModelError
+from ghostsent.fsio import atomic_write
 from ghostsent.passphrase import Ghost, resolve_template
 from ghostsent.perplexity import draw_nulls, score_set
 from ghostsent.stats import rank_test
@@ -396,9 +397,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     rows = detect(cfg, run, tuned, base, members + controls, progress)
     log(f"[{key}] detection on {len(rows)} identifiers with {cfg.n_nulls} nulls in {time.time() - t0:.0f} s")
     result = {"run": run, "key": key, "train": train_info, "rows": rows, "summary": summarise(cfg, rows)}
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, default=str))
-    os.replace(tmp, done)
+    atomic_write(done, json.dumps(result, indent=2, default=str).encode("utf-8"))
     return result
 
 

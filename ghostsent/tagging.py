@@ -1,26 +1,34 @@
 """Tag real files and JSONL corpora with ghost sentences, recording every insertion in the ledger.
 
-Two invariants drive the design:
+Three invariants drive the design (docs/insertion.md lists the tests that hold each one):
 
+* No input byte is lost. Every path is compared with every other by identity (inode) or real path
+  before anything is written: an input that is also an output, OUT's temporary file, its lock file or
+  the ledger is refused; so is an output that already exists with other content. A file being rewritten
+  in place is re-read inside the ledger transaction that replaces it, so a second process that changed
+  it meanwhile makes this one refuse rather than overwrite.
 * The ledger and the files never disagree. A file is written to a temp file (fsynced) in the target
   directory, then, inside one ledger transaction, the insertion is recorded and the temp file renamed
-  over the target; a failed rename rolls the record back. A JSONL corpus is written to OUT.partial;
-  every few thousand lines the output is fsynced and, in ONE transaction, that chunk's insertions and
-  the checkpoint (lines done, output bytes, input offset) are committed. A crash therefore leaves a
-  checkpoint that matches exactly what the ledger holds, and a resume truncates OUT.partial back to it.
+  over the target; a failed rename rolls the record back. A JSONL corpus is written to OUT.partial,
+  under an exclusive lock on OUT.lock; every few thousand lines the output is fsynced and, in ONE
+  transaction, that chunk's insertions and the checkpoint (lines done, output bytes, input offset, hash
+  of the whole input read so far) are committed. A crash leaves a checkpoint that matches exactly what
+  the ledger holds, and a resume truncates OUT.partial back to it.
 * No character of a document changes except the inserted span, and bytes outside it survive: the
-  encoding, a BOM and the newline style (\\n or \\r\\n) are kept; JSONL lines that get no ghost are
-  copied byte for byte.
+  encoding, a BOM and the newline style are kept; in a JSONL line only the text field's string literal
+  gets the (escaped) span, so numbers, duplicate keys, key order and escapes elsewhere stay as they were.
 """
 from __future__ import annotations
 
 import codecs
+import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
 import random
-import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -28,8 +36,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ghostsent.errors import InputError
+from ghostsent.errors import GhostsentError, InputError, OutputClosedError, OutputError
+from ghostsent.fsio import atomic_write, create_exclusive, exclusive_lock, fsync_dir, identity, same_file
 from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, Placement, describe, placer, plan
+from ghostsent.jsonsplice import splice
+from ghostsent.names import has_surrogate, normalise_owner, path_label
+from ghostsent.sentences import Boundary
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -38,24 +50,13 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_BOM_AWARE = {"utf-8", "utf8", "utf-8-sig", "utf-16", "utf-32", "utf_8", "u8"}
+_SNIFFED = {"utf-8", "utf-8-sig", "utf-16", "utf-32"}  # encodings whose BOM we detect and keep
+_ORDERED = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE,
+            "utf-32-le": codecs.BOM_UTF32_LE, "utf-32-be": codecs.BOM_UTF32_BE}
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- single documents -------------------------------------------------------------------------
@@ -82,26 +83,37 @@ class BinaryFileError(InputError):
     """A file with NUL bytes and no UTF-16/32 byte-order mark: skipped, never modified."""
 
 
-def decode_document(path: Path, raw: bytes, encoding: str | None = None) -> Document:
-    """Decode strictly; a bad byte is an InputError naming the file and the byte offset."""
-    enc = (encoding or "utf-8").lower()
-    bom = b""
-    if enc in _BOM_AWARE:
+def _byte_order(path: Path, raw: bytes, encoding: str | None, enc: str) -> tuple[bytes, str]:
+    """(BOM kept, codec to decode the rest with). UTF-16/32 without a BOM is ambiguous: guessing the
+    byte order wrong writes a file that is half one order and half the other, so it is refused."""
+    if enc in _SNIFFED:
         for mark, name in _BOMS:
             if raw.startswith(mark):
-                bom, enc = mark, name
-                break
-        else:
-            if enc == "utf-8-sig":
-                enc = "utf-8"
-            elif enc in ("utf-16", "utf-32"):
-                enc = enc + "-le"
-    if not bom and b"\x00" in raw and not enc.startswith(("utf-16", "utf-32")):
-        raise BinaryFileError(f"{path}: binary file (contains NUL bytes), skipped")
+                return mark, name
+        if enc in ("utf-16", "utf-32"):
+            raise InputError(f"{path}: --encoding {encoding} needs a byte-order mark to tell the byte order and "
+                             f"this file has none; pass --encoding {enc}-le or --encoding {enc}-be")
+        return b"", "utf-8"
+    if enc in _ORDERED:
+        family = enc[:-3]
+        other = next(n for n in _ORDERED if n.startswith(family) and n != enc)
+        if raw.startswith(_ORDERED[other]) and not raw.startswith(_ORDERED[enc]):
+            raise InputError(f"{path}: starts with a {other} byte-order mark but --encoding {encoding} was given; "
+                             f"pass --encoding {family} (the mark decides) or --encoding {other}")
+        if raw.startswith(_ORDERED[enc]):
+            return _ORDERED[enc], enc
+    return b"", enc
+
+
+def decode_document(path: Path, raw: bytes, encoding: str | None = None) -> Document:
+    """Decode strictly; a bad byte is an InputError naming the file and the byte offset."""
     try:
-        codecs.lookup(enc)
+        enc = codecs.lookup(encoding or "utf-8").name
     except LookupError:
         raise InputError(f"unknown encoding {encoding!r}") from None
+    bom, enc = _byte_order(path, raw, encoding, enc)
+    if not bom and b"\x00" in raw and not enc.startswith(("utf-16", "utf-32")):
+        raise BinaryFileError(f"{path}: binary file (contains NUL bytes), skipped")
     body = raw[len(bom):]
     try:
         text = body.decode(enc)
@@ -127,41 +139,6 @@ def read_document(path: Path, encoding: str | None = None) -> Document:
     return decode_document(path, raw, encoding)
 
 
-def atomic_write(dst: Path, data: bytes, mode_from: Path | None = None,
-                 before_rename: Callable[[], Any] | None = None, ledger: Any = None) -> None:
-    """Write `data` to `dst` via a fsynced temp file in the same directory and os.replace.
-
-    With `ledger` and `before_rename`, the callback (which records the insertion) and the rename run in
-    one ledger transaction: if the rename fails, the record is rolled back.
-    """
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode_from is not None:
-            shutil.copymode(mode_from, tmp)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        if ledger is not None and before_rename is not None:
-            with ledger.transaction():
-                before_rename()
-                os.replace(tmp, dst)
-        else:
-            os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(dst.parent)
-
-
 @dataclass
 class FileResult:
     path: str
@@ -181,18 +158,38 @@ class FileResult:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def unique_paths(paths: list[Path]) -> list[Path]:
+    """`paths` with every file kept once (the first spelling): a.txt, ./a.txt, /abs/a.txt and a link to
+    it are one file and must get one ghost and one record."""
+    seen: set = set()
+    out = []
+    for p in paths:
+        key = identity(p) or os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
 def output_paths(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
-    """Map inputs to outputs under out_dir: relative paths keep their folders, others their name."""
+    """Map inputs to outputs under out_dir: relative paths keep their folders, others their name.
+
+    Refused before anything is written: two inputs sharing an output, and an output that is any input
+    (through a symbolic link, a hard link, `..` or an out folder that resolves into the input folder)."""
     mapping: dict[Path, Path] = {}
-    seen: dict[Path, Path] = {}
+    seen: dict[str, Path] = {}
+    inputs = {identity(p): p for p in paths if identity(p) is not None}
+    real_inputs = {os.path.realpath(p): p for p in paths}
     for p in paths:
         rel = p if (not p.is_absolute() and ".." not in p.parts) else Path(p.name)
         dst = out_dir / rel
-        key = Path(os.path.abspath(dst))
+        key = os.path.realpath(dst)
         if key in seen and seen[key] != p:
             raise InputError(f"{p} and {seen[key]} would both be written to {dst}; tag them separately")
-        if key == Path(os.path.abspath(p)):
-            raise InputError(f"{p}: output would overwrite the input; use --in-place")
+        hit = inputs.get(identity(dst)) or real_inputs.get(key)
+        if hit is not None:
+            raise InputError(f"{p}: its output {dst} is the input {hit} itself (links resolved); choose another "
+                             f"--out, or use --in-place")
         seen[key] = p
         mapping[p] = dst
     return mapping
@@ -213,6 +210,19 @@ def _backup_path(path: Path, original: bytes) -> Path:
     return cand
 
 
+@dataclass
+class _FileJob:
+    """One file to write (or, with new_raw None, one missing record to add): the real target, the
+    bytes it held when read, and what the ledger record says."""
+    target: Path
+    raw: bytes
+    new_raw: bytes | None
+    result: FileResult
+    in_place: bool
+    mode: int | None
+    strategy: str
+
+
 def tag_files(
     ledger: Any,
     identifier: Any,
@@ -226,11 +236,12 @@ def tag_files(
     rng: random.Random | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> list[FileResult]:
-    """Insert `identifier`'s ghost into each file. All files are read and decoded before anything is
-    written, so one undecodable file stops the run with nothing written at all."""
+    """Insert `identifier`'s ghost into each file. All files are read, decoded and their outputs checked
+    before anything is written, so one bad file or unsafe output stops the run with nothing written.
+    If writing fails part-way, the error names the files already changed (each recorded)."""
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
-    ghost = identifier.text
+    paths = unique_paths(list(paths))
     mapping = {} if (in_place or dry_run) else output_paths(paths, out_dir or Path("tagged"))
     docs: dict[Path, Document | None] = {}
     for p in paths:
@@ -238,55 +249,155 @@ def tag_files(
             docs[p] = read_document(p, encoding)
         except BinaryFileError:
             docs[p] = None
-    results = []
+    tagger = _FileTagger(ledger, identifier, in_place, backup, dry_run, position, rng, warn)
+    results, jobs = [], []
     for p in paths:
-        doc = docs[p]
+        res, job = tagger.plan(p, docs[p], mapping.get(p))
+        results.append(res)
+        if job is not None:
+            jobs.append(job)
+    done: list[str] = []
+    try:
+        for job in jobs:
+            tagger.write(job)
+            if job.new_raw is not None:
+                done.append(job.result.output or job.result.path)
+    except (GhostsentError, OSError) as e:
+        if not done:
+            raise
+        cls = type(e) if isinstance(e, GhostsentError) else OutputError
+        raise cls(f"{e}; files already changed (each recorded in the ledger): {', '.join(done)}") from None
+    except KeyboardInterrupt:
+        if done and warn:
+            warn(f"interrupted; files already changed (each recorded in the ledger): {', '.join(done)}")
+        raise
+    return results
+
+
+class _FileTagger:
+    """The settings of one tag_files call, shared by its two steps: plan every file, then write."""
+
+    def __init__(self, ledger: Any, identifier: Any, in_place: bool, backup: bool, dry_run: bool, position: str,
+                 rng: random.Random | None, warn: Callable[[str], None] | None) -> None:
+        self.ledger, self.identifier, self.ghost = ledger, identifier, identifier.text
+        self.in_place, self.backup, self.dry_run = in_place, backup, dry_run
+        self.position, self.rng, self.warn = position, rng, warn
+
+    def plan(self, p: Path, doc: Document | None, dst: Path | None) -> tuple[FileResult, _FileJob | None]:
+        """The result for one file and, if anything is to be written or recorded, the job. Refuses an
+        existing --out file that does not already carry the ghost."""
+        label = path_label(p)
         if doc is None:
-            if warn:
-                warn(f"{p}: binary file (contains NUL bytes), skipped")
-            results.append(FileResult(str(p), "binary", message="binary file, skipped"))
-            continue
-        if ghost in doc.text:
-            results.append(FileResult(str(p), "already-tagged",
-                                      message="ghost sentence already present; nothing inserted"))
-            continue
+            if self.warn:
+                self.warn(f"{label}: binary file (contains NUL bytes), skipped")
+            return FileResult(label, "binary", message="binary file, skipped"), None
+        if self.ghost in doc.text:
+            res = FileResult(label, "already-tagged", message="ghost sentence already present; nothing inserted")
+            return res, (self._recovery(res, Path(os.path.realpath(p)), doc) if self.in_place and not self.dry_run
+                         else None)
         try:
-            placement: Placement = plan(doc.text, ghost, position, rng)
+            placement: Placement = plan(doc.text, self.ghost, self.position, self.rng)
         except NoBoundaryError:
             msg = "empty document" if not doc.text.strip() else "no sentence boundary outside protected regions"
-            results.append(FileResult(str(p), "no-boundary", message=f"{msg}; left unchanged"))
-            continue
+            return FileResult(label, "no-boundary", message=f"{msg}; left unchanged"), None
         info = describe(doc.text, placement)
-        res = FileResult(str(p), "would-tag" if dry_run else "tagged", offset=info["offset"], line=info["line"],
+        res = FileResult(label, "would-tag" if self.dry_run else "tagged", offset=info["offset"], line=info["line"],
                          col=info["col"], snippet=info["snippet"], sha256_before=sha256_bytes(doc.raw))
         new_raw = doc.encode(placement.apply(doc.text))
         res.sha256_after = sha256_bytes(new_raw)
-        if dry_run:
-            results.append(res)
-            continue
-        dst = p if in_place else mapping[p]
-        res.output = str(dst)
-        if in_place and backup:
-            bak = _backup_path(p, doc.raw)
+        if self.dry_run:
+            return res, None
+        if self.in_place:
+            target = Path(os.path.realpath(p))  # write through a symbolic link, never replace the link
+            st = os.stat(target)
+            if st.st_nlink > 1 and self.warn:
+                self.warn(f"{label}: has {st.st_nlink} hard links; only this name gets the tagged file, the "
+                          f"other names keep the original")
+            mode = None
+        else:
+            target, mode = dst, stat.S_IMODE(os.stat(p).st_mode)
+            if os.path.lexists(dst):
+                existing = _decoded(dst, doc.encoding)
+                if existing is None or self.ghost not in existing.text:
+                    raise OutputError(f"{dst}: already exists and does not carry this ghost sentence; remove it or "
+                                      f"choose another --out (nothing was written)")
+                done = FileResult(label, "already-tagged", output=path_label(dst),
+                                  message="output already carries the ghost sentence; nothing written")
+                return done, self._recovery(done, Path(os.path.realpath(dst)), existing)
+        res.output = path_label(target)
+        return res, _FileJob(target, doc.raw, new_raw, res, self.in_place, mode, self.position)
+
+    def _recovery(self, res: FileResult, target: Path, doc: Document) -> _FileJob | None:
+        """A file that carries our inserted span but has no ledger record: a run was killed between the
+        rename and the COMMIT. Removing the span gives the original exactly (nothing else ever
+        changes), so the missing record is rebuilt (strategy "recovered") instead of staying lost."""
+        raw_sha = sha256_bytes(doc.raw)
+        document = path_label(target)
+        if self.ledger.has_insertion(self.identifier.id, document, raw_sha):
+            return None
+        for kind in ("after", "before"):
+            span = Boundary(0, kind).inserted(self.ghost)
+            at = doc.text.find(span)
+            if at >= 0:
+                break
+        else:
+            return None  # the ghost was pasted in by hand, not inserted by ghostsent
+        res.sha256_before = sha256_bytes(doc.encode(doc.text[:at] + doc.text[at + len(span):]))
+        res.sha256_after, res.offset, res.output = raw_sha, at, document
+        res.message = "ghost sentence already present; added its missing ledger record (an earlier run was cut off)"
+        return _FileJob(target, doc.raw, None, res, True, None, "recovered")
+
+    def write(self, job: _FileJob) -> None:
+        """Backup (in place), then write and record in one ledger transaction. Inside that transaction the
+        target is checked again: still the bytes we read (in place) or still absent (--out). Another
+        ghostsent process on the same ledger holds the same write lock, so of two runs on one file the
+        second sees the first's change and refuses."""
+        res, target = job.result, job.target
+        if job.new_raw is None:
+            with self.ledger.transaction():
+                # Under the write lock: the run that wrote the file may have committed its record
+                # since we looked (its rename comes just before its COMMIT).
+                if not self.ledger.has_insertion(self.identifier.id, res.output, res.sha256_after):
+                    self._check_and_record(job)
+            return
+        if job.in_place and self.backup:
+            bak = _backup_path(target, job.raw)
             if not bak.exists():
-                atomic_write(bak, doc.raw, mode_from=p)
-            res.backup = str(bak)
-        holder: dict[str, int] = {}
+                atomic_write(bak, job.raw, like=target)
+            res.backup = path_label(bak)
+        atomic_write(target, job.new_raw, mode=job.mode, like=target if job.in_place else None,
+                     before_rename=lambda: self._check_and_record(job), ledger=self.ledger)
 
-        def record(dst: Path = dst, res: FileResult = res) -> None:
-            holder["id"] = ledger.add_insertion(identifier.id, os.path.abspath(dst), res.sha256_before,
-                                                res.sha256_after, res.offset, position)
+    def _check_and_record(self, job: _FileJob) -> None:
+        res, target = job.result, job.target
+        if job.in_place:
+            try:
+                now = target.read_bytes()
+            except OSError as e:
+                raise OutputError(f"{target}: cannot read it again before replacing it ({e.strerror})") from None
+            if now != job.raw:
+                raise OutputError(f"{target}: changed by another process while being tagged; left as it is")
+        elif os.path.lexists(target):
+            raise OutputError(f"{target}: appeared while tagging (another run?); left as it is")
+        res.insertion_id = self.ledger.add_insertion(self.identifier.id, path_label(os.path.realpath(target)),
+                                                     res.sha256_before, res.sha256_after, res.offset, job.strategy)
 
-        atomic_write(dst, new_raw, mode_from=p, before_rename=record, ledger=ledger)
-        res.insertion_id = holder.get("id")
-        results.append(res)
-    return results
+
+def _decoded(path: Path, encoding: str) -> Document | None:
+    """An existing output file decoded like its input, or None if it cannot be."""
+    if not path.is_file():
+        return None
+    try:
+        return decode_document(path, path.read_bytes(), encoding)
+    except (InputError, OSError):
+        return None
 
 
 # --- JSONL corpora ----------------------------------------------------------------------------
 
 CHECKPOINT_EVERY = 5000
 MAX_LISTED_BAD = 1000
+CHECKPOINT_VERSION = 2  # 2: whole-prefix input hash (in_sha256); 1 hashed only the last 4 KiB
 
 
 @dataclass
@@ -311,7 +422,13 @@ class JsonlOptions:
         return {k: getattr(self, k) for k in ("text_field", "owner_field", "id_field", "max_per_owner",
                                               "fraction", "words", "wordlist", "template", "position", "seed")}
 
-    def validate(self) -> None:
+    def validate(self) -> Any:
+        """Check every option before any input is read, and return the word list for new identifiers.
+        The template and word list are checked even if every owner turns out to have an identifier:
+        an option that is wrong must fail the same way on every corpus."""
+        from ghostsent.passphrase import resolve_template
+        from ghostsent.wordlists import load_wordlist
+
         if self.position not in POSITIONS:
             raise InputError(f"unknown position {self.position!r} (choose from {', '.join(POSITIONS)})")
         if self.max_per_owner is not None and self.max_per_owner < 0:
@@ -322,6 +439,10 @@ class JsonlOptions:
             raise InputError("checkpoint interval must be >= 1")
         if not self.text_field or not self.owner_field:
             raise InputError("--text-field and --owner-field must not be empty")
+        if self.words < 1:
+            raise InputError(f"--words must be at least 1 (got {self.words})")
+        resolve_template(self.template)
+        return load_wordlist(self.wordlist)
 
 
 _MISSING = object()
@@ -340,15 +461,10 @@ def _get_field(obj: dict, name: str) -> Any:
     return cur
 
 
-def _set_field(obj: dict, name: str, value: Any) -> None:
-    if name in obj or "." not in name:
-        obj[name] = value
-        return
-    parts = name.split(".")
-    cur = obj
-    for part in parts[:-1]:
-        cur = cur[part]
-    cur[parts[-1]] = value
+def _getter(name: str) -> Callable[[dict], Any]:
+    if "." in name:
+        return lambda obj: _get_field(obj, name)
+    return lambda obj: obj.get(name, _MISSING)
 
 
 class _BadLine(Exception):
@@ -380,15 +496,57 @@ def _owner_seed(seed: int, owner: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{owner}".encode()).digest()[:8], "big")
 
 
+def _real_out(out_path: str) -> str:
+    """OUT with its folder's links resolved: two spellings of one folder share one checkpoint."""
+    a = os.path.abspath(out_path)
+    return os.path.join(os.path.realpath(os.path.dirname(a)), os.path.basename(a))
+
+
 def checkpoint_key(out_path: str) -> str:
-    return "tag-jsonl:" + os.path.abspath(out_path)
+    return "tag-jsonl:" + path_label(_real_out(out_path))
+
+
+def _legacy_checkpoint_key(out_path: str) -> str:
+    """The key ghostsent used before checkpoints were keyed by real path (a resume finds both)."""
+    return "tag-jsonl:" + path_label(os.path.abspath(out_path))
 
 
 def _tail_hash(f: IO[bytes], end: int) -> str:
-    """SHA-256 of the 4 KiB of input before `end`: a cheap check that a resume reads the same file."""
+    """SHA-256 of the 4 KiB of input before `end` (version 1 checkpoints only)."""
     start = max(0, end - 4096)
     f.seek(start)
     return sha256_bytes(f.read(end - start))
+
+
+@dataclass
+class _JsonlPaths:
+    """Where a tag-jsonl run reads and writes. OUT.partial, OUT.lock and the checkpoint key exist only
+    when OUT is a file (not "-")."""
+    inp: str
+    out: str
+    in_label: str
+    partial: str | None = None
+    lock: str | None = None
+    key: str | None = None
+
+
+def _jsonl_paths(ledger: Any, in_path: str, out_path: str) -> _JsonlPaths:
+    """Check the run's files against each other by identity before anything is touched: the input must
+    not be OUT, OUT.partial or OUT.lock (under any name or link), and none of those may be the ledger."""
+    stdin = in_path == "-"
+    if not stdin and not os.path.isfile(in_path):
+        raise InputError(f"{in_path}: " + ("not a regular file" if os.path.exists(in_path) else "no such file"))
+    paths = _JsonlPaths(in_path, out_path, "<stdin>" if stdin else path_label(in_path))
+    if out_path == "-":
+        return paths
+    paths.partial, paths.lock, paths.key = out_path + ".partial", out_path + ".lock", checkpoint_key(out_path)
+    for role, p in (("the output", out_path), ("the output's temporary file", paths.partial),
+                    ("the output's lock file", paths.lock)):
+        if not stdin and same_file(in_path, p):
+            raise InputError(f"{in_path}: the input is also {role} {p}; choose another OUT")
+        if same_file(ledger.path, p):
+            raise InputError(f"{p}: is the ledger {ledger.path}; choose another OUT")
+    return paths
 
 
 def tag_jsonl(
@@ -403,316 +561,487 @@ def tag_jsonl(
     """Stream IN to OUT, inserting each owner's ghost into up to max_per_owner (or a fraction) of that
     owner's records. See docs/insertion.md for resume semantics. `after_checkpoint(n)` is called after
     the n-th committed checkpoint (a test hook for simulated crashes); `check_ghost(identifier)` once per
-    owner before their first insertion (raises InputError to refuse a ghost, e.g. one filters drop)."""
-    opts.validate()
-    from ghostsent.wordlists import load_wordlist
+    owner before their first insertion (raises InputError to refuse a ghost, e.g. one filters drop).
 
-    t0 = time.perf_counter()
-    stdin_mode = in_path == "-"
-    stdout_mode = out_path == "-"
-    resumable = not stdin_mode and not stdout_mode
-    if opts.resume and not resumable:
+    A second run on the same OUT is refused (OutputError) while this one holds OUT.lock."""
+    wordlist = opts.validate()
+    paths = _jsonl_paths(ledger, in_path, out_path)
+    if opts.resume and (in_path == "-" or out_path == "-"):
         raise InputError("--resume needs a real input and output file (not '-')")
-    in_label = "<stdin>" if stdin_mode else in_path
-    if not stdin_mode:
-        if not os.path.isfile(in_path):
-            raise InputError(f"{in_path}: no such file")
-        if not stdout_mode and os.path.abspath(in_path) == os.path.abspath(out_path):
-            raise InputError(f"{out_path}: output must differ from the input")
-    key = checkpoint_key(out_path) if resumable else None
-    partial = out_path + ".partial" if not stdout_mode else None
-
-    cp = ledger.get_checkpoint(key) if key else None
-    if cp is not None and cp.get("finished"):
-        # Everything was committed; only the rename (or the checkpoint deletion) may be missing.
-        if os.path.exists(partial):
-            os.replace(partial, out_path)
-            _fsync_dir(Path(os.path.abspath(out_path)).parent)
-        ledger.delete_checkpoint(key)
-        summary = dict(cp["summary"])
-        summary["note"] = "a previous run had finished; completed its final rename"
-        return summary
-    if cp is not None and not opts.resume:
-        raise InputError(
-            f"{out_path}: an interrupted run exists ({cp['lines_done']} lines done, kept in {partial}); "
-            f"rerun with --resume to continue it"
-        )
-    if cp is not None and cp["settings"] != opts.settings():
-        diff = sorted(k for k in opts.settings() if cp["settings"].get(k) != opts.settings()[k])
-        raise InputError(f"--resume with different settings than the interrupted run: {', '.join(diff)}")
-    if resumable and os.path.exists(out_path):
-        raise InputError(f"{out_path}: already exists; remove it or choose another output")
-
-    wordlist = None
-    idents: dict[str, Any] = {}
-    if cp is not None:
-        owners: dict[str, list[int]] = {k: list(v) for k, v in cp["owners"].items()}
-        counts: dict[str, int] = dict(cp["counts"])
-        bad: list[dict] = list(cp["bad"])
-        lineno = cp["lines_done"]
-        in_offset = cp["in_offset"]
-        bytes_out = cp["bytes_out"]
-        in_label = cp["in_label"]
-        n_checkpoints = cp.get("checkpoints", 0)
-    else:
-        owners, bad = {}, []
-        counts = dict(records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, blank=0,
-                      bad=0, new_identifiers=0)
-        lineno = in_offset = bytes_out = n_checkpoints = 0
-    resumed_from = lineno if cp is not None else None
-
-    # Open input.
-    if stdin_mode:
-        fin: IO[bytes] = sys.stdin.buffer
-        total = None
-    else:
-        fin = open(in_path, "rb")
-        total = os.fstat(fin.fileno()).st_size
-        if cp is not None:
-            if total < in_offset or _tail_hash(fin, in_offset) != cp["in_tail_sha256"]:
-                fin.close()
-                raise InputError(f"{in_path}: input changed since the interrupted run; cannot resume")
-            fin.seek(in_offset)
-    # Open output.
+    if paths.lock is None:
+        return _JsonlRun(ledger, paths, opts, wordlist, after_checkpoint, warn, check_ghost).run()
     try:
-        if stdout_mode:
-            fout: IO[bytes] = tempfile.TemporaryFile()
-        elif cp is not None:
-            if not os.path.exists(partial) or os.path.getsize(partial) < bytes_out:
-                raise InputError(f"{partial}: missing or shorter than the checkpoint; cannot resume "
-                                 f"(delete the checkpoint by removing {partial} and starting over is not "
-                                 f"safe: the ledger holds its insertions)")
-            fout = open(partial, "r+b")
-            fout.truncate(bytes_out)
-            fout.seek(bytes_out)
+        Path(paths.lock).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out_path}: cannot create its folder ({e.strerror})") from None
+    with exclusive_lock(paths.lock, out_path):
+        return _JsonlRun(ledger, paths, opts, wordlist, after_checkpoint, warn, check_ghost).run()
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class _JsonlRun:
+    """One tag-jsonl run: which checkpoint to continue, the line loop, the final commit and rename."""
+
+    def __init__(self, ledger: Any, paths: _JsonlPaths, opts: JsonlOptions, wordlist: Any,
+                 after_checkpoint: Callable[[int], None] | None, warn: Callable[[str], None] | None,
+                 check_ghost: Callable[[Any], None] | None = None) -> None:
+        self.ledger, self.paths, self.opts, self.wordlist = ledger, paths, opts, wordlist
+        self.after_checkpoint, self.warn, self.check_ghost = after_checkpoint, warn, check_ghost
+        self.t0 = time.perf_counter()
+        self.resumable = paths.inp != "-" and paths.out != "-"
+        self.settings = opts.settings()
+        self.owners: dict[str, list[int]] = {}
+        self.counts = dict(records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, blank=0,
+                           bad=0, new_identifiers=0)
+        self.bad: list[dict] = []
+        self.lineno = self.in_offset = self.bytes_out = self.n_checkpoints = 0
+        self.recorded_lines = 0  # lines of OUT.partial whose insertions the ledger holds
+        self.resumed_from: int | None = None
+        self.pending: list[tuple] = []
+        self.in_hash = hashlib.sha256()
+        self.ghosts: dict[str, tuple] = {}  # owner -> (identifier id, ghost text, placer)
+        self.fin: Any = None
+        self.fout: Any = None
+        self.created_partial = False
+        self.total: int | None = None
+
+    # -- which run this is -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        cp = self._existing_checkpoint()
+        if cp is not None and cp.get("finished"):
+            done = self._complete_finished(cp)
+            if done is not None:
+                return done
+            cp = None
+        if cp is not None and cp["lines_done"] == 0:
+            cp = None  # an interrupted start: nothing of it is recorded, so start again
+            if os.path.lexists(self.paths.out):
+                raise InputError(f"{self.paths.out}: already exists; remove it or choose another output")
+            self._remove(self.paths.partial)
+        elif cp is None:
+            self._refuse_existing_outputs()
         else:
-            Path(partial).parent.mkdir(parents=True, exist_ok=True)
-            fout = open(partial, "wb")
-    except BaseException:
-        if not stdin_mode:
-            fin.close()
-        raise
+            self._check_resume(cp)
+        self._open_input(cp)
+        try:
+            self._open_output(cp)
+            self._loop()
+            self._checkpoint(finished=True)
+        except BaseException as exc:
+            err = self._failure(exc)
+            if err is exc:
+                raise
+            raise err from None
+        return self._finish()
 
-    settings = opts.settings()
-    pending: list[tuple] = []
-    sys_rng = _BufferedSystemRandom()
-    text_field, owner_field, id_field = opts.text_field, opts.owner_field, opts.id_field
-    cap = opts.max_per_owner
-    fraction = opts.fraction
-    position = opts.position
-    seed = opts.seed
-    loads = json.loads
-    raw_decode = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings
-    # Encoders built once: json.dumps(obj, ensure_ascii=False) constructs a new JSONEncoder per call.
-    # Output is byte-identical to json.dumps with the same flag.
-    encode_ascii = json.JSONEncoder().encode
-    encode_utf8 = json.JSONEncoder(ensure_ascii=False).encode
-    sha256 = hashlib.sha256
+    def _existing_checkpoint(self) -> dict | None:
+        if self.paths.key is None:
+            return None
+        for key in dict.fromkeys((self.paths.key, _legacy_checkpoint_key(self.paths.out))):
+            cp = self.ledger.get_checkpoint(key)
+            if cp is not None:
+                self.paths.key = key
+                return cp
+        return None
 
-    def getter(name: str) -> Callable[[dict], Any]:
-        if "." in name:
-            return lambda obj: _get_field(obj, name)
-        return lambda obj: obj.get(name, _MISSING)
+    def _complete_finished(self, cp: dict) -> dict | None:
+        """A run whose last checkpoint says finished: everything is recorded, only its rename (or the
+        checkpoint's deletion) may be missing. Complete the rename if OUT.partial is that run's output;
+        otherwise the checkpoint is stale and is dropped (None: carry on as a new run)."""
+        partial, out = self.paths.partial, self.paths.out
+        if (os.path.isfile(partial) and not os.path.islink(partial) and not os.path.lexists(out)
+                and os.path.getsize(partial) == cp["bytes_out"]):
+            self._rename()
+            self.ledger.delete_checkpoint(self.paths.key)
+            summary = dict(cp["summary"])
+            summary["note"] = "a previous run had finished; completed its final rename"
+            return summary
+        self.ledger.delete_checkpoint(self.paths.key)
+        return None
 
-    get_owner, get_text = getter(owner_field), getter(text_field)
-    ghosts: dict[str, tuple] = {}  # owner -> (identifier id, ghost text, placer), computed once
+    def _refuse_existing_outputs(self) -> None:
+        if self.paths.partial is None:
+            return
+        if os.path.lexists(self.paths.out):
+            raise InputError(f"{self.paths.out}: already exists; remove it or choose another output")
+        if os.path.lexists(self.paths.partial):
+            raise InputError(f"{self.paths.partial}: exists, but {self.ledger.path} has no interrupted run that "
+                             f"wrote it; remove it, or pass the ledger of the run that did")
 
-    def identifier_for(owner: str) -> Any:
-        nonlocal wordlist
-        ident = idents.get(owner)
-        if ident is None:
-            ident = ledger.identifier_for_owner(owner)
-            if ident is None:
-                if wordlist is None:
-                    wordlist = load_wordlist(opts.wordlist)
-                ident = ledger.new_identifier(
-                    owner, wordlist, n_words=opts.words, template=opts.template,
-                    seed=None if seed is None else _owner_seed(seed, owner))
-                counts["new_identifiers"] += 1
-            idents[owner] = ident
-        return ident
+    def _check_resume(self, cp: dict) -> None:
+        out, partial = self.paths.out, self.paths.partial
+        if not self.opts.resume:
+            raise InputError(f"{out}: an interrupted run exists ({cp['lines_done']} lines done, kept in {partial}); "
+                             f"rerun with --resume to continue it")
+        if cp["settings"] != self.settings:
+            diff = sorted(k for k in self.settings if cp["settings"].get(k) != self.settings[k])
+            raise InputError(f"--resume with different settings than the interrupted run: {', '.join(diff)}")
+        if os.path.lexists(out):
+            raise InputError(f"{out}: already exists and the interrupted run would replace it; move it away first")
 
-    def checkpoint(finished: bool = False) -> None:
-        nonlocal n_checkpoints
-        fout.flush()
-        os.fsync(fout.fileno())
+    # -- files -------------------------------------------------------------------------------------
+
+    def _open_input(self, cp: dict | None) -> None:
+        if self.paths.inp == "-":
+            self.fin = sys.stdin.buffer
+            return
+        try:
+            self.fin = open(self.paths.inp, "rb")
+        except OSError as e:
+            raise InputError(f"{self.paths.inp}: cannot read ({e.strerror})") from None
+        self.total = os.fstat(self.fin.fileno()).st_size
+        if cp is not None:
+            try:
+                self._restore(cp)
+            except BaseException:
+                self.fin.close()
+                raise
+
+    def _restore(self, cp: dict) -> None:
+        """Continue from checkpoint `cp`, after checking that the input's first in_offset bytes are the
+        ones that run read (the whole prefix is hashed again, not just its tail)."""
+        end = cp["in_offset"]
+        h, left = hashlib.sha256(), end
+        while left > 0:
+            chunk = self.fin.read(min(1 << 20, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        if "in_sha256" in cp:
+            same = left == 0 and h.hexdigest() == cp["in_sha256"]
+        else:
+            same = left == 0 and _tail_hash(self.fin, end) == cp.get("in_tail_sha256")
+        if not same:
+            raise InputError(f"{self.paths.inp}: input changed since the interrupted run (its first {end} bytes "
+                             f"differ); cannot resume")
+        self.in_hash = h
+        self.owners = {k: list(v) for k, v in cp["owners"].items()}
+        self.counts, self.bad = dict(cp["counts"]), list(cp["bad"])
+        self.lineno = self.resumed_from = self.recorded_lines = cp["lines_done"]
+        self.in_offset, self.bytes_out = end, cp["bytes_out"]
+        self.paths.in_label = cp["in_label"]
+        self.n_checkpoints = cp.get("checkpoints", 0)
+
+    def _open_output(self, cp: dict | None) -> None:
+        partial = self.paths.partial
+        if partial is None:
+            self.fout = tempfile.TemporaryFile()
+            return
+        if cp is not None:
+            try:
+                fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                raise InputError(f"{partial}: cannot reopen it to resume ({e.strerror})") from None
+            self.fout = os.fdopen(fd, "r+b")
+            if os.fstat(fd).st_size < self.bytes_out:
+                raise InputError(f"{partial}: shorter than the checkpoint; cannot resume (the ledger holds the "
+                                 f"insertions of its first {self.recorded_lines} lines)")
+            self.fout.truncate(self.bytes_out)
+            self.fout.seek(self.bytes_out)
+            return
+        # A fresh run: the checkpoint that names OUT.partial as this run's comes first, so a partial file
+        # without one is never ours (and is refused above, never truncated).
+        self.ledger.set_checkpoint(self.paths.key, self._state(False))
+        self.fout = os.fdopen(create_exclusive(partial), "wb")
+        self.created_partial = True
+
+    def _remove(self, path: str | None) -> None:
+        if path is not None and os.path.lexists(path):
+            try:
+                os.unlink(path)  # a link is removed, never what it points to
+            except OSError as e:
+                raise OutputError(f"{path}: cannot remove the stale temporary file ({e.strerror})") from None
+
+    def _rename(self) -> None:
+        try:
+            os.replace(self.paths.partial, self.paths.out)
+        except OSError as e:
+            raise OutputError(f"{self.paths.out}: cannot rename {self.paths.partial} to it ({e.strerror}); the run "
+                              f"is recorded as finished: rerun the same command to complete it") from None
+        fsync_dir(os.path.dirname(os.path.abspath(self.paths.out)))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def _state(self, finished: bool) -> dict:
+        state = {"version": CHECKPOINT_VERSION, "in_path": path_label(os.path.abspath(self.paths.inp)),
+                 "in_label": self.paths.in_label, "settings": self.settings, "lines_done": self.lineno,
+                 "bytes_out": self.bytes_out, "in_offset": self.in_offset, "in_sha256": self.in_hash.hexdigest(),
+                 "owners": self.owners, "counts": self.counts, "bad": self.bad, "checkpoints": self.n_checkpoints,
+                 "finished": finished}
+        if finished:
+            state["summary"] = self._summary()
+        return state
+
+    def _checkpoint(self, finished: bool = False) -> None:
+        """fsync the output, then commit the pending insertions and the checkpoint in ONE transaction."""
+        self.fout.flush()
+        os.fsync(self.fout.fileno())
         state = None
-        if resumable:
-            n_checkpoints += 1
-            state = {"version": 1, "in_path": os.path.abspath(in_path), "in_label": in_label,
-                     "settings": settings, "lines_done": lineno, "bytes_out": bytes_out,
-                     "in_offset": in_offset, "in_tail_sha256": _tail_hash_at(in_offset),
-                     "owners": owners, "counts": counts, "bad": bad, "checkpoints": n_checkpoints,
-                     "finished": finished}
-            if finished:
-                state["summary"] = summary_dict()
-        with ledger.transaction():
-            ledger.add_insertions(pending)
+        if self.paths.key is not None and (self.resumable or finished):
+            if self.resumable:
+                self.n_checkpoints += 1
+            state = self._state(finished)
+        with self.ledger.transaction():
+            self.ledger.add_insertions(self.pending)
             if state is not None:
-                ledger.set_checkpoint(key, state)
-        pending.clear()
+                self.ledger.set_checkpoint(self.paths.key, state)
+        self.pending.clear()
+        if state is not None:
+            self.recorded_lines = self.lineno
 
-    def _tail_hash_at(end: int) -> str:
-        here = fin.tell()
-        h = _tail_hash(fin, end)
-        fin.seek(here)
-        return h
+    def _summary(self) -> dict:
+        return {"input": self.paths.in_label, "output": self.paths.out, "lines": self.lineno, **self.counts,
+                "owners": len(self.owners), "bad_lines": self.bad, "resumed_from_line": self.resumed_from,
+                "seconds": round(time.perf_counter() - self.t0, 3)}
 
-    def summary_dict() -> dict:
-        return {"input": in_label, "output": out_path, "lines": lineno, **counts, "owners": len(owners),
-                "bad_lines": bad, "resumed_from_line": resumed_from,
-                "seconds": round(time.perf_counter() - t0, 3)}
+    # -- the end ---------------------------------------------------------------------------------------
 
-    from tqdm import tqdm
+    def _failure(self, exc: BaseException) -> BaseException:
+        """Clean up after a failed run and return what to raise. Before anything is recorded, OUT.partial
+        and its start checkpoint go: nothing is left. After, both stay (the ledger describes the file's
+        first bytes) and the error says to --resume."""
+        self._close()
+        if isinstance(exc, OSError):
+            where = self.paths.partial or "<stdout buffer>"
+            exc = (OutputError(f"{where}: cannot write ({exc.strerror or exc})") if exc.errno in _WRITE_ERRNOS
+                   else InputError(f"{self.paths.in_label}: read or write failed ({exc.strerror or exc})"))
+        if self.paths.partial is not None and self.recorded_lines > 0:
+            if isinstance(exc, GhostsentError):
+                hint = " (or add --skip-bad)" if type(exc) is InputError else ""
+                return type(exc)(f"{exc}. The ledger holds the insertions of the first {self.recorded_lines} lines, "
+                                 f"so {self.paths.partial} is kept: fix the cause and rerun with --resume{hint}")
+            if self.warn and isinstance(exc, KeyboardInterrupt):
+                self.warn(f"interrupted; progress is kept in {self.paths.partial}: rerun with --resume to continue")
+            return exc
+        if self.paths.partial is not None:
+            if self.created_partial:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.paths.partial)
+            with contextlib.suppress(GhostsentError):
+                self.ledger.delete_checkpoint(self.paths.key)
+        return exc
 
-    bar = tqdm(total=total, initial=in_offset, unit="B", unit_scale=True, unit_divisor=1024,
-               file=sys.stderr, disable=not opts.progress, desc="tag-jsonl", leave=False)
-    since_bar = 0
-    since_cp = 0
-    write = fout.write
-    committed_any = cp is not None
-    try:
-        for raw in fin:
-            lineno += 1
-            in_offset += len(raw)
-            since_bar += len(raw)
-            try:
+    def _close(self) -> None:
+        for f in (self.fout, self.fin if self.paths.inp != "-" else None):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+    def _finish(self) -> dict:
+        if self.paths.inp != "-":
+            self.fin.close()
+        summary = self._summary()
+        if self.paths.partial is None:
+            self._copy_to_stdout(summary)
+        else:
+            self.fout.close()
+            self._rename()
+            self.ledger.delete_checkpoint(self.paths.key)
+        summary["seconds"] = round(time.perf_counter() - self.t0, 3)
+        return summary
+
+    def _copy_to_stdout(self, summary: dict) -> None:
+        try:
+            self.fout.seek(0)
+            import shutil
+
+            shutil.copyfileobj(self.fout, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise OutputClosedError(f"standard output was closed before all {summary['lines']} lines were written; "
+                                    f"the ledger records the {summary['inserted']} insertions of the complete "
+                                    f"output") from None
+        finally:
+            self.fout.close()
+
+    # -- the lines -------------------------------------------------------------------------------------
+
+    def _identifier(self, owner: str) -> tuple:
+        got = self.ghosts.get(owner)
+        if got is None:
+            seed = self.opts.seed
+            ident, new = self.ledger.identifier_for_owner_or_new(
+                owner, self.wordlist, n_words=self.opts.words, template=self.opts.template,
+                seed=None if seed is None else _owner_seed(seed, owner))
+            if new:
+                self.counts["new_identifiers"] += 1
+            if self.check_ghost is not None:
+                self.check_ghost(ident)
+            got = self.ghosts[owner] = (ident.id, ident.text, placer(ident.text, self.opts.position))
+        return got
+
+    def _parse(self, raw: bytes, in_offset: int) -> tuple[Any, str | None]:
+        """(object, the line as text) for a JSON line; (None, None) for a blank one; _BadLine otherwise."""
+        try:
+            if raw[:1] == b"{" and raw[1:2] != b"\x00":
+                # What json.loads(raw) does for such a line (its encoding sniffing says UTF-8), minus its
+                # wrappers; any failure reruns json.loads for its exact error.
+                line = raw.decode("utf-8", "surrogatepass")
                 try:
-                    if raw[:1] == b"{" and raw[1:2] != b"\x00":
-                        # What json.loads(raw) does for such a line (its encoding sniffing says UTF-8),
-                        # minus its wrappers; any failure reruns json.loads for its exact error.
-                        try:
-                            line = raw.decode("utf-8", "surrogatepass")
-                            obj, end = raw_decode(line)
-                            if end != len(line) and line[end:].strip(" \t\n\r"):
-                                obj = loads(raw)
-                        except ValueError:
-                            obj = loads(raw)
-                    else:
-                        obj = loads(raw)
-                except UnicodeDecodeError as e:
-                    raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
-                                   f"(file byte offset {in_offset - len(raw) + e.start})") from None
-                except ValueError as e:
-                    if raw.strip():
-                        raise _BadLine(f"not valid JSON ({e})") from None
-                    obj = None  # a blank line: copied through
-                if obj is None and not raw.strip():
-                    counts["blank"] += 1
-                    out = raw
-                else:
-                    if type(obj) is not dict:
-                        raise _BadLine(f"expected a JSON object, got {type(obj).__name__}")
-                    owner = get_owner(obj)
-                    if owner is _MISSING or owner is None or isinstance(owner, (dict, list, bool)):
-                        raise _BadLine(f"missing owner field {owner_field!r}" if owner is _MISSING or owner is None
-                                       else f"owner field {owner_field!r} is not a string or number")
-                    text = get_text(obj)
-                    if type(text) is not str:
-                        raise _BadLine(f"missing text field {text_field!r}" if text is _MISSING
-                                       else f"text field {text_field!r} is not a string")
-                    if type(owner) is not str:
-                        owner = str(owner)
-                    counts["records"] += 1
-                    st = owners.get(owner)
-                    if st is None:
-                        st = owners[owner] = [0, 0]
-                    st[0] += 1
-                    allowed = st[0] if cap is None else min(cap, st[0])
-                    if fraction is not None:
-                        allowed = min(allowed, math.ceil(st[0] * fraction - 1e-9))
-                    out = raw
-                    if st[1] >= allowed:
-                        counts["not_selected"] += 1
-                    else:
-                        if id_field is not None:
-                            rid = _get_field(obj, id_field)
-                            if rid is _MISSING or rid is None or isinstance(rid, (dict, list)):
-                                raise _BadLine(f"missing id field {id_field!r}")
-                            document = f"{in_label}:{id_field}={rid}"
-                        else:
-                            document = f"{in_label}:line {lineno}"
-                        got = ghosts.get(owner)
-                        if got is None:
-                            ident = identifier_for(owner)
-                            if check_ghost is not None:
-                                check_ghost(ident)
-                            got = ghosts[owner] = (ident.id, ident.text, placer(ident.text, position))
-                        ident_id, ghost, place = got
-                        if ghost in text:
-                            counts["already_tagged"] += 1
-                            st[1] += 1
-                        else:
-                            rng = random.Random(f"{seed}:{lineno}") if seed is not None else sys_rng
-                            try:
-                                offset, inserted = place(text, rng)
-                            except NoBoundaryError:
-                                counts["no_boundary"] += 1
-                            else:
-                                new_text = text[:offset] + inserted + text[offset:]
-                                _set_field(obj, text_field, new_text)
-                                ending = b"\r\n" if raw.endswith(b"\r\n") else (b"\n" if raw.endswith(b"\n") else b"")
-                                out = (encode_ascii(obj) if raw.isascii() else encode_utf8(obj)).encode("utf-8") + ending
-                                pending.append((ident_id, document,
-                                                sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
-                                                sha256(new_text.encode("utf-8", "surrogatepass")).hexdigest(),
-                                                offset, position))
-                                counts["inserted"] += 1
-                                st[1] += 1
-            except _BadLine as e:
-                msg = f"{in_label}, line {lineno}: {e}"
-                if not opts.skip_bad:
-                    raise InputError(msg + "; use --skip-bad to copy such lines through unchanged") from None
-                counts["bad"] += 1
-                if len(bad) < MAX_LISTED_BAD:
-                    bad.append({"line": lineno, "reason": str(e)})
-                out = raw
-            write(out)
-            bytes_out += len(out)
-            since_cp += 1
-            if since_cp >= opts.checkpoint_every and resumable:
-                checkpoint()
-                committed_any = True
-                since_cp = 0
-                if after_checkpoint is not None:
-                    after_checkpoint(n_checkpoints)
-            if since_bar >= 1 << 20:
-                bar.update(since_bar)
-                since_bar = 0
-        bar.update(since_bar)
-        checkpoint(finished=True)
-        summary = summary_dict()
-    except BaseException as exc:
-        bar.close()
-        fout.close()
-        if not stdin_mode:
-            fin.close()
-        if resumable and committed_any:
-            if isinstance(exc, InputError):
-                raise InputError(
-                    f"{exc}. Lines up to the last checkpoint are recorded in the ledger, so {partial} is "
-                    f"kept: fix the line and rerun with --resume (or add --skip-bad --resume)") from None
-            if warn and isinstance(exc, KeyboardInterrupt):
-                warn(f"interrupted; progress is kept in {partial}: rerun with --resume to continue")
-        elif partial is not None:
+                    obj, end = _RAW_DECODE(line)
+                    if end != len(line) and line[end:].strip(" \t\n\r"):
+                        obj = json.loads(raw)
+                except ValueError:
+                    obj = json.loads(raw)
+                return obj, line
+            obj = json.loads(raw)
+        except UnicodeDecodeError as e:
+            raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
+                           f"(file byte offset {in_offset - len(raw) + e.start})") from None
+        except ValueError as e:
+            if raw.strip():
+                raise _BadLine(f"not valid JSON ({e})") from None
+            return None, None
+        try:
+            return obj, raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return obj, None  # JSON in another encoding (json.loads sniffs UTF-16/32): never spliced
+
+    def _insert(self, raw: bytes, line: str | None, obj: dict, text: str, owner: str, lineno: int) -> bytes | None:
+        """The line with the owner's ghost spliced into its text field (None: no boundary)."""
+        opts = self.opts
+        if opts.id_field is not None:
+            rid = _get_field(obj, opts.id_field)
+            if rid is _MISSING or rid is None or isinstance(rid, (dict, list)):
+                raise _BadLine(f"missing id field {opts.id_field!r}")
+            if isinstance(rid, str) and has_surrogate(rid):
+                raise _BadLine(f"id field {opts.id_field!r} contains a lone surrogate escape (not valid Unicode)")
+            document = f"{self.paths.in_label}:{opts.id_field}={rid}"
+        else:
+            document = f"{self.paths.in_label}:line {lineno}"
+        ident_id, ghost, place = self._identifier(owner)
+        if ghost in text:
+            self.counts["already_tagged"] += 1
+            return raw
+        rng = random.Random(f"{opts.seed}:{lineno}") if opts.seed is not None else self.sys_rng
+        try:
+            offset, inserted = place(text, rng)
+        except NoBoundaryError:
+            self.counts["no_boundary"] += 1
+            return None
+        new_text = text[:offset] + inserted + text[offset:]
+        get_text = self.get_text
+
+        def reads_back(new_line: str) -> bool:
+            """The spliced line parses, and its text field is the new text (so the span went there)."""
             try:
-                os.unlink(partial)
-            except OSError:
-                pass
-        raise
-    bar.close()
-    if not stdin_mode:
-        fin.close()
-    if stdout_mode:
-        fout.seek(0)
-        shutil.copyfileobj(fout, sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-        fout.close()
-    else:
-        fout.close()
-        os.replace(partial, out_path)
-        _fsync_dir(Path(os.path.abspath(out_path)).parent)
-        if key:
-            ledger.delete_checkpoint(key)
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    return summary
+                return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
+            except ValueError:
+                return False
+
+        spliced = None if line is None else splice(line, opts.text_field, offset, inserted, raw.isascii(), text,
+                                                   reads_back)
+        if spliced is None:
+            raise _BadLine(f"cannot insert into text field {opts.text_field!r} without rewriting the rest of the line")
+        new_raw = spliced.encode("utf-8", "surrogatepass")
+        self.pending.append((ident_id, document, sha256_bytes(text.encode("utf-8")),
+                             sha256_bytes(new_text.encode("utf-8")), offset, opts.position))
+        self.counts["inserted"] += 1
+        return new_raw
+
+    def _record(self, raw: bytes, lineno: int, in_offset: int) -> bytes:
+        """What one input line becomes in the output."""
+        obj, line = self._parse(raw, in_offset)
+        if obj is None and line is None:
+            self.counts["blank"] += 1
+            return raw
+        if type(obj) is not dict:
+            raise _BadLine(f"expected a JSON object, got {type(obj).__name__}")
+        opts = self.opts
+        owner = self.get_owner(obj)
+        if owner is _MISSING or owner is None or isinstance(owner, (dict, list, bool)):
+            raise _BadLine(f"missing owner field {opts.owner_field!r}" if owner is _MISSING or owner is None
+                           else f"owner field {opts.owner_field!r} is not a string or number")
+        text = self.get_text(obj)
+        if type(text) is not str:
+            raise _BadLine(f"missing text field {opts.text_field!r}" if text is _MISSING
+                           else f"text field {opts.text_field!r} is not a string")
+        if has_surrogate(text):
+            raise _BadLine(f"text field {opts.text_field!r} contains a lone surrogate escape (not valid Unicode)")
+        owner = self._owner_name(owner)
+        self.counts["records"] += 1
+        st = self.owners.get(owner)
+        if st is None:
+            st = self.owners[owner] = [0, 0]
+        st[0] += 1
+        allowed = st[0] if opts.max_per_owner is None else min(opts.max_per_owner, st[0])
+        if opts.fraction is not None:
+            allowed = min(allowed, math.ceil(st[0] * opts.fraction - 1e-9))
+        if st[1] >= allowed:
+            self.counts["not_selected"] += 1
+            return raw
+        out = self._insert(raw, line, obj, text, owner, lineno)
+        if out is None:
+            return raw
+        st[1] += 1
+        return out
+
+    def _owner_name(self, owner: Any) -> str:
+        """The record's owner, normalised as the ledger stores it (cached: a corpus has few owners)."""
+        got = self.owner_names.get(owner)
+        if got is None:
+            name = owner if type(owner) is str else str(owner)
+            if has_surrogate(name):
+                raise _BadLine(f"owner field {self.opts.owner_field!r} contains a lone surrogate escape "
+                               f"(not valid Unicode)")
+            try:
+                got = normalise_owner(name, f"owner field {self.opts.owner_field!r}")
+            except InputError as e:
+                raise _BadLine(str(e)) from None
+            if len(self.owner_names) < 1_000_000:
+                self.owner_names[owner] = got
+        return got
+
+    def _loop(self) -> None:
+        from tqdm import tqdm
+
+        opts, counts, bad = self.opts, self.counts, self.bad
+        self.get_owner, self.get_text = _getter(opts.owner_field), _getter(opts.text_field)
+        self.owner_names: dict[Any, str] = {}
+        self.sys_rng = _BufferedSystemRandom()
+        bar = tqdm(total=self.total, initial=self.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   file=sys.stderr, disable=not opts.progress, desc="tag-jsonl", leave=False)
+        hash_update = self.in_hash.update if self.resumable else None
+        record, write, label = self._record, self.fout.write, self.paths.in_label
+        lineno, in_offset, bytes_out = self.lineno, self.in_offset, self.bytes_out
+        since_bar = since_cp = 0
+        try:
+            for raw in self.fin:
+                lineno += 1
+                in_offset += len(raw)
+                since_bar += len(raw)
+                if hash_update is not None:
+                    hash_update(raw)
+                try:
+                    out = record(raw, lineno, in_offset)
+                except _BadLine as e:
+                    msg = f"{label}, line {lineno}: {e}"
+                    if not opts.skip_bad:
+                        raise InputError(msg + "; use --skip-bad to copy such lines through unchanged") from None
+                    counts["bad"] += 1
+                    if len(bad) < MAX_LISTED_BAD:
+                        bad.append({"line": lineno, "reason": str(e)})
+                    out = raw
+                write(out)
+                bytes_out += len(out)
+                since_cp += 1
+                if since_cp >= opts.checkpoint_every and self.resumable:
+                    self.lineno, self.in_offset, self.bytes_out = lineno, in_offset, bytes_out
+                    self._checkpoint()
+                    since_cp = 0
+                    if self.after_checkpoint is not None:
+                        self.after_checkpoint(self.n_checkpoints)
+                if since_bar >= 1 << 20:
+                    bar.update(since_bar)
+                    since_bar = 0
+            bar.update(since_bar)
+        finally:
+            bar.close()
+        self.lineno, self.in_offset, self.bytes_out = lineno, in_offset, bytes_out
+
+
+_RAW_DECODE = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings

@@ -1,5 +1,8 @@
-"""The boundary rules as they were before the speed work (commit 181cb72), kept verbatim as the oracle
-for tests/test_sentences_fast.py: the fast paths in ghostsent.sentences must give the same results."""
+"""The boundary rules as they were before the speed work (commit 181cb72), kept as the oracle for
+tests/test_sentences_fast.py: the fast paths in ghostsent.sentences must give the same results.
+
+One deliberate change since (issue 8): an unclosed fence, HTML comment, raw-text element or $$ block
+runs one past the end of the text (a `\\Z` anchor instead of `$`, end len(text) + 1), as in ghostsent.sentences."""
 from __future__ import annotations
 
 import bisect
@@ -32,10 +35,10 @@ _LINK_REFDEF = re.compile(r"^ {0,3}\[[^\]\n]+\]:")
 # Inline regions, each with a cheap substring trigger: most texts have no '<', '@' or '://' at all, and
 # skipping those patterns is what keeps tag-jsonl near raw JSON speed.
 _INLINE: tuple[tuple[tuple[str, ...], re.Pattern], ...] = (
-    (("<!--",), re.compile(r"<!--[\s\S]*?(?:-->|$)")),                         # HTML comment
-    (("<",), re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:</\1\s*>|$)", re.I)),
+    (("<!--",), re.compile(r"<!--[\s\S]*?(?:(?P<close>-->)|\Z)")),             # HTML comment
+    (("<",), re.compile(r"<(pre|script|style|code|textarea|math|svg)\b[\s\S]*?(?:(?P<close></\1\s*>)|\Z)", re.I)),
     (("<",), re.compile(r"<[A-Za-z/!?][^<>]*>")),                               # tags, <http://..> autolinks
-    (("$$",), re.compile(r"\$\$[\s\S]*?(?:\$\$|$)")),                          # display math
+    (("$$",), re.compile(r"\$\$[\s\S]*?(?:(?P<close>\$\$)|\Z)")),              # display math
     (("](",), re.compile(r"!?\[[^\[\]\n]*\]\([^()\n]*(?:\([^()\n]*\)[^()\n]*)*\)")),  # [text](url)
     (("][",), re.compile(r"!?\[[^\[\]\n]*\]\[[^\[\]\n]*\]")),                # [text][ref]
     (("://",), re.compile(r"(?:https?|ftp|file)://\S+", re.I)),                  # URLs
@@ -135,7 +138,7 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
                     break
                 j += 1
             last = min(j, n - 1)
-            spans.append((start, lines[last][1]))
+            spans.append((start, lines[last][1] if j < n else len(text) + 1))
             i = last + 1
             prev_blank = False
             continue
@@ -172,7 +175,8 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
         spans.extend(_code_spans(text))
     for triggers, pattern in _INLINE:
         if any(t in text for t in triggers):
-            spans.extend((m.start(), m.end()) for m in pattern.finditer(text))
+            spans.extend((m.start(), m.end() if "close" not in pattern.groupindex or m.group("close") is not None
+                          else len(text) + 1) for m in pattern.finditer(text))
     return _merge(spans)
 
 

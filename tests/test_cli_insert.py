@@ -22,7 +22,7 @@ def run(args, ledger, **kw):
 def new_id(ledger: Path, owner="me") -> str:
     r = run(["new", "--owner", owner, "--words", "6", "--json"], ledger)
     assert r.exit_code == 0, r.output
-    return json.loads(r.output)["id"]
+    return json.loads(r.stdout)["id"]  # stderr may say "created new ledger at ..."
 
 
 def test_insert_out_dry_run_and_rerun(tmp_path, monkeypatch):

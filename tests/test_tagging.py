@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostsent.errors import InputError
+from ghostsent.errors import InputError, OutputError
 from ghostsent.ledger import Ledger
 from ghostsent.tagging import JsonlOptions, checkpoint_key, tag_files, tag_jsonl
 
@@ -143,7 +143,7 @@ def test_failed_rename_rolls_the_ledger_back(tmp_path, ledger, ident, monkeypatc
         raise OSError("disk on fire")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="disk on fire"):  # one-line error, not a traceback (issue 8)
         tag_files(ledger, ident, [src], out_dir=tmp_path / "out")
     monkeypatch.undo()
     assert ledger.insertions() == []

@@ -1,0 +1,89 @@
+"""The JSONL splice (ghostsent.jsonsplice) against json.loads, on generated hand-formatted JSON lines:
+odd whitespace, every escape style, surrogate-pair escapes, raw astral characters, huge and
+upper-case-exponent numbers, duplicate keys, nested objects and a leading BOM."""
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ghostsent.jsonsplice import _insert_at, field_span, splice
+from ghostsent.tagging import _MISSING, _get_field
+
+WS = st.sampled_from(["", " ", "  ", "\t", "\r\n "])
+NUMBERS = st.sampled_from(["0", "-0.0", "1e400", "-1E400", "1E5", "2.50", "-12", "3.0e-2", "1e-400"])
+PLAIN = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters='"\\'), min_size=1,
+                max_size=6)
+ESCAPES = st.sampled_from(['\\"', "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\u00e9", "\\u00E9",
+                           "\\ud83d\\ude00", "\\uD83D\\uDE00", "\\u0000", "\\u2028", "\U0001F600", "\u00e9"])
+KEYS = st.sampled_from(["text", "owner", "meta", "t", "a.b", "a", "b", "x\\u0079", "te\\u0078t"])
+
+
+def string_lit():
+    return st.lists(st.one_of(PLAIN, ESCAPES), max_size=8).map(lambda parts: '"' + "".join(parts) + '"')
+
+
+def value(depth: int):
+    scalars = st.one_of(string_lit(), NUMBERS, st.sampled_from(["true", "false", "null"]))
+    if depth == 0:
+        return scalars
+    return st.one_of(scalars, scalars, obj(depth - 1), arr(depth - 1))
+
+
+def arr(depth: int):
+    return st.tuples(WS, st.lists(st.tuples(value(depth), WS), max_size=3)).map(
+        lambda t: "[" + t[0] + ",".join(v + w for v, w in t[1]) + "]")
+
+
+def obj(depth: int):
+    member = st.tuples(WS, st.one_of(KEYS.map(lambda k: f'"{k}"'), string_lit()), WS, WS, value(depth), WS)
+    return st.lists(member, max_size=5).map(
+        lambda ms: "{" + ",".join(f"{a}{k}{b}:{c}{v}{d}" for a, k, b, c, v, d in ms) + "}")
+
+
+def one_insertion(old: str, new: str, piece: str) -> bool:
+    """`new` is `old` with exactly `piece` inserted somewhere (nothing else changed)."""
+    return any(new == old[:i] + piece + old[i:] for i in range(len(old) + 1))
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=obj(2), bom=st.booleans(), name=st.sampled_from(["text", "meta.t", "a.b", "xy", "meta.text", "a"]),
+       data=st.data(), ascii_only=st.booleans())
+def test_splice_changes_only_the_field_json_loads_reads(line, bom, name, data, ascii_only):
+    line = ("\ufeff" if bom else "") + line
+    parsed = json.loads(line.lstrip("\ufeff"))
+    want = _get_field(parsed, name) if isinstance(parsed, dict) else _MISSING
+    if not isinstance(want, str):
+        assert field_span(line, name) is None
+        return
+    offset = data.draw(st.integers(0, len(want)))
+    inserted = data.draw(st.sampled_from([" Ghost sentence.", " G\u00e9\U0001F600 \"q\" \\ /.", "\n"]))
+    expected = want[:offset] + inserted + want[offset:]
+    piece = json.dumps(inserted, ensure_ascii=ascii_only)[1:-1]
+
+    def reads(new: str) -> bool:
+        return _get_field(json.loads(new.lstrip("\ufeff")), name) == expected
+
+    # The structural scan alone, checked against json.loads independently ...
+    by_scan = _insert_at(line, field_span(line, name), offset, piece)
+    assert reads(by_scan)
+    assert one_insertion(line, by_scan, piece)  # every other character, BOM included, is where it was
+    # ... and splice() as tag-jsonl calls it (fast path first, the scan when that does not read back).
+    new = splice(line, name, offset, inserted, ascii_only, want, reads)
+    assert new is not None and reads(new) and one_insertion(line, new, piece)
+
+
+def test_fast_path_guess_that_is_another_literal_falls_back_to_the_scan():
+    # The key "Hello." is the only literal json.dumps("Hello.") matches; the field itself is escaped.
+    line = '{"Hello.": 1, "text": "Hell\\u006f."}'
+    expected = "Hello. G."
+
+    def reads(new: str) -> bool:
+        try:
+            return json.loads(new).get("text") == expected
+        except ValueError:
+            return False
+
+    new = splice(line, "text", 6, " G.", True, "Hello.", reads)
+    assert new == '{"Hello.": 1, "text": "Hell\\u006f. G."}'
