@@ -58,7 +58,7 @@ def test_new_refuses_a_user_wordlist_with_bad_words(tmp_path):
 def _filtered_identifier(led: Path) -> str:
     r = run(["new", "--owner", "ann", "--words", "6", "--template", JS_TEMPLATE, "--allow-filtered", "--json"], led)
     assert r.exit_code == 0, r.output
-    return json.loads(r.output)["id"]
+    return json.loads(r.stdout)["id"]
 
 
 def test_insert_refuses_a_filtered_ghost_and_writes_nothing(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ pytest.importorskip("trafilatura")
 from ghostsent.cli import main  # noqa: E402
 from ghostsent.corpus import load_corpus  # noqa: E402
 from ghostsent.insert import insert  # noqa: E402
+from ghostsent.ledger import Ledger  # noqa: E402
 from ghostsent.passphrase import draw_words  # noqa: E402
 from ghostsent.survive.pipeline import default_stages, run_survival  # noqa: E402
 from ghostsent.survive.stages import Doc, ExactDocument, LineDedup, regex_tokenizer  # noqa: E402
@@ -144,7 +145,7 @@ def test_cli_survive_on_a_folder_with_exit_code(tmp_path, corpus, monkeypatch):
     monkeypatch.chdir(tmp_path)
     led = tmp_path / "l.db"
     r = CliRunner().invoke(main, ["new", "--owner", "ann", "--words", "10", "--json", "--ledger", str(led)])
-    ident = json.loads(r.output)["id"]
+    ident = json.loads(r.stdout)["id"]
     src = tmp_path / "posts"
     src.mkdir()
     for i, text in enumerate(corpus[:12]):
@@ -174,6 +175,9 @@ def test_cli_survive_on_a_folder_with_exit_code(tmp_path, corpus, monkeypatch):
 
 def test_cli_survive_bad_input_is_one_line(tmp_path):
     led = tmp_path / "l.db"
+    r = CliRunner().invoke(main, ["survive", str(tmp_path), "--ledger", str(led)])
+    assert r.exit_code == 4 and r.output.startswith("Error: ") and len(r.output.splitlines()) == 1  # no ledger
+    Ledger(led, create=True).close()  # an empty ledger
     r = CliRunner().invoke(main, ["survive", str(tmp_path), "--ledger", str(led)])
     assert r.exit_code == 3 and r.output.startswith("Error: no identifiers")
     CliRunner().invoke(main, ["new", "--ledger", str(led)])
