@@ -31,7 +31,7 @@ from ghostsent.perplexity import rank_against, score_set
 from ghostsent.stats import (bonferroni, combine_strata, fit_tail, format_p, history_weight, holm, ks_uniform,
                              rank_sum_test)
 from ghostsent.targets.base import Target
-from ghostsent.wordlists import WordList, load_wordlist
+from ghostsent.wordlists import WordList, find_wordlist, load_wordlist
 
 DEFAULT_ALPHA = 1e-3
 DEFAULT_CONTROLS = 5
@@ -44,13 +44,14 @@ NOT_PROVEN = (
 
 
 def wordlist_for(ident: Any, override: str | None = None) -> WordList:
-    """The identifier's exact word list; p-values are only valid for the list it was drawn from."""
-    wl = load_wordlist(override or ident.wordlist_name)
+    """The identifier's exact word list; p-values are only valid for the list it was drawn from. Found by
+    the recorded SHA-256 among the shipped and legacy lists (so identifiers drawn from an older version
+    of a shipped list still test), else by the recorded name or path, or `override`."""
+    wl = load_wordlist(override) if override else find_wordlist(ident.wordlist_sha256, ident.wordlist_name)
     if wl.sha256 != ident.wordlist_sha256:
         raise LedgerError(
             f"identifier {ident.id}: word list {wl.name!r} has sha256 {wl.sha256[:12]}…, but the identifier "
-            f"was drawn from {ident.wordlist_sha256[:12]}…; pass --wordlist with the original list"
-        )
+            f"was drawn from {ident.wordlist_sha256[:12]}…; the original list is needed", hint="wordlist")
     return wl
 
 

@@ -145,13 +145,14 @@ def _default_owner() -> str:
 
 
 def _ident_json(ident, ledger, reveal: bool = False) -> dict:
-    from ghostsent import ledger as ledger_mod
+    from ghostsent.ledger.commitments import identifier_commitment
+    from ghostsent.ledger.commitments import reveal as reveal_of
 
     d = ident.to_dict(reveal=False)
     d["insertions"] = [i.to_dict() for i in ledger.insertions(ident.id)]
-    d["commitment"] = ledger_mod.identifier_commitment(ident)
+    d["commitment"] = identifier_commitment(ident)
     if reveal:
-        d["reveal"] = ledger_mod.reveal(ident)
+        d["reveal"] = reveal_of(ident)
     return d
 
 
@@ -226,7 +227,7 @@ def list_cmd(owner, ledger_path, as_json):
 @handle_errors
 def show(identifier, reveal, ledger_path, as_json):
     """Show one identifier (id or unique prefix) and where it was inserted."""
-    from ghostsent.history import history
+    from ghostsent.ledger.history import history
 
     with open_ledger(ledger_path) as led:
         data = _ident_json(led.get(identifier), led, reveal)
@@ -279,10 +280,11 @@ def export(output, ledger_path, as_json):
     import io
 
     from ghostsent.fsio import atomic_write
+    from ghostsent.ledger.transfer import export_jsonl
 
     with open_ledger(ledger_path) as led:
         buf = io.StringIO()
-        n = led.export_jsonl(buf)
+        n = export_jsonl(led, buf)
     if output == "-":
         click.echo(json_printable(buf.getvalue()), nl=False)  # same JSON, no raw bidi/C1 characters
         echo(f"exported {n} records", err=True)
@@ -306,6 +308,7 @@ def import_cmd(source, ledger_path, as_json):
     import io
 
     from ghostsent.errors import InputError
+    from ghostsent.ledger.transfer import import_jsonl
 
     # Read the whole file first: a missing or undecodable file must not get as far as the ledger.
     try:
@@ -316,8 +319,8 @@ def import_cmd(source, ledger_path, as_json):
     except UnicodeDecodeError as e:
         raise InputError(f"{source}: not UTF-8 at byte {e.start}") from None
     with open_ledger(ledger_path, create=True) as led:
-        counts = led.import_jsonl(io.StringIO(text), "<stdin>" if source == "-" else source,
-                                  warn=lambda m: line(f"Warning: {m}"))
+        counts = import_jsonl(led, io.StringIO(text), "<stdin>" if source == "-" else source,
+                              warn=lambda m: line(f"Warning: {m}"))
 
     def human() -> None:
         for kind, c in counts.items():
@@ -332,8 +335,10 @@ def import_cmd(source, ledger_path, as_json):
 @handle_errors
 def commit(ledger_path, as_json):
     """Print the commitment root over all identifiers (publish it) and each identifier's commitment."""
+    from ghostsent.ledger.commitments import ledger_commitment
+
     with open_ledger(ledger_path) as led:
-        data = led.commitment()
+        data = ledger_commitment(led).to_dict()
 
     def human() -> None:
         echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")

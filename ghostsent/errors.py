@@ -1,7 +1,9 @@
 """Exceptions and the exit codes they map to.
 
 Every user-facing failure is a GhostsentError subclass whose message names the file, line or field at
-fault; the CLI turns it into one line on stderr and the exit code below, never a traceback.
+fault; the CLI turns it into one line on stderr and the exit code below, never a traceback. Library
+messages never name command-line flags: an error that a flag can fix carries a `hint` key, and the CLI
+(ghostsent/cli/__init__.py, HINTS) adds the flag. Exit codes are documented in docs/cli.md.
 """
 from __future__ import annotations
 
@@ -18,7 +20,19 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a writer whose
 
 
 class GhostsentError(Exception):
+    """`hint`: a key naming what the user can change (e.g. "resume", "wordlist"); see cli.HINTS."""
+
     exit_code = EXIT_INPUT
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def again(self, message: str) -> "GhostsentError":
+        """The same kind of error (and hint) with another message."""
+        err = type(self)(message, hint=self.hint)
+        err.exit_code = self.exit_code
+        return err
 
 
 class InputError(GhostsentError):
@@ -46,3 +60,12 @@ class ModelError(GhostsentError):
 
 class CapabilityError(ModelError):
     """A server cannot give the prompt log-probabilities the perplexity test needs."""
+
+
+class MissingExtraError(GhostsentError):
+    """A feature needs an optional dependency group (`pip install 'ghostsent[EXTRA]'`). Exit 5 when the
+    feature is a model (detect, study), 3 otherwise (see ghostsent/extras.py)."""
+
+    def __init__(self, message: str = "", *, hint: str | None = None, exit_code: int = EXIT_INPUT) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

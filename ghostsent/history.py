@@ -15,13 +15,14 @@ The CLI goes through `run_recorded`, `record_card` and `check_recorded`; `histor
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ghostsent.audit import (DetectionResult, DetectionSettings, Subject, disclosures, run_detection,
                              wordlist_for)
 from ghostsent.audit import store as store_result
 from ghostsent.errors import InputError
+from ghostsent.ledger.history import History, history  # noqa: F401 (re-exported for now)
 from ghostsent.probe import DEFAULT_KS, ProbeResult, check_ks, check_replies
 from ghostsent.stats import history_p
 from ghostsent.targets.base import Target
@@ -29,60 +30,6 @@ from ghostsent.targets.capability import require_logprobs
 
 CARD_ENDPOINT = "chat window (prompts from ghostsent card)"
 CHECK_MODEL = "chat window (pasted replies)"
-
-
-@dataclass
-class Test:
-    number: int
-    kind: str
-    model: str
-    started_at: str
-    finished_at: str | None
-    stored: bool
-    run_id: int | None
-    p_value: float | None     # None: never finished (counts as p = 1)
-    p_history: float | None
-
-
-@dataclass
-class Disclosure:
-    endpoint: str
-    via: str                  # probe, ppl or card
-    words: list[int]          # 0-based indices of the passphrase words shown
-    created_at: str
-
-
-@dataclass
-class History:
-    identifier_id: str
-    n_words: int
-    tests: list[Test] = field(default_factory=list)
-    disclosures: list[Disclosure] = field(default_factory=list)
-
-    @property
-    def n_tests(self) -> int:
-        return len(self.tests)
-
-    @property
-    def p_over_all(self) -> float:
-        """min_j p_j * j(j+1): valid for "no model tested so far saw it" (union bound over the tests)."""
-        return min((t.p_history for t in self.tests if t.p_history is not None), default=1.0)
-
-    def shown(self, via: Sequence[str] = ("card", "probe")) -> int:
-        """How many leading words prompts of these kinds have shown (0 if none is logged)."""
-        return max((max(d.words) + 1 for d in self.disclosures if d.via in via and d.words), default=0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n_tests": self.n_tests, "p_over_all": self.p_over_all,
-                "tests": [asdict(t) for t in self.tests], "disclosures": [asdict(d) for d in self.disclosures]}
-
-
-def history(ledger: Any, identifier_id: str) -> History:
-    ident = ledger.get(identifier_id)
-    tests = [Test(t["number"], t["kind"], t["model"], t["started_at"], t["finished_at"], bool(t["stored"]),
-                  t["run_id"], t["p_value"], t["p_history"]) for t in ledger.tests(ident.id)]
-    discl = [Disclosure(d["endpoint"], d["via"], d["words"], d["created_at"]) for d in ledger.disclosures(ident.id)]
-    return History(ident.id, ident.n_words, tests, discl)
 
 
 # --- tests through the ledger ------------------------------------------------------------------------------
@@ -163,7 +110,7 @@ def check_recorded(ledger: Any, identifier_id: str, replies: Sequence[str], alph
     wl = wordlist_for(ident, wordlist)
     n = ident.n_words
     h = history(ledger, ident.id)
-    card_ks = sorted({n - len(d.words) for d in h.disclosures if d.via == "card"}) or list(DEFAULT_KS)
+    card_ks = h.card_ks() or list(DEFAULT_KS)
     ks = check_ks(answered_ks or card_ks, n)
     revealed = max(h.shown(), n - min(ks), n - min(card_ks))
     [(test_id, number)] = ledger.reserve_tests([(ident.id, "check", CHECK_MODEL)], True)

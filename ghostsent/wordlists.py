@@ -9,6 +9,11 @@ Shipped list files (in `wordlists/`, installed as package `ghostsent.wordlist_da
 `scripts/build_wordlists.py`) start with `# key: value`
 header lines (name, language, size, sha256) followed by one word a line. The SHA-256 is over the
 words joined by "\n" (with a trailing "\n"), so it does not depend on the header.
+
+Legacy lists (`wordlists/legacy/`, e.g. `en-0.1.txt`: the lists of ghostsent 0.1, before the 0.2 screen
+changed them) are never offered for new draws: `load_wordlist` and `builtin_names` do not see them. They
+exist so that an identifier drawn from one can still be tested: `find_wordlist` resolves an identifier's
+list by its recorded SHA-256 among the shipped and legacy lists, then by name or path.
 """
 from __future__ import annotations
 
@@ -193,6 +198,53 @@ def _data_root():
 def builtin_names() -> list[str]:
     """Names of the shipped lists (file stems of the `*.txt` files in the data folder)."""
     return sorted(p.name[:-4] for p in _data_root().iterdir() if p.name.endswith(".txt"))
+
+
+def legacy_names() -> list[str]:
+    """Names of the legacy lists (never drawn from; see the module docstring)."""
+    legacy = _data_root() / "legacy"
+    return sorted(p.name[:-4] for p in legacy.iterdir() if p.name.endswith(".txt")) if legacy.is_dir() else []
+
+
+def _header_sha256(text: str) -> str | None:
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            return None
+        key, sep, value = line[1:].partition(":")
+        if sep and key.strip().lower() == "sha256":
+            return value.strip()
+    return None
+
+
+_BY_SHA: dict[str, tuple[str, str]] = {}  # sha256 -> (resource path below the data root, name)
+
+
+def _index() -> dict[str, tuple[str, str]]:
+    """Every shipped and legacy list by the SHA-256 its header declares (parse_wordlist verifies it)."""
+    if not _BY_SHA:
+        root = _data_root()
+        for folder, names in (("", builtin_names()), ("legacy/", legacy_names())):
+            for name in names:
+                sha = _header_sha256((root / f"{folder}{name}.txt").read_text(encoding="utf-8")[:2048])
+                if sha:
+                    _BY_SHA.setdefault(sha, (f"{folder}{name}.txt", name))
+    return _BY_SHA
+
+
+def find_wordlist(sha256: str, name_or_path: "str | Path | None" = None) -> WordList:
+    """The list an identifier was drawn from: a shipped or legacy list with this SHA-256, else the list
+    `name_or_path` names (whose SHA-256 the caller must compare). InputError if neither exists."""
+    hit = _index().get(sha256)
+    if hit is not None:
+        rel, name = hit
+        key = f"sha256:{sha256}"
+        if key not in _CACHE:
+            text = (_data_root() / rel).read_text(encoding="utf-8")
+            _CACHE[key] = parse_wordlist(text, source=f"wordlists/{rel}", name=name)
+        return _CACHE[key]
+    if name_or_path is None:
+        raise InputError(f"no shipped or legacy word list has SHA-256 {sha256[:12]}…")
+    return load_wordlist(name_or_path)
 
 
 _CACHE: dict[str, WordList] = {}

@@ -18,6 +18,7 @@ from ghostsent import history
 from ghostsent.audit import DetectionSettings, subjects_from_ledger
 from ghostsent.cli import main
 from ghostsent.ledger import Ledger
+from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.targets.base import Scored, Target
 from ghostsent.wordlists import load_wordlist
 
@@ -139,11 +140,11 @@ def test_history_survives_export_and_import(ident, tmp_path):
     invoke("check", i.id, "--reply", reply, "--ledger", path)
     buf = io.StringIO()
     with Ledger(path) as led:
-        led.export_jsonl(buf)
+        export_jsonl(led, buf)
     other = tmp_path / "other.db"
     with Ledger(other) as led:
-        led.import_jsonl(io.StringIO(buf.getvalue()), "x.jsonl")
-        led.import_jsonl(io.StringIO(buf.getvalue()), "x.jsonl")  # idempotent
+        import_jsonl(led, io.StringIO(buf.getvalue()), "x.jsonl")
+        import_jsonl(led, io.StringIO(buf.getvalue()), "x.jsonl")  # idempotent
         h = history.history(led, i.id)
         assert h.n_tests == 1 and len(h.disclosures) == 3  # the card: one per prompt
     d = json.loads(invoke("check", i.id, "--reply", reply, "--ledger", other, "--json").output)

@@ -11,8 +11,10 @@ import sqlite3
 import pytest
 
 from ghostsent.errors import InputError, LedgerError
-from ghostsent.ledger import (SCHEMA_VERSION, Identifier, Ledger, canonical_json, commitment_root,
-                              identifier_commitment, reveal)
+from ghostsent.ledger import SCHEMA_VERSION, Identifier, Ledger
+from ghostsent.ledger.commitments import (canonical_json, commitment_root, identifier_commitment, ledger_commitment,
+                                          reveal)
+from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.passphrase import Ghost, draw_words
 from ghostsent.wordlists import load_wordlist, parse_wordlist
 
@@ -47,7 +49,7 @@ def _populate(ledger: Ledger) -> list[Identifier]:
 
 def _snapshot(ledger: Ledger) -> tuple:
     return (ledger.identifiers(), [dataclasses.replace(i, id=0) for i in ledger.insertions()],
-            [ledger.run(r["id"]) | {"id": 0} for r in ledger.runs()], ledger.commitment())
+            [ledger.run(r["id"]) | {"id": 0} for r in ledger.runs()], ledger_commitment(ledger).to_dict())
 
 
 # --- schema ------------------------------------------------------------------------------------------
@@ -242,7 +244,7 @@ def test_runs_and_records(led):
 
 def _export(ledger: Ledger) -> str:
     buf = io.StringIO()
-    ledger.export_jsonl(buf)
+    export_jsonl(ledger, buf)
     return buf.getvalue()
 
 
@@ -255,12 +257,12 @@ def test_export_import_round_trip_keeps_commitments(tmp_path):
     assert [x["type"] for x in lines] == ["header"] + ["identifier"] * 3 + ["insertion"] * 2 + ["run"]
     assert all(len(x["salt"]) == 32 for x in lines if x["type"] == "identifier")
     with Ledger(tmp_path / "b.db") as b:
-        counts = b.import_jsonl(io.StringIO(text), "a.jsonl")
+        counts = import_jsonl(b, io.StringIO(text), "a.jsonl")
         assert counts == {"identifiers": {"added": 3, "skipped": 0}, "insertions": {"added": 2, "skipped": 0},
                           "runs": {"added": 1, "skipped": 0}}
         assert _snapshot(b) == snap
-        assert b.commitment() == snap[3]
-        again = b.import_jsonl(io.StringIO(text), "a.jsonl")  # identical duplicates are skipped
+        assert ledger_commitment(b).to_dict() == snap[3]
+        again = import_jsonl(b, io.StringIO(text), "a.jsonl")  # identical duplicates are skipped
         assert all(c["added"] == 0 and c["skipped"] > 0 for c in again.values())
         assert _snapshot(b) == snap
 
@@ -275,7 +277,7 @@ def test_import_conflicting_id_is_all_or_nothing(tmp_path):
         b.add_identifier(dataclasses.replace(idents[2], owner="mallory", salt=""))
         before = _snapshot(b)
         with pytest.raises(LedgerError, match=rf"^a\.jsonl:4: identifier {idents[2].id} conflicts .*owner"):
-            b.import_jsonl(io.StringIO(text), "a.jsonl")
+            import_jsonl(b, io.StringIO(text), "a.jsonl")
         assert _snapshot(b) == before
 
 
@@ -287,7 +289,7 @@ def test_import_conflicting_passphrase(tmp_path):
         b.add_identifier(dataclasses.replace(idents[1], id="gs-0123456789", salt=""))
         before = _snapshot(b)
         with pytest.raises(LedgerError, match=r"^a\.jsonl:3: .*same passphrase as gs-0123456789"):
-            b.import_jsonl(io.StringIO(text), "a.jsonl")
+            import_jsonl(b, io.StringIO(text), "a.jsonl")
         assert _snapshot(b) == before
 
 
@@ -306,7 +308,7 @@ def test_import_malformed_line_names_it_and_imports_nothing(tmp_path, bad_line, 
     lines.insert(5, bad_line)  # becomes line 6, after three identifiers and one insertion
     with Ledger(tmp_path / "b.db") as b:
         with pytest.raises(InputError, match=rf"^a\.jsonl:6: {message}"):
-            b.import_jsonl(io.StringIO("\n".join(lines)), "a.jsonl")
+            import_jsonl(b, io.StringIO("\n".join(lines)), "a.jsonl")
         assert b.identifiers() == [] and b.insertions() == [] and b.runs() == []
 
 
@@ -314,14 +316,14 @@ def test_import_insertion_for_unknown_identifier(led):
     line = json.dumps({"type": "insertion", "identifier_id": "gs-ffffffffff", "document": "d", "sha256_before": "x",
                        "sha256_after": "y", "offset": 1, "strategy": "end", "created_at": "t"})
     with pytest.raises(LedgerError, match=r"^f:1: insertion refers to unknown identifier 'gs-ffffffffff'"):
-        led.import_jsonl(io.StringIO(line), "f")
+        import_jsonl(led, io.StringIO(line), "f")
 
 
 # --- commitments -------------------------------------------------------------------------------------
 
 def test_commitment_recomputable_by_a_third_party(led):
     idents = _populate(led)
-    com = led.commitment()
+    com = ledger_commitment(led).to_dict()
     assert com["count"] == 3 and [x["id"] for x in com["identifiers"]] == sorted(i.id for i in idents)
     digests = []
     for ident in idents:
@@ -343,6 +345,6 @@ def test_commitment_binds_content_and_salt(led):
     assert identifier_commitment(dataclasses.replace(ident, owner="eve")) != c
     assert identifier_commitment(dataclasses.replace(ident, salt="0" * 32)) != c
     assert canonical_json(ident) == canonical_json(dataclasses.replace(ident, salt="0" * 32))
-    root = led.commitment()["root"]
+    root = ledger_commitment(led).to_dict()["root"]
     led.new_identifier("bob", EN)
-    assert led.commitment()["root"] != root
+    assert ledger_commitment(led).to_dict()["root"] != root

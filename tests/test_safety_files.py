@@ -246,6 +246,6 @@ def test_rerun_rebuilds_the_record_a_killed_run_never_committed(setup):
 
 def test_import_accepts_every_strategy_insert_records():
     from ghostsent.insert import POSITIONS
-    from ghostsent.ledger import _STRATEGIES
+    from ghostsent.ledger.records import STRATEGIES as _STRATEGIES
 
     assert set(POSITIONS) | {"recovered"} == set(_STRATEGIES)

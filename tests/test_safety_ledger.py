@@ -12,6 +12,7 @@ import pytest
 
 from ghostsent.errors import InputError
 from ghostsent.ledger import Ledger
+from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.wordlists import load_wordlist
 from proc import gs, one_line_error, popen
 
@@ -115,7 +116,7 @@ def _export_lines(tmp_path) -> list[dict]:
         ident = a.new_identifier("ann", EN, n_words=4)
         a.add_insertion(ident.id, "d.md", "a" * 64, "b" * 64, 3, "end")
         buf = io.StringIO()
-        a.export_jsonl(buf)
+        export_jsonl(a, buf)
     return [json.loads(x) for x in buf.getvalue().splitlines()]
 
 
@@ -144,7 +145,7 @@ def test_import_refuses_invalid_values(tmp_path, kind, field, value, message):
     text = "".join(json.dumps(x) + "\n" for x in lines)
     with Ledger(tmp_path / "dst.db") as b:
         with pytest.raises(InputError, match=message):
-            b.import_jsonl(io.StringIO(text), "x.jsonl")
+            import_jsonl(b, io.StringIO(text), "x.jsonl")
         assert b.identifiers() == [] and b.insertions() == []
 
 

@@ -9,6 +9,7 @@ import json
 import harness
 import scenarios
 from ghostsent.ledger import Ledger
+from ghostsent.ledger.transfer import export_jsonl
 from proc import gs, one_line_error
 from scenarios import FULL
 
@@ -45,7 +46,7 @@ def test_ledger_on_a_full_disk_imports_nothing(tmp_path, small_disk):
             big.new_identifier(f"owner{i}", "en", n_words=6)
     buf = io.StringIO()
     with Ledger(tmp_path / "big.db") as big:
-        big.export_jsonl(buf)
+        export_jsonl(big, buf)
     (tmp_path / "big.jsonl").write_text(buf.getvalue())
     disk = small_disk(256 << 10)
     ledger = disk.path / "l.db"

@@ -1,0 +1,161 @@
+"""The ledger's schema: the ordered migrations every backend applies.
+
+The schema is versioned from day one (`PRAGMA user_version` plus a `schema_version` table in SQLite)
+and upgraded by MIGRATIONS in order, so an old ledger opens in a newer ghostsent without losing
+anything. MIGRATIONS[i] upgrades a ledger from version i to i+1: append, never edit (docs/ledger.md).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Callable
+
+# PRAGMA application_id of a ghostsent ledger ("gsnt"): how a file is recognised as one without guessing
+# from table names. Ledgers from before migration 4 are recognised by their tables (V1_TABLES).
+APPLICATION_ID = int.from_bytes(b"gsnt", "big")
+V1_TABLES = {"schema_version", "identifiers", "insertions", "checkpoints"}
+
+_V1 = """
+CREATE TABLE identifiers (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    template TEXT NOT NULL,
+    words TEXT NOT NULL,                -- JSON array of the drawn words
+    passphrase_norm TEXT NOT NULL,      -- words NFKC+casefolded, space-joined
+    wordlist_name TEXT NOT NULL,
+    wordlist_sha256 TEXT NOT NULL,
+    n_words INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    drawn TEXT NOT NULL,
+    salt TEXT NOT NULL
+);
+CREATE UNIQUE INDEX identifiers_passphrase ON identifiers(passphrase_norm);
+CREATE INDEX identifiers_owner ON identifiers(owner);
+CREATE TABLE insertions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identifier_id TEXT NOT NULL REFERENCES identifiers(id),
+    document TEXT NOT NULL,
+    sha256_before TEXT NOT NULL,
+    sha256_after TEXT NOT NULL,
+    "offset" INTEGER NOT NULL,
+    strategy TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX insertions_identifier ON insertions(identifier_id);
+CREATE TABLE checkpoints (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"""
+
+_V2 = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    model TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE TABLE run_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    identifier_id TEXT REFERENCES identifiers(id),
+    role TEXT NOT NULL CHECK (role IN ('member', 'control')),
+    test TEXT NOT NULL,
+    prompt TEXT,
+    reply TEXT,
+    score REAL,
+    p_value REAL,
+    details TEXT NOT NULL
+);
+CREATE INDEX run_records_run ON run_records(run_id);
+CREATE INDEX run_records_identifier ON run_records(identifier_id);
+"""
+
+
+# Each owner's current identifier: the one tag-jsonl uses. One row per owner (PRIMARY KEY), so no owner
+# can ever have two; get-or-create runs in one BEGIN IMMEDIATE transaction, so of two processes that
+# meet a new owner the second finds the first one's identifier. Filled with each owner's newest
+# identifier, which is what the lookup returned before.
+_V4 = f"""
+CREATE TABLE owner_identifiers (
+    owner TEXT PRIMARY KEY,
+    identifier_id TEXT NOT NULL UNIQUE REFERENCES identifiers(id),
+    updated_at TEXT NOT NULL
+);
+INSERT INTO owner_identifiers (owner, identifier_id, updated_at)
+    SELECT i.owner, i.id, i.created_at FROM identifiers AS i
+    WHERE i.rowid = (SELECT j.rowid FROM identifiers AS j WHERE j.owner = i.owner
+                     ORDER BY j.created_at DESC, j.rowid DESC LIMIT 1);
+PRAGMA application_id = {APPLICATION_ID}
+"""
+
+
+def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(conn: sqlite3.Connection) -> None:
+        # executescript would COMMIT our transaction; run the statements one by one instead.
+        for stmt in sql.split(";"):
+            body = "\n".join(line.split("--")[0] for line in stmt.splitlines()).strip()
+            if body:
+                conn.execute(body)
+    return apply
+
+
+# Test history and disclosure log (issue: evidence). `tests` has one row per test of an identifier, taken
+# BEFORE the test runs (so a crash or Ctrl-C still counts it); `number` fixes the share of alpha the test
+# may spend. `disclosures` records which passphrase words (0-based indices) were shown to which endpoint.
+_V3 = """
+CREATE TABLE tests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identifier_id TEXT NOT NULL REFERENCES identifiers(id),
+    number INTEGER NOT NULL,            -- this is the identifier's number-th test (1-based)
+    kind TEXT NOT NULL,                 -- probe, ppl-test, audit, check, or 'run' (from before the history)
+    model TEXT NOT NULL,                -- model spec, or the chat window for check
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    stored INTEGER NOT NULL,            -- 0: run with --no-store (this row is all that is kept)
+    run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+    p_value REAL,                       -- the test's own p, NULL if it never finished (counts as 1)
+    p_history REAL                      -- min(1, p_value * number * (number + 1))
+);
+CREATE INDEX tests_identifier ON tests(identifier_id);
+CREATE TABLE disclosures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    identifier_id TEXT NOT NULL REFERENCES identifiers(id),
+    test_id INTEGER REFERENCES tests(id),
+    endpoint TEXT NOT NULL,             -- who saw the words: model spec + base URL (no credentials), or the card
+    via TEXT NOT NULL,                  -- probe, ppl or card
+    words TEXT NOT NULL,                -- JSON array of the 0-based indices of the words shown
+    created_at TEXT NOT NULL
+);
+CREATE INDEX disclosures_identifier ON disclosures(identifier_id)
+"""
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    """Create the history tables and count every stored run of an identifier as one of its tests."""
+    _script(_V3)(conn)
+    rows = conn.execute(
+        "SELECT DISTINCT r.id, r.kind, r.model, r.created_at, rr.identifier_id FROM runs r "
+        "JOIN run_records rr ON rr.run_id = r.id WHERE rr.identifier_id IS NOT NULL ORDER BY r.id").fetchall()
+    counts: dict[str, int] = {}
+    for run_id, kind, model, created, ident in rows:
+        counts[ident] = counts.get(ident, 0) + 1
+        spec = json.loads(model).get("spec", "?") if model.startswith("{") else model
+        conn.execute("INSERT INTO tests (identifier_id, number, kind, model, started_at, finished_at, stored, run_id) "
+                     "VALUES (?,?,?,?,?,?,1,?)", (ident, counts[ident], kind, str(spec), created, created, run_id))
+
+
+# Ordered; MIGRATIONS[i] upgrades a ledger from schema version i to i+1. Append, never edit.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("identifiers, insertions, checkpoints", _script(_V1)),
+    ("runs and run records", _script(_V2)),
+    ("test history and disclosure log (earlier runs counted as tests)", _v3),
+    ("owner_identifiers (one current identifier per owner, unique); application_id marks the file",
+     _script(_V4)),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
