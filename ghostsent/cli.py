@@ -63,6 +63,25 @@ def _quiet_stdout() -> None:
         pass
 
 
+# What the user can change, for errors that carry a hint key (library messages never name flags).
+HINTS = {
+    "resume": "rerun with --resume",
+    "resume_or_skip_bad": "rerun with --resume (or add --skip-bad)",
+    "skip_bad": "--skip-bad copies them",
+    "encoding": "--encoding",
+    "out": "--out DIR or --in-place",
+    "wordlist": "pass --wordlist with the original list",
+    "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
+    "allow_filtered": "pass --allow-filtered to use it anyway",
+}
+
+
+def error_line(e: Exception) -> str:
+    """`Error: <message> (<flag hint>)`: the one line a failed command prints."""
+    hint = HINTS.get(getattr(e, "hint", None) or "")
+    return f"Error: {e}" + (f" ({hint})" if hint else "")
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn library errors into one `Error: ...` line on stderr plus the documented exit code."""
 
@@ -75,7 +94,7 @@ def handle_errors(fn: Callable) -> Callable:
         except GhostsentError as e:
             if isinstance(e, OutputClosedError):
                 _quiet_stdout()
-            line(f"Error: {e}")
+            line(error_line(e))
             sys.exit(e.exit_code)
         except BrokenPipeError:
             _quiet_stdout()  # `ghostsent list | head`: the reader has all it wanted

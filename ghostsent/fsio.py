@@ -119,7 +119,7 @@ def _set_mode(tmp: str, mode: int | None, like: "str | os.PathLike[str] | None")
             os.chown(tmp, st.st_uid, st.st_gid)
         except PermissionError:
             raise OutputError(f"{os.fspath(like)}: cannot keep its owner {st.st_uid}:{st.st_gid} when rewriting "
-                              f"it (only root can); nothing written, use --out instead") from None
+                              f"it (only root can); nothing written: write a tagged copy instead", hint="out") from None
     os.chmod(tmp, st.st_mode & 0o7777)  # after chown, which may clear set-id bits
 
 

@@ -148,15 +148,24 @@ def insert(text: str, ghost_text: str, position: str = DEFAULT_POSITION,
     return p.apply(text), p.offset
 
 
-def snippet(text: str, placement: Placement, width: int = 30) -> str:
+def snippet(text: str, offset: int, inserted: str, width: int = 30) -> str:
     """One-line preview: a little context either side with the inserted span in [[...]]."""
-    before = text[max(0, placement.offset - width): placement.offset]
-    after = text[placement.offset: placement.offset + width]
+    before = text[max(0, offset - width): offset]
+    after = text[offset: offset + width]
     show = lambda s: s.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")  # noqa: E731
-    return f"...{show(before)}[[{show(placement.inserted)}]]{show(after)}..."
+    return f"...{show(before)}[[{show(inserted)}]]{show(after)}..."
 
 
-def describe(text: str, placement: Placement) -> dict:
-    line, col = line_col(text, placement.offset)
-    return {"offset": placement.offset, "line": line, "col": col, "kind": placement.boundary.kind,
-            "snippet": snippet(text, placement)}
+@dataclass(frozen=True)
+class Where:
+    """Where an inserted span went, for people: offset, 1-based line and column, and a preview."""
+
+    offset: int
+    line: int
+    col: int
+    snippet: str
+
+
+def where(text: str, offset: int, inserted: str) -> Where:
+    line, col = line_col(text, offset)
+    return Where(offset, line, col, snippet(text, offset, inserted))

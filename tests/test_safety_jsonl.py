@@ -255,8 +255,8 @@ def test_a_stray_partial_file_is_refused_never_truncated(tmp_path):
 
 KILL_BEFORE_FIRST_LINE = (
     "import os, signal\n"
-    "from ghostsent import tagging\n"
-    "tagging._JsonlRun._loop = lambda self: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "from ghostsent.tagging.jsonl import JsonlTagger\n"
+    "JsonlTagger._loop = lambda self: os.kill(os.getpid(), signal.SIGKILL)\n"
     "from ghostsent.cli import main\n"
     "main()\n"
 )
@@ -273,6 +273,33 @@ def test_a_run_killed_before_its_first_checkpoint_starts_over_without_resume(tmp
     assert json.loads(res.stdout)["inserted"] == 30 and not Path(str(out) + ".partial").exists()
     with Ledger(led) as l:
         assert len(l.insertions()) == 30
+
+
+INTERRUPT_AFTER_CREATING_PARTIAL = (
+    "import os\n"
+    "from ghostsent.tagging import jsonl\n"
+    "real = jsonl.create_exclusive\n"
+    "def create(path, *a, **k):\n"
+    "    real(path, *a, **k)\n"
+    "    raise KeyboardInterrupt  # Ctrl-C between creating OUT.partial and noting that this run did\n"
+    "jsonl.create_exclusive = create\n"
+    "from ghostsent.cli import main\n"
+    "main()\n"
+)
+
+
+def test_an_interrupt_right_after_creating_the_partial_does_not_block_the_next_run(tmp_path):
+    """The fault suite's seed 134902790: a SIGINT landed between creating OUT.partial and marking it as
+    this run's; the cleanup then dropped the checkpoint but kept the file, and every later run was
+    refused ("exists, but the ledger has no interrupted run that wrote it")."""
+    inp, out, led = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "l.db"
+    inp.write_bytes(corpus(30))
+    p = popen("tag-jsonl", inp, out, "--ledger", led, code=INTERRUPT_AFTER_CREATING_PARTIAL)
+    p.wait(60)
+    assert p.returncode == 130 and Path(str(out) + ".partial").exists()
+    res = gs("tag-jsonl", inp, out, "--ledger", led, "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["inserted"] == 30 and not Path(str(out) + ".partial").exists()
 
 
 KILL_AFTER_RENAME = (

@@ -65,7 +65,7 @@ def test_encoding_bom_and_newlines_round_trip(tmp_path, ledger, ident, enc, bom,
 def test_latin1_with_explicit_encoding(tmp_path, ledger, ident):
     src = tmp_path / "a.txt"
     src.write_bytes("Gr\u00fc\u00dfe aus K\u00f6ln. Sch\u00f6n hier.\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"a\.txt: not valid utf-8 at byte offset 2 .*--encoding"):
+    with pytest.raises(InputError, match=r"a\.txt: not valid utf-8 at byte offset 2 .*encoding"):
         tag_files(ledger, ident, [src], out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() and ledger.insertions() == []
     [res] = tag_files(ledger, ident, [src], out_dir=tmp_path / "out", encoding="latin-1")
@@ -250,8 +250,9 @@ def test_jsonl_resume_after_crash_matches_uninterrupted_run(tmp_path, crash_afte
         cp = led.get_checkpoint(checkpoint_key(str(out)))
         assert cp["lines_done"] == 7 * crash_after
         assert len(led.insertions()) == sum(1 for d in ref_docs if int(d[0].rsplit(" ", 1)[1]) <= 7 * crash_after)
-        with pytest.raises(InputError, match="--resume"):
+        with pytest.raises(InputError, match="resume it to continue") as err:
             tag_jsonl(led, str(inp), str(out), opts(**o))
+        assert err.value.hint == "resume"  # the CLI adds "--resume"
         with pytest.raises(InputError, match="different settings.*max_per_owner"):
             tag_jsonl(led, str(inp), str(out), opts(max_per_owner=6, position="random", resume=True))
         s = tag_jsonl(led, str(inp), str(out), opts(resume=True, **o))
@@ -281,7 +282,7 @@ def test_jsonl_skip_bad_copies_lines_through(tmp_path, ledger):
 def test_jsonl_bad_line_stops_and_leaves_nothing(tmp_path, ledger, bad, match):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_corpus(inp, 10, extra={3: bad})
-    with pytest.raises(InputError, match=match + ".*--skip-bad"):
+    with pytest.raises(InputError, match=match + ".*copied through unchanged"):
         tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=1000))
     assert not out.exists() and not Path(str(out) + ".partial").exists()
     assert ledger.insertions() == [] and ledger.get_checkpoint(checkpoint_key(str(out))) is None
@@ -290,8 +291,9 @@ def test_jsonl_bad_line_stops_and_leaves_nothing(tmp_path, ledger, bad, match):
 def test_jsonl_bad_line_after_a_checkpoint_keeps_a_resumable_partial(tmp_path, ledger):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_corpus(inp, 20, extra={12: b"{broken"})
-    with pytest.raises(InputError, match="line 13.*--resume"):
+    with pytest.raises(InputError, match="line 13.*fix the cause and resume") as err:
         tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=5))
+    assert err.value.hint == "resume_or_skip_bad"  # the CLI adds "--resume (or add --skip-bad)"
     assert not out.exists()
     s = tag_jsonl(ledger, str(inp), str(out), opts(checkpoint_every=5, resume=True, skip_bad=True))
     assert s["lines"] == 20 and [b["line"] for b in s["bad_lines"]] == [13]

@@ -1,4 +1,4 @@
-"""The JSONL splice (ghostsent.jsonsplice) against json.loads, on generated hand-formatted JSON lines:
+"""The JSONL splice (ghostsent.tagging.splice) against json.loads, on generated hand-formatted JSON lines:
 odd whitespace, every escape style, surrogate-pair escapes, raw astral characters, huge and
 upper-case-exponent numbers, duplicate keys, nested objects and a leading BOM."""
 from __future__ import annotations
@@ -8,8 +8,9 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ghostsent.jsonsplice import _insert_at, field_span, splice
-from ghostsent.tagging import _MISSING, _get_field
+from ghostsent.tagging.core import MISSING as _MISSING
+from ghostsent.tagging.core import get_field as _get_field
+from ghostsent.tagging.splice import _insert_at, field_span, splice
 
 WS = st.sampled_from(["", " ", "  ", "\t", "\r\n "])
 NUMBERS = st.sampled_from(["0", "-0.0", "1e400", "-1E400", "1E5", "2.50", "-12", "3.0e-2", "1e-400"])

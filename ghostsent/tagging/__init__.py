@@ -1,0 +1,17 @@
+"""Putting ghosts into documents and recording every insertion in the ledger.
+
+    core.py       THE rules: tag_text / tag_record, TagPolicy (every front end calls these)
+    selection.py  which of an owner's records get the ghost
+    documents.py  text files as bytes and text (encoding, BOM kept)
+    files.py      tag_files: files and folders, with --out or in place
+    jsonl.py      tag_jsonl: a JSONL corpus, streaming, checkpointed, resumable (JsonlTagger, Checkpoint)
+    splice.py     inserting into one string field of a raw JSON line
+"""
+from __future__ import annotations
+
+from ghostsent.tagging.core import TagPolicy, tag_record, tag_text
+from ghostsent.tagging.files import FileResult, expand_paths, tag_files
+from ghostsent.tagging.jsonl import Checkpoint, JsonlOptions, checkpoint_key, tag_jsonl
+
+__all__ = ["TagPolicy", "tag_record", "tag_text", "FileResult", "expand_paths", "tag_files", "Checkpoint",
+           "JsonlOptions", "checkpoint_key", "tag_jsonl"]

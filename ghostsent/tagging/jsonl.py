@@ -1,0 +1,658 @@
+"""Tag a JSONL corpus (one record a line) with each owner's ghost: streaming, checkpointed, resumable.
+
+Invariants (docs/insertion.md lists the tests that hold each one):
+
+* No input byte is lost: the input must not be OUT, OUT.partial, OUT.lock or the ledger under any name
+  or link; OUT is written as OUT.partial under an exclusive lock on OUT.lock and renamed at the end.
+* The ledger and the output never disagree: every `checkpoint_every` lines the output is fsynced and, in
+  ONE transaction, that chunk's insertions and the Checkpoint (lines done, output bytes, input offset,
+  hash of the whole input read so far, per-owner counts) are committed. A crash leaves a checkpoint that
+  matches exactly what the ledger holds, and `resume` truncates OUT.partial back to it.
+* Only the inserted span changes: a tagged line is the input line with the escaped span spliced into
+  the text field's string literal (splice.py), so numbers, duplicate keys, key order and escapes stay.
+
+The rules for a record (which owner, which records, where the ghost goes) are tagging.core.tag_record;
+this module handles lines, bytes, checkpoints and files.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from ghostsent.errors import GhostsentError, InputError, OutputClosedError, OutputError
+from ghostsent.fsio import create_exclusive, exclusive_lock, fsync_dir, same_file
+from ghostsent.insert import DEFAULT_POSITION
+from ghostsent.names import path_label
+from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, TagPolicy,
+                                    field_getter, sha256_hex, tag_record)
+from ghostsent.tagging.selection import OwnerQuota
+from ghostsent.tagging.splice import splice
+
+CHECKPOINT_EVERY = 5000
+MAX_LISTED_BAD = 1000
+CHECKPOINT_VERSION = 2  # 2: whole-prefix input hash (in_sha256); 1 hashed only the last 4 KiB
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_RAW_DECODE = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings
+
+
+@dataclass
+class JsonlOptions:
+    text_field: str = "text"
+    owner_field: str = "owner"
+    id_field: str | None = None
+    max_per_owner: int | None = None
+    fraction: float | None = None
+    words: int = 12
+    wordlist: str = "en"
+    template: str | None = None
+    position: str = DEFAULT_POSITION
+    skip_bad: bool = False
+    resume: bool = False
+    seed: int | None = None
+    checkpoint_every: int = CHECKPOINT_EVERY
+    progress: bool = False
+
+    def policy(self) -> TagPolicy:
+        return TagPolicy(self.text_field, self.owner_field, self.id_field, self.position, self.max_per_owner,
+                         self.fraction)
+
+    def settings(self) -> dict:
+        """What must not change between a run and its resume."""
+        return {k: getattr(self, k) for k in ("text_field", "owner_field", "id_field", "max_per_owner",
+                                              "fraction", "words", "wordlist", "template", "position", "seed")}
+
+    def validate(self) -> Any:
+        """Check every option before any input is read, and return the word list for new identifiers.
+        The template and word list are checked even if every owner turns out to have an identifier:
+        an option that is wrong must fail the same way on every corpus."""
+        from ghostsent.passphrase import resolve_template
+        from ghostsent.wordlists import load_wordlist
+
+        self.policy().validate()
+        if self.checkpoint_every < 1:
+            raise InputError("the checkpoint interval must be >= 1")
+        if self.words < 1:
+            raise InputError(f"a passphrase needs at least 1 word (got {self.words})")
+        resolve_template(self.template)
+        return load_wordlist(self.wordlist)
+
+
+@dataclass
+class Checkpoint:
+    """A run's progress as the ledger keeps it: committed together with the insertions of the lines it
+    counts, so after any crash it describes exactly OUT.partial's first `bytes_out` bytes."""
+
+    in_path: str
+    in_label: str
+    settings: dict
+    lines_done: int = 0
+    bytes_out: int = 0
+    in_offset: int = 0
+    in_sha256: str | None = None        # SHA-256 of the input's first in_offset bytes (version 2)
+    in_tail_sha256: str | None = None   # version 1: of the 4 KiB before in_offset only
+    owners: dict[str, list[int]] = field(default_factory=dict)    # selection counts (selection.py)
+    counts: dict[str, int] = field(default_factory=lambda: dict(
+        records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, blank=0, bad=0, new_identifiers=0))
+    bad: list[dict] = field(default_factory=list)
+    checkpoints: int = 0
+    finished: bool = False
+    summary: dict | None = None
+    version: int = CHECKPOINT_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("in_tail_sha256", "summary"):
+            if d[k] is None:
+                del d[k]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Checkpoint":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+def _real_out(out_path: str) -> str:
+    """OUT with its folder's links resolved: two spellings of one folder share one checkpoint."""
+    a = os.path.abspath(out_path)
+    return os.path.join(os.path.realpath(os.path.dirname(a)), os.path.basename(a))
+
+
+def checkpoint_key(out_path: str) -> str:
+    return "tag-jsonl:" + path_label(_real_out(out_path))
+
+
+def _legacy_checkpoint_key(out_path: str) -> str:
+    """The key ghostsent used before checkpoints were keyed by real path (a resume finds both)."""
+    return "tag-jsonl:" + path_label(os.path.abspath(out_path))
+
+
+def _tail_hash(f: IO[bytes], end: int) -> str:
+    """SHA-256 of the 4 KiB of input before `end` (version 1 checkpoints only)."""
+    start = max(0, end - 4096)
+    f.seek(start)
+    return sha256_hex(f.read(end - start))
+
+
+@dataclass
+class _JsonlPaths:
+    """Where a run reads and writes. OUT.partial, OUT.lock and the checkpoint key exist only when OUT is
+    a file (not "-")."""
+    inp: str
+    out: str
+    in_label: str
+    partial: str | None = None
+    lock: str | None = None
+    key: str | None = None
+
+
+def _jsonl_paths(ledger: Any, in_path: str, out_path: str) -> _JsonlPaths:
+    """Check the run's files against each other by identity before anything is touched: the input must
+    not be OUT, OUT.partial or OUT.lock (under any name or link), and none of those may be the ledger."""
+    stdin = in_path == "-"
+    if not stdin and not os.path.isfile(in_path):
+        raise InputError(f"{in_path}: " + ("not a regular file" if os.path.exists(in_path) else "no such file"))
+    paths = _JsonlPaths(in_path, out_path, "<stdin>" if stdin else path_label(in_path))
+    if out_path == "-":
+        return paths
+    paths.partial, paths.lock, paths.key = out_path + ".partial", out_path + ".lock", checkpoint_key(out_path)
+    for role, p in (("the output", out_path), ("the output's temporary file", paths.partial),
+                    ("the output's lock file", paths.lock)):
+        if not stdin and same_file(in_path, p):
+            raise InputError(f"{in_path}: the input is also {role} {p}; choose another output")
+        if same_file(ledger.path, p):
+            raise InputError(f"{p}: is the ledger {ledger.path}; choose another output")
+    return paths
+
+
+def tag_jsonl(
+    ledger: Any,
+    in_path: str,
+    out_path: str,
+    opts: JsonlOptions,
+    after_checkpoint: Callable[[int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    check_ghost: Callable[[Any], None] | None = None,
+) -> dict:
+    """Stream IN to OUT, inserting each owner's ghost into the records the selection rule picks. See
+    docs/insertion.md for resume semantics. `after_checkpoint(n)` is called after the n-th committed
+    checkpoint (a test hook for simulated crashes); `check_ghost(identifier)` once per owner before their
+    first insertion (raises InputError to refuse a ghost, e.g. one filters drop).
+
+    A second run on the same OUT is refused (OutputError) while this one holds OUT.lock."""
+    wordlist = opts.validate()
+    paths = _jsonl_paths(ledger, in_path, out_path)
+    if opts.resume and (in_path == "-" or out_path == "-"):
+        raise InputError("resuming needs a real input and output file (not '-')")
+    tagger = JsonlTagger(ledger, paths, opts, wordlist, after_checkpoint, warn, check_ghost)
+    if paths.lock is None:
+        return tagger.run()
+    try:
+        Path(paths.lock).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{out_path}: cannot create its folder ({e.strerror})") from None
+    with exclusive_lock(paths.lock, out_path):
+        return tagger.run()
+
+
+class _BadLine(Exception):
+    pass
+
+
+class JsonlTagger:
+    """One run over IN: which checkpoint to continue, the line loop, the final commit and rename.
+    `self.cp` is the live progress (what the next checkpoint commits)."""
+
+    def __init__(self, ledger: Any, paths: _JsonlPaths, opts: JsonlOptions, wordlist: Any,
+                 after_checkpoint: Callable[[int], None] | None, warn: Callable[[str], None] | None,
+                 check_ghost: Callable[[Any], None] | None = None) -> None:
+        self.ledger, self.paths, self.opts, self.wordlist = ledger, paths, opts, wordlist
+        self.policy = opts.policy()
+        self.after_checkpoint, self.warn, self.check_ghost = after_checkpoint, warn, check_ghost
+        self.t0 = time.perf_counter()
+        self.resumable = paths.inp != "-" and paths.out != "-"
+        self.cp = Checkpoint(path_label(os.path.abspath(paths.inp)), paths.in_label, opts.settings())
+        self.recorded_lines = 0  # lines of OUT.partial whose insertions the ledger holds
+        self.resumed_from: int | None = None
+        self.pending: list[tuple] = []
+        self.in_hash = hashlib.sha256()
+        self.ghosts: dict[str, OwnerGhost] = {}
+        self.fin: Any = None
+        self.fout: Any = None
+        self.created_partial = False
+        self.total: int | None = None
+
+    # -- which run this is -------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        cp = self._existing_checkpoint()
+        if cp is not None and cp.finished:
+            done = self._complete_finished(cp)
+            if done is not None:
+                return done
+            cp = None
+        if cp is not None and cp.lines_done == 0:
+            cp = None  # an interrupted start: nothing of it is recorded, so start again
+            if os.path.lexists(self.paths.out):
+                raise InputError(f"{self.paths.out}: already exists; remove it or choose another output")
+            self._remove(self.paths.partial)
+        elif cp is None:
+            self._refuse_existing_outputs()
+        else:
+            self._check_resume(cp)
+        self._open_input(cp)
+        try:
+            self._open_output(cp)
+            self._loop()
+            self._checkpoint(finished=True)
+        except BaseException as exc:
+            err = self._failure(exc)
+            if err is exc:
+                raise
+            raise err from None
+        return self._finish()
+
+    def _existing_checkpoint(self) -> Checkpoint | None:
+        if self.paths.key is None:
+            return None
+        for key in dict.fromkeys((self.paths.key, _legacy_checkpoint_key(self.paths.out))):
+            state = self.ledger.get_checkpoint(key)
+            if state is not None:
+                self.paths.key = key
+                return Checkpoint.from_dict(state)
+        return None
+
+    def _complete_finished(self, cp: Checkpoint) -> dict | None:
+        """A run whose last checkpoint says finished: everything is recorded, only its rename (or the
+        checkpoint's deletion) may be missing. Complete the rename if OUT.partial is that run's output;
+        otherwise the checkpoint is stale and is dropped (None: carry on as a new run)."""
+        partial, out = self.paths.partial, self.paths.out
+        if (os.path.isfile(partial) and not os.path.islink(partial) and not os.path.lexists(out)
+                and os.path.getsize(partial) == cp.bytes_out):
+            self._rename()
+            self.ledger.delete_checkpoint(self.paths.key)
+            summary = dict(cp.summary or {})
+            summary["note"] = "a previous run had finished; completed its final rename"
+            return summary
+        self.ledger.delete_checkpoint(self.paths.key)
+        return None
+
+    def _refuse_existing_outputs(self) -> None:
+        if self.paths.partial is None:
+            return
+        if os.path.lexists(self.paths.out):
+            raise InputError(f"{self.paths.out}: already exists; remove it or choose another output")
+        if os.path.lexists(self.paths.partial):
+            raise InputError(f"{self.paths.partial}: exists, but {self.ledger.path} has no interrupted run that "
+                             f"wrote it; remove it, or use the ledger of the run that did")
+
+    def _check_resume(self, cp: Checkpoint) -> None:
+        out, partial = self.paths.out, self.paths.partial
+        if not self.opts.resume:
+            raise InputError(f"{out}: an interrupted run exists ({cp.lines_done} lines done, kept in {partial}); "
+                             f"resume it to continue", hint="resume")
+        if cp.settings != self.cp.settings:
+            diff = sorted(k for k in self.cp.settings if cp.settings.get(k) != self.cp.settings[k])
+            raise InputError(f"resuming with different settings than the interrupted run: {', '.join(diff)}")
+        if os.path.lexists(out):
+            raise InputError(f"{out}: already exists and the interrupted run would replace it; move it away first")
+
+    # -- files -------------------------------------------------------------------------------------
+
+    def _open_input(self, cp: Checkpoint | None) -> None:
+        if self.paths.inp == "-":
+            self.fin = sys.stdin.buffer
+            return
+        try:
+            self.fin = open(self.paths.inp, "rb")
+        except OSError as e:
+            raise InputError(f"{self.paths.inp}: cannot read ({e.strerror})") from None
+        self.total = os.fstat(self.fin.fileno()).st_size
+        if cp is not None:
+            try:
+                self._restore(cp)
+            except BaseException:
+                self.fin.close()
+                raise
+
+    def _restore(self, cp: Checkpoint) -> None:
+        """Continue from checkpoint `cp`, after checking that the input's first in_offset bytes are the
+        ones that run read (the whole prefix is hashed again, not just its tail)."""
+        end = cp.in_offset
+        h, left = hashlib.sha256(), end
+        while left > 0:
+            chunk = self.fin.read(min(1 << 20, left))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        if cp.in_sha256 is not None:
+            same = left == 0 and h.hexdigest() == cp.in_sha256
+        else:
+            same = left == 0 and _tail_hash(self.fin, end) == cp.in_tail_sha256
+        if not same:
+            raise InputError(f"{self.paths.inp}: input changed since the interrupted run (its first {end} bytes "
+                             f"differ); cannot resume")
+        self.in_hash = h
+        cp.settings, cp.in_path, cp.finished, cp.summary = self.cp.settings, self.cp.in_path, False, None
+        cp.version, cp.in_tail_sha256 = CHECKPOINT_VERSION, None
+        self.cp = cp
+        self.resumed_from = self.recorded_lines = cp.lines_done
+        self.paths.in_label = cp.in_label
+
+    def _open_output(self, cp: Checkpoint | None) -> None:
+        partial = self.paths.partial
+        if partial is None:
+            self.fout = tempfile.TemporaryFile()
+            return
+        if cp is not None:
+            try:
+                fd = os.open(partial, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                raise InputError(f"{partial}: cannot reopen it to resume ({e.strerror})") from None
+            self.fout = os.fdopen(fd, "r+b")
+            if os.fstat(fd).st_size < cp.bytes_out:
+                raise InputError(f"{partial}: shorter than the checkpoint; cannot resume (the ledger holds the "
+                                 f"insertions of its first {self.recorded_lines} lines)")
+            self.fout.truncate(cp.bytes_out)
+            self.fout.seek(cp.bytes_out)
+            return
+        # A fresh run: the checkpoint that names OUT.partial as this run's comes first, so a partial file
+        # without one is never ours (and is refused above, never truncated).
+        self.ledger.set_checkpoint(self.paths.key, self._state(False))
+        fd = create_exclusive(partial)
+        self.created_partial = True
+        self.fout = os.fdopen(fd, "wb")
+
+    def _remove(self, path: str | None) -> None:
+        if path is not None and os.path.lexists(path):
+            try:
+                os.unlink(path)  # a link is removed, never what it points to
+            except OSError as e:
+                raise OutputError(f"{path}: cannot remove the stale temporary file ({e.strerror})") from None
+
+    def _rename(self) -> None:
+        try:
+            os.replace(self.paths.partial, self.paths.out)
+        except OSError as e:
+            raise OutputError(f"{self.paths.out}: cannot rename {self.paths.partial} to it ({e.strerror}); the run "
+                              f"is recorded as finished: run the same command again to complete it") from None
+        fsync_dir(os.path.dirname(os.path.abspath(self.paths.out)))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def _state(self, finished: bool) -> dict:
+        self.cp.in_sha256 = self.in_hash.hexdigest()
+        self.cp.finished = finished
+        self.cp.summary = self._summary() if finished else None
+        return self.cp.to_dict()
+
+    def _checkpoint(self, finished: bool = False) -> None:
+        """fsync the output, then commit the pending insertions and the checkpoint in ONE transaction."""
+        self.fout.flush()
+        os.fsync(self.fout.fileno())
+        state = None
+        if self.paths.key is not None and (self.resumable or finished):
+            if self.resumable:
+                self.cp.checkpoints += 1
+            state = self._state(finished)
+        with self.ledger.transaction():
+            self.ledger.add_insertions(self.pending)
+            if state is not None:
+                self.ledger.set_checkpoint(self.paths.key, state)
+        self.pending.clear()
+        if state is not None:
+            self.recorded_lines = self.cp.lines_done
+
+    def _summary(self) -> dict:
+        return {"input": self.paths.in_label, "output": self.paths.out, "lines": self.cp.lines_done,
+                **self.cp.counts, "owners": len(self.cp.owners), "bad_lines": self.cp.bad,
+                "resumed_from_line": self.resumed_from, "seconds": round(time.perf_counter() - self.t0, 3)}
+
+    # -- the end ---------------------------------------------------------------------------------------
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """Clean up after a failed run and return what to raise. Before anything is recorded, OUT.partial
+        and its start checkpoint go: nothing is left. After, both stay (the ledger describes the file's
+        first bytes) and the error says to resume."""
+        self._close()
+        if isinstance(exc, OSError):
+            where = self.paths.partial or "<stdout buffer>"
+            exc = (OutputError(f"{where}: cannot write ({exc.strerror or exc})") if exc.errno in _WRITE_ERRNOS
+                   else InputError(f"{self.paths.in_label}: read or write failed ({exc.strerror or exc})"))
+        if self.paths.partial is not None and self.recorded_lines > 0:
+            if isinstance(exc, GhostsentError):
+                hint = "resume_or_skip_bad" if type(exc) is InputError else "resume"
+                err = exc.again(f"{exc}. The ledger holds the insertions of the first {self.recorded_lines} lines, "
+                                f"so {self.paths.partial} is kept: fix the cause and resume")
+                err.hint = hint
+                return err
+            if self.warn and isinstance(exc, KeyboardInterrupt):
+                self.warn(f"interrupted; progress is kept in {self.paths.partial}: resume to continue")
+            return exc
+        if self.paths.partial is not None:
+            self._drop_start()
+        return exc
+
+    def _drop_start(self) -> None:
+        """Undo a start that recorded nothing. The checkpoint goes only once OUT.partial is gone: an
+        interrupt between creating the file and noting that we did leaves both, and the next run's
+        "interrupted start" path removes the file that checkpoint names as its own."""
+        if self.created_partial:
+            with contextlib.suppress(OSError):
+                os.unlink(self.paths.partial)
+        if not os.path.lexists(self.paths.partial):
+            with contextlib.suppress(GhostsentError):
+                self.ledger.delete_checkpoint(self.paths.key)
+
+    def _close(self) -> None:
+        for f in (self.fout, self.fin if self.paths.inp != "-" else None):
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+    def _finish(self) -> dict:
+        if self.paths.inp != "-":
+            self.fin.close()
+        summary = self._summary()
+        if self.paths.partial is None:
+            self._copy_to_stdout(summary)
+        else:
+            self.fout.close()
+            self._rename()
+            self.ledger.delete_checkpoint(self.paths.key)
+        summary["seconds"] = round(time.perf_counter() - self.t0, 3)
+        return summary
+
+    def _copy_to_stdout(self, summary: dict) -> None:
+        try:
+            self.fout.seek(0)
+            shutil.copyfileobj(self.fout, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise OutputClosedError(f"standard output was closed before all {summary['lines']} lines were written; "
+                                    f"the ledger records the {summary['inserted']} insertions of the complete "
+                                    f"output") from None
+        finally:
+            self.fout.close()
+
+    # -- the lines -------------------------------------------------------------------------------------
+
+    def ghost_for(self, owner: str) -> OwnerGhost:
+        """The owner's ghost: their current identifier, drawn (and counted) the first time they appear."""
+        got = self.ghosts.get(owner)
+        if got is None:
+            seed = self.opts.seed
+            ident, new = self.ledger.identifier_for_owner_or_new(
+                owner, self.wordlist, n_words=self.opts.words, template=self.opts.template,
+                seed=None if seed is None else _owner_seed(seed, owner))
+            if new:
+                self.cp.counts["new_identifiers"] += 1
+            if self.check_ghost is not None:
+                self.check_ghost(ident)
+            got = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
+        return got
+
+    def _line(self, raw: bytes, lineno: int, in_offset: int) -> bytes:
+        """What one input line becomes in the output."""
+        obj, line = _parse(raw, in_offset)
+        if obj is None and line is None:
+            self.cp.counts["blank"] += 1
+            return raw
+        rng = random.Random(f"{self.opts.seed}:{lineno}") if self.opts.seed is not None else self.sys_rng
+        try:
+            rt = tag_record(obj, self, self.policy, self.quota, rng, self.getters)
+        except BadRecord as e:
+            if e.read:
+                self.cp.counts["records"] += 1
+            raise _BadLine(str(e)) from None
+        counts = self.cp.counts
+        counts["records"] += 1
+        status = rt.tag.status
+        if status == NOT_SELECTED or status == ALREADY_TAGGED or status == NO_BOUNDARY:
+            counts[status.replace("-", "_")] += 1
+            if status == ALREADY_TAGGED:
+                self.quota.took(rt.owner)
+            return raw
+        new_raw = self._splice(raw, line, rt.tag)
+        self.quota.took(rt.owner)
+        label = self.paths.in_label
+        document = (f"{label}:{self.policy.id_field}={rt.record_id}" if self.policy.id_field is not None
+                    else f"{label}:line {lineno}")
+        self.pending.append(rt.tag.insertion(rt.ghost.identifier_id, document, self.opts.position))
+        counts["inserted"] += 1
+        return new_raw
+
+    def _splice(self, raw: bytes, line: str | None, tag: Any) -> bytes:
+        """The line with the inserted span spliced into its text field, checked by reading it back."""
+        new_text, get_text = tag.new_text, self.getters[1]
+
+        def reads_back(new_line: str) -> bool:
+            """The spliced line parses, and its text field is the new text (so the span went there)."""
+            try:
+                return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
+            except ValueError:
+                return False
+
+        spliced = None if line is None else splice(line, self.policy.text_field, tag.offset, tag.inserted,
+                                                   raw.isascii(), tag.text, reads_back)
+        if spliced is None:
+            raise _BadLine(f"cannot insert into text field {self.policy.text_field!r} without rewriting the rest "
+                           f"of the line")
+        return spliced.encode("utf-8", "surrogatepass")
+
+    def _bad(self, e: _BadLine, lineno: int) -> None:
+        if not self.opts.skip_bad:
+            raise InputError(f"{self.paths.in_label}, line {lineno}: {e}; such lines can be copied through "
+                             f"unchanged", hint="skip_bad") from None
+        self.cp.counts["bad"] += 1
+        if len(self.cp.bad) < MAX_LISTED_BAD:
+            self.cp.bad.append({"line": lineno, "reason": str(e)})
+
+    def _loop(self) -> None:
+        """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
+        each checkpoint), because attribute updates per line cost measurable time on large corpora."""
+        from tqdm import tqdm
+
+        opts, cp = self.opts, self.cp
+        self.getters = (field_getter(opts.owner_field), field_getter(opts.text_field))
+        self.quota = OwnerQuota(opts.max_per_owner, opts.fraction, cp.owners)
+        self.sys_rng = _BufferedSystemRandom()
+        bar = tqdm(total=self.total, initial=cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
+                   file=sys.stderr, disable=not opts.progress, desc="tag", leave=False)
+        hash_update = self.in_hash.update if self.resumable else None
+        line_out, write = self._line, self.fout.write
+        lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
+        since_bar = since_cp = 0
+        try:
+            for raw in self.fin:
+                lineno += 1
+                in_offset += len(raw)
+                since_bar += len(raw)
+                if hash_update is not None:
+                    hash_update(raw)
+                try:
+                    out = line_out(raw, lineno, in_offset)
+                except _BadLine as e:
+                    self._bad(e, lineno)
+                    out = raw
+                write(out)
+                bytes_out += len(out)
+                since_cp += 1
+                if since_cp >= opts.checkpoint_every and self.resumable:
+                    cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+                    self._checkpoint()
+                    since_cp = 0
+                    if self.after_checkpoint is not None:
+                        self.after_checkpoint(cp.checkpoints)
+                if since_bar >= 1 << 20:
+                    bar.update(since_bar)
+                    since_bar = 0
+            bar.update(since_bar)
+        finally:
+            bar.close()
+        cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+
+
+def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
+    """(object, the line as text) for a JSON line; (None, None) for a blank one; _BadLine otherwise."""
+    try:
+        if raw[:1] == b"{" and raw[1:2] != b"\x00":
+            # What json.loads(raw) does for such a line (its encoding sniffing says UTF-8), minus its
+            # wrappers; any failure reruns json.loads for its exact error.
+            line = raw.decode("utf-8", "surrogatepass")
+            try:
+                obj, end = _RAW_DECODE(line)
+                if end != len(line) and line[end:].strip(" \t\n\r"):
+                    obj = json.loads(raw)
+            except ValueError:
+                obj = json.loads(raw)
+            return obj, line
+        obj = json.loads(raw)
+    except UnicodeDecodeError as e:
+        raise _BadLine(f"not valid UTF-8 at byte {e.start} of the line "
+                       f"(file byte offset {in_offset - len(raw) + e.start})") from None
+    except ValueError as e:
+        if raw.strip():
+            raise _BadLine(f"not valid JSON ({e})") from None
+        return None, None
+    try:
+        return obj, raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return obj, None  # JSON in another encoding (json.loads sniffs UTF-16/32): never spliced
+
+
+class _BufferedSystemRandom(random.SystemRandom):
+    """SystemRandom that reads os.urandom 4 KiB at a time: the same unpredictable source for the
+    default (unseeded) positions, without one system call per tagged record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buf = b""
+        self._pos = 0
+
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        n = (k + 7) // 8
+        pos = self._pos
+        if pos + n > len(self._buf):
+            self._buf = os.urandom(max(4096, n))
+            pos = 0
+        self._pos = pos + n
+        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
+
+
+def _owner_seed(seed: int, owner: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\x00{owner}".encode()).digest()[:8], "big")
