@@ -559,44 +559,33 @@ def _run_and_report(kind: str, target, subjects, settings, reference, ledger, as
                     report_dir: Path | None, no_store: bool, exit_code: bool) -> None:
     import time as _time
 
-    from ghostsent.audit import NOT_PROVEN
-    from ghostsent.history import run_recorded
-    from ghostsent.probe import WARNING
-    from ghostsent.report import write_report
+    from ghostsent.detection.probe import WARNING
+    from ghostsent.detection.registry import TESTS
+    from ghostsent.detection.session import run_session
+    from ghostsent.detection.verdict import NOT_PROVEN, TIE_ORDER
 
     standing = (NOT_PROVEN, WARNING)  # in every report; the other warnings are printed too
-
-    res, run_id = run_recorded(ledger, target, subjects, settings, reference=reference, kind=kind,
-                               store=not no_store, progress=not as_json)
-    d = res.to_dict()
-    d["run_id"] = run_id
     out = report_dir or Path("ghostsent-reports") / f"{kind}-{_time.strftime('%Y%m%d-%H%M%S')}"
-    paths = write_report(d, out)
-    d["report"] = paths
+    session = run_session(ledger, target, subjects, settings, reference=reference, kind=kind, store=not no_store,
+                          progress=not as_json, report_dir=out)
+    res, run_id, paths = session.result, session.run_id, session.report
 
     def human() -> None:
         echo(res.verdict)
         for r in res.subjects:
-            parts = []
-            if "probe" in r:
-                parts.append(f"probe p={_fp(r['probe']['p_value'])}{' (completed)' if r['probe']['completed'] else ''}")
-            if "ppl" in r:
-                pp = r["ppl"]
-                parts.append(f"ppl rank {pp['rank']}/{pp['n_nulls'] + 1} p={_fp(pp['p_value'])} "
-                             f"exposure {pp['exposure_bits']:.1f} bits (at most {pp['max_exposure_bits']:.1f})")
-            holm_p = (f" test #{r['test_number'] or 1}, corrected p={_fp(r['p_holm'])}" if "p_holm" in r else "")
-            echo(f"  {r['key']:<14} {r['role']:<8} " + "; ".join(parts) + holm_p)
+            parts = [TESTS[n].summary(r.outcomes[n]) for n in TIE_ORDER if n in r.outcomes]
+            holm_p = (f" test #{r.test_number or 1}, corrected p={_fp(r.p_holm)}" if r.p_holm is not None else "")
+            echo(f"  {r.key:<14} {r.role:<8} " + "; ".join(parts) + holm_p)
         for t, c in res.controls.items():
-            echo(f"  controls ({t}): {c['n']} tested, {c['flagged']} below threshold"
-                       + (f", {c['completed']} completed" if "completed" in c else ""))
+            echo(f"  controls ({t}): {c.n} tested, {c.flagged} below threshold"
+                 + (f", {c.completed} completed" if c.completed is not None else ""))
         for w in res.warnings:
             if w not in standing:
                 echo(f"Note: {w}")
         echo(f"Report: {paths['markdown']}" + (f"  (ledger run {run_id})" if run_id else "  (not stored)"))
 
-    from ghostsent.cli import emit as _emit
-
-    _emit({k: v for k, v in d.items() if k not in ("null_scores", "scoring_order")}, as_json, human)  # both in report.json
+    d = {k: v for k, v in res.to_dict().items() if k not in ("null_scores", "scoring_order")}  # both in report.json
+    emit(d | {"run_id": run_id, "report": paths}, as_json, human)
     if exit_code and res.detected:
         sys.exit(1)
 
@@ -632,7 +621,8 @@ def _ks(value: str) -> tuple[int, ...]:
 def probe(identifier, model, gguf, base_url, api_key_env, k_values, samples, temperature, modes, controls, alpha,
           seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
     """Last-k words probe: does the model complete the ghost sentence? A valid p-value (an upper bound)."""
-    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import subjects_from_ledger
 
     with open_ledger(ledger_path) as ledger:
         subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
@@ -658,7 +648,8 @@ def ppl_test(identifier, model, gguf, base_url, api_key_env, n_nulls, reference,
     """Perplexity test: rank the ghost's likelihood among fresh passphrases. Exact p-value and exposure.
 
     Each test of an identifier is counted: its j-th test is held to alpha/(j(j+1)) (see `ghostsent show`)."""
-    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import subjects_from_ledger
 
     with open_ledger(ledger_path) as ledger:
         subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
@@ -683,7 +674,8 @@ def ppl_test(identifier, model, gguf, base_url, api_key_env, n_nulls, reference,
 def audit(model, gguf, base_url, api_key_env, owner, tests, k_values, n_nulls, reference, reference_gguf, controls,
           alpha, seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
     """Test every identifier (or one owner's) at once: Holm per identifier plus one combined answer."""
-    from ghostsent.audit import DetectionSettings, subjects_from_ledger
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import subjects_from_ledger
     from ghostsent.errors import LedgerError
 
     chosen = tuple(t.strip() for t in tests.split(",") if t.strip())
@@ -722,8 +714,8 @@ def _ks_for(value: str | None, n_words: int) -> tuple[int, ...] | None:
 @handle_errors
 def card(identifier, k_values, ledger_path, as_json):
     """Prompts to paste into a chat window, for people without code or API access."""
-    from ghostsent.history import record_card
-    from ghostsent.probe import card_prompts
+    from ghostsent.detection.session import record_card
+    from ghostsent.detection.probe import card_prompts
 
     with open_ledger(ledger_path) as ledger:
         ident = ledger.get(identifier)
@@ -758,8 +750,8 @@ def card(identifier, k_values, ledger_path, as_json):
 @handle_errors
 def check(identifier, reply_files, k_values, wordlist, exit_code, alpha, ledger_path, as_json):
     """Score replies pasted from a chat window: a valid p-value, counted in the identifier's history."""
-    from ghostsent.history import check_recorded
-    from ghostsent.probe import WARNING
+    from ghostsent.detection.session import check_recorded
+    from ghostsent.detection.probe import WARNING
 
     replies = [f.read() for f in reply_files]
     with open_ledger(ledger_path) as ledger:

@@ -219,10 +219,6 @@ def cache_dir() -> Path:
     return Path(base) / "ghostsent"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, text.encode("utf-8"))
-
-
 _VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
 
 
@@ -303,7 +299,7 @@ def load_kjv(refresh: bool = False) -> list[Document]:
     body = [json.dumps({"kjv_cache_version": _KJV_CACHE_VERSION, "chapters": len(docs)})]
     body += [json.dumps({"key": d.key, "text": d.text}, ensure_ascii=False) for d in docs]
     try:
-        _atomic_write_text(path, "\n".join(body) + "\n")
+        atomic_write(path, "\n".join(body) + "\n")
     except OSError as e:  # a read-only home is no reason to fail; we just extract again next time
         log.warning("could not cache the KJV text at %s: %s", path, e)
     return docs

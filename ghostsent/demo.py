@@ -49,12 +49,14 @@ def run_demo(
     n_carriers: int = DEMO_CARRIERS,
     n_nulls: int = DEMO_NULLS,
 ) -> DemoResult:
-    from ghostsent.audit import DetectionSettings, Subject, run_detection
+    from ghostsent.detection.engine import run_detection
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import Subject
     from ghostsent.corpus import load_corpus
     from ghostsent.finetune import TrainConfig, finetune
     from ghostsent.insert import NoBoundaryError, insert
     from ghostsent.ledger import Ledger
-    from ghostsent.report import write_report
+    from ghostsent.detection.report import write_report
     from ghostsent.study import excerpt
     from ghostsent.targets import load_target
     from ghostsent.targets.hf import HFTarget
@@ -103,13 +105,12 @@ def run_demo(
             out = Path(out_dir)
             for name, target in (("untouched", base), ("fine-tuned", tuned)):
                 res = run_detection(target, member, settings, kind="demo", progress=progress)
-                d = res.to_dict()
-                paths = write_report(d, out / name)
+                paths = write_report(res, out / name)
                 m = res.members()[0]
-                rows.append({"model": name, "probe_p": m["probe"]["p_value"], "probe_completed": m["probe"]["completed"],
-                             "ppl_rank": m["ppl"]["rank"], "ppl_n": m["ppl"]["n_nulls"] + 1, "ppl_p": m["ppl"]["p_value"],
+                rows.append({"model": name, "probe_p": m.probe.p_value, "probe_completed": m.probe.completed,
+                             "ppl_rank": m.ppl.rank.rank, "ppl_n": m.ppl.rank.n_nulls + 1, "ppl_p": m.ppl.p_value,
                              "detected": res.detected, "verdict": res.verdict, "report": paths["markdown"],
-                             "controls_flagged": sum(c.get("flagged", 0) for c in res.controls.values())})
+                             "controls_flagged": sum(c.flagged for c in res.controls.values())})
         return DemoResult(ident.id, ident.ghost.text, rows, str(out), round(time.time() - t0, 1),
                           {"steps": tr.steps, "tokens": tr.tokens_seen, "seconds": round(tr.seconds, 1)})
     finally:

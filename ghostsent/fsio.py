@@ -61,7 +61,7 @@ def _cannot(path: "str | os.PathLike[str]", e: OSError, what: str = "write") -> 
     return OutputError(f"{os.fspath(path)}: cannot {what} ({e.strerror or e})")
 
 
-def atomic_write(dst: "str | os.PathLike[str]", data: bytes, *, mode: int | None = None,
+def atomic_write(dst: "str | os.PathLike[str]", data: "bytes | str", *, mode: int | None = None,
                  like: "str | os.PathLike[str] | None" = None, before_rename: Callable[[], Any] | None = None,
                  ledger: Any = None) -> None:
     """Replace `dst` with `data` atomically.
@@ -69,8 +69,11 @@ def atomic_write(dst: "str | os.PathLike[str]", data: bytes, *, mode: int | None
     Mode: `mode` if given; else the mode (and owner, where it differs and may be set) of the existing
     file `like`; else what the umask allows. With `ledger` and `before_rename`, the callback (which
     checks and records) and the rename run in one ledger transaction: a failed rename rolls the record
-    back, a failed check leaves `dst` untouched. OSError becomes OutputError naming `dst`."""
+    back, a failed check leaves `dst` untouched. OSError becomes OutputError naming `dst`. Text is
+    written as UTF-8."""
     dst = Path(dst)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")

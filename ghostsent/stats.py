@@ -11,19 +11,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from statistics import NormalDist
+from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats as _st
+
+_NORMAL = NormalDist()
+
+
+def _scipy_stats() -> Any:
+    """scipy.stats, imported where a function needs it (the detect extra; the light core never does)."""
+    from ghostsent.extras import require
+
+    require("detect", "scipy", what="this statistic")
+    from scipy import stats
+
+    return stats
+
+
+def norm_ppf(p: float) -> float:
+    """Phi^-1(p) for 0 < p < 1 (the standard library's, accurate in the far tails)."""
+    return _NORMAL.inv_cdf(p)
+
+
+def norm_cdf(z: float) -> float:
+    """Phi(z), accurate in the lower tail (erfc, not 1 - erf)."""
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
 def binom_tail(matches: int, k: int, p: float) -> float:
-    """P(Binomial(k, p) >= matches), exact."""
+    """P(Binomial(k, p) >= matches), exact: a sum of the (few) terms from `matches` to k. The probe's k is
+    a handful of words, so this is cheap, and it keeps scipy out of the light core (check, card)."""
     if matches <= 0:
         return 1.0
     if matches > k:
         return 0.0
-    return float(_st.binom.sf(matches - 1, k, p))
+    q = 1.0 - p
+    return min(1.0, math.fsum(math.comb(k, j) * p ** j * q ** (k - j) for j in range(matches, k + 1)))
 
 
 def probe_p_value(matches: int, k: int, vocab_size: int, places: int = 1) -> float:
@@ -107,7 +131,7 @@ class TailFit:
     def extrapolate(self, score: float) -> TailExtrapolation:
         if self.params is None or not np.isfinite(score):
             return TailExtrapolation(None, False, self.ks_p, self.tail_ratio, self.note)
-        p = float(_st.skewnorm.cdf(score, *self.params))
+        p = float(_scipy_stats().skewnorm.cdf(score, *self.params))
         return TailExtrapolation(float(f"{p:.0e}"), True, self.ks_p, self.tail_ratio, self.note)
 
 
@@ -122,10 +146,11 @@ def fit_tail(null_scores: Sequence[float]) -> TailFit:
     nulls = nulls[np.isfinite(nulls)]
     if len(nulls) < MIN_FIT_NULLS or np.std(nulls) == 0:
         return TailFit(None, float("nan"), float("nan"), f"needs at least {MIN_FIT_NULLS} finite, varying null scores")
-    params = tuple(float(x) for x in _st.skewnorm.fit(nulls))
-    ks_p = float(_st.kstest(nulls, "skewnorm", args=params).pvalue)
+    st = _scipy_stats()
+    params = tuple(float(x) for x in st.skewnorm.fit(nulls))
+    ks_p = float(st.kstest(nulls, "skewnorm", args=params).pvalue)
     k = max(5, len(nulls) // 100)
-    ratio = float(_st.skewnorm.cdf(nulls[k - 1], *params)) / (k / len(nulls))
+    ratio = float(st.skewnorm.cdf(nulls[k - 1], *params)) / (k / len(nulls))
     if ks_p < 0.01 or not (1 / MAX_TAIL_RATIO <= ratio <= MAX_TAIL_RATIO):
         return TailFit(None, ks_p, ratio, f"skew-normal fit rejected (KS p = {ks_p:.2g}, lowest-tail ratio {ratio:.2g})")
     return TailFit(params, ks_p, ratio, "model extrapolation (skew-normal fit)")
@@ -175,7 +200,7 @@ def rank_sum_test(member_scores: Sequence[float], null_scores: Sequence[float], 
     m, n = len(x), len(y)
     b = int(np.sum(n - np.searchsorted(y, x, side="right")))
     p, method = _mwu_upper_tail(b, m, n, max_exact_work)
-    z = float(_st.norm.ppf(p)) if p < 1 else math.inf
+    z = norm_ppf(p) if p < 1 else math.inf
     return RankSumResult(float(b), z, p, method, m, n, bad)
 
 
@@ -224,6 +249,7 @@ def _divide_one_minus_q_power(c: np.ndarray, i: int) -> np.ndarray:
 
 def _mwu_chernoff(b: int, m: int, n: int) -> float:
     """min_s E[exp(sU)] exp(-sb), with the exact moment generating function of U (s > 0)."""
+    _scipy_stats()
     from scipy.optimize import minimize_scalar
 
     total = math.lgamma(m + n + 1) - math.lgamma(m + 1) - math.lgamma(n + 1)
@@ -253,8 +279,8 @@ def combine_strata(p_values: Sequence[float], weights: Sequence[float]) -> tuple
     w = np.asarray(weights, dtype=float)
     if np.any(p >= 1):
         return math.inf, 1.0
-    z = float(np.sum(w * _st.norm.ppf(p)) / math.sqrt(np.sum(w**2)))
-    return z, float(_st.norm.cdf(z))
+    z = float(sum(wi * norm_ppf(pi) for wi, pi in zip(w, p)) / math.sqrt(np.sum(w**2)))
+    return z, norm_cdf(z)
 
 
 # --- one identifier tested many times -------------------------------------------------------------------
@@ -277,7 +303,7 @@ def history_p(p_value: float, test_number: int) -> float:
 
 def ks_uniform(p_values: Sequence[float]) -> float:
     """KS test p-value of H: the p-values are Uniform(0,1). Used for calibration checks."""
-    return float(_st.kstest(np.asarray(p_values, dtype=float), "uniform").pvalue)
+    return float(_scipy_stats().kstest(np.asarray(p_values, dtype=float), "uniform").pvalue)
 
 
 def format_p(p: float) -> str:

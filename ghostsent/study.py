@@ -32,7 +32,7 @@ from ghostsent import baselines
 from ghostsent.errors import InputError, ModelError
 from ghostsent.fsio import atomic_write
 from ghostsent.passphrase import Ghost, resolve_template
-from ghostsent.perplexity import draw_nulls, score_set
+from ghostsent.detection.perplexity import draw_nulls, score_set
 from ghostsent.stats import rank_test
 
 TESTS = ("probe", "ppl", "ppl_ref")
@@ -263,7 +263,7 @@ def pipeline_texts(cfg: StudyConfig, members: list[dict], docs: list[Any], texts
 def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subjects: list[dict],
            progress: bool) -> list[dict]:
     """Every test and baseline on every subject; returns JSON-ready rows."""
-    from ghostsent.probe import run_probes
+    from ghostsent.detection.probe import run_probes
     from ghostsent.wordlists import load_wordlist
 
     wl = load_wordlist(run["wordlist"])
@@ -444,11 +444,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
         "seconds": seconds,
         "seconds_this_call": this_call,
     }
-    from ghostsent.report import _atomic_write
-
-    _atomic_write(out / "results.json", json.dumps(study, indent=2, default=str))
+    atomic_write(out / "results.json", json.dumps(study, indent=2, default=str))
     plots = make_plots(study, out)
-    _atomic_write(out / "results.md", markdown(study, plots))
+    atomic_write(out / "results.md", markdown(study, plots))
     return study
 
 

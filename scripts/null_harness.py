@@ -1,6 +1,6 @@
 """The null harness: an innocent model through every workflow, counting false detections.
 
-Every target here (ghostsent/innocent.py) never saw any ghost sentence, so every DETECTED is false. For
+Every target here (ghostsent/detection/innocent.py) never saw any ghost sentence, so every DETECTED is false. For
 each workflow the harness runs many independent trials and counts how often the verdict is DETECTED at
 alpha = 0.05 and 0.01; ghostsent's promise is that this rate is at most alpha. A workflow FAILS when
 its count is significantly above alpha * runs (one-sided binomial test at level 0.01), which catches a
@@ -31,12 +31,14 @@ if str(ROOT) not in sys.path:
 
 from scipy import stats as _st  # noqa: E402
 
-from ghostsent import history  # noqa: E402
-from ghostsent.audit import DetectionSettings, Subject, run_detection  # noqa: E402
-from ghostsent.innocent import DriftingAPI, RandomReplies, RandomScores, WordFrequencyModel  # noqa: E402
+from ghostsent.detection import session  # noqa: E402
+from ghostsent.detection.engine import run_detection  # noqa: E402
+from ghostsent.detection.innocent import DriftingAPI, RandomReplies, RandomScores, WordFrequencyModel  # noqa: E402
 from ghostsent.ledger import Ledger  # noqa: E402
 from ghostsent.passphrase import new_ghost  # noqa: E402
-from ghostsent.probe import DEFAULT_KS, card_prompts  # noqa: E402
+from ghostsent.detection.probe import DEFAULT_KS, card_prompts  # noqa: E402
+from ghostsent.detection.results import DetectionSettings  # noqa: E402
+from ghostsent.detection.subjects import Subject  # noqa: E402
 from ghostsent.wordlists import WordList, load_wordlist  # noqa: E402
 
 ALPHAS = (0.05, 0.01)
@@ -84,9 +86,9 @@ def _members(wl: WordList, n: int, seed: int, words: int = 8, template: str = "p
 
 def _verdict_p(res) -> float:
     """The smallest p of the run's one family (members and combined): DETECTED iff it is below alpha."""
-    ps = [r["p_holm"] for r in res.members() if "p_holm" in r]
-    if "p_holm" in res.combined:
-        ps.append(res.combined["p_holm"])
+    ps = [r.p_holm for r in res.members() if r.p_holm is not None]
+    if res.combined.p_holm is not None:
+        ps.append(res.combined.p_holm)
     return min(ps, default=1.0)
 
 
@@ -137,7 +139,7 @@ def _check(ctx: Context, seed: int, style: str, k: tuple[int, ...] | None, n_rep
     led, ident = _ledger(ctx, seed, ctx.user)
     try:
         ghost = led.get(ident).ghost
-        history.record_card(led, ident, DEFAULT_KS)
+        session.record_card(led, ident, DEFAULT_KS)
         prompts = [p["prompt"] for p in card_prompts(ghost, DEFAULT_KS)]
         target = RandomReplies(ctx.user, style, seed=seed)
         best = 1.0
@@ -147,7 +149,7 @@ def _check(ctx: Context, seed: int, style: str, k: tuple[int, ...] | None, n_rep
             else:
                 p = prompts[DEFAULT_KS.index(k[0])] if k else prompts[0]
                 replies = [target.chat([{"role": "user", "content": p}])[0] for _ in range(n_replies)]
-            out = history.check_recorded(led, ident, replies, alpha=0.05, answered_ks=k)
+            out = session.check_recorded(led, ident, replies, alpha=0.05, answered_ks=k)
             best = min(best, out.p_history)
         return best
     finally:
@@ -217,7 +219,7 @@ def ppl_rerun_until_success(ctx: Context, seed: int) -> float:
         best = 1.0
         for j in range(RETESTS):
             s = DetectionSettings(tests=("ppl",), controls=0, n_nulls=ctx.nulls, seed=seed * 100 + j)
-            res, _ = history.run_recorded(led, target, members, s, kind="ppl-test", store=j % 2 == 0)
+            res, _ = session.run_recorded(led, target, members, s, kind="ppl-test", store=j % 2 == 0)
             best = min(best, _verdict_p(res))
         return best
     finally:

@@ -10,12 +10,14 @@ import random
 
 import pytest
 
-from ghostsent.audit import DetectionSettings, Subject, run_detection
 from ghostsent.corpus import load_corpus
+from ghostsent.detection.engine import run_detection
+from ghostsent.detection.results import DetectionSettings
+from ghostsent.detection.subjects import Subject
 from ghostsent.finetune import TrainConfig, finetune
 from ghostsent.insert import insert
 from ghostsent.passphrase import draw_words, new_ghost
-from ghostsent.perplexity import draw_nulls, score_set
+from ghostsent.detection.perplexity import draw_nulls, score_set
 
 from ghostsent.stats import ks_uniform, rank_test
 from ghostsent.targets.hf import HFTarget
@@ -37,9 +39,9 @@ def test_calibration_on_untouched_model(default_target, wordlist):
     rng = random.Random(1234)
     subjects = [Subject(f"fresh-{i}", "member", new_ghost(wordlist, 8, "post", rng), wordlist) for i in range(36)]
     res = run_detection(default_target, subjects, DetectionSettings(tests=("ppl",), n_nulls=300, controls=0, seed=99))
-    ps = [r["ppl"]["p_value"] for r in res.members()]
+    ps = [r.ppl.p_value for r in res.members()]
     assert ks_uniform(ps) > 0.01, ps
-    assert min(r["p_holm"] for r in res.members()) > 0.01
+    assert min(r.p_holm for r in res.members()) > 0.01
     assert not res.detected
     # Nobody sits at the extreme ends more than chance allows.
     assert sum(p <= 0.05 for p in ps) <= 6
@@ -47,9 +49,9 @@ def test_calibration_on_untouched_model(default_target, wordlist):
     probe_subjects = subjects[:2]
     res = run_detection(default_target, probe_subjects,
                         DetectionSettings(tests=("probe",), ks=(2,), controls=2, seed=7))
-    assert all(not r["probe"]["completed"] for r in res.subjects)
-    assert min(r["probe"]["p_value"] for r in res.subjects) > 0.01
-    assert res.controls["probe"]["completed"] == 0
+    assert all(not r.probe.completed for r in res.subjects)
+    assert min(r.probe.p_value for r in res.subjects) > 0.01
+    assert res.controls["probe"].completed == 0
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +97,8 @@ def test_positive_control_both_tests_detect_after_finetuning(tuned, default_targ
     settings = DetectionSettings(tests=("probe",), ks=(2, 3), controls=1, seed=5, modes=("raw",))
     member = [Subject("ghost", "member", ghost, wordlist)]
     res = run_detection(target, member, settings)
-    assert res.members()[0]["probe"]["p_value"] < 1e-3, res.members()[0]["probe"]["records"]
-    assert res.detected and res.controls["probe"]["completed"] == 0
+    assert res.members()[0].probe.p_value < 1e-3, res.members()[0].probe.records
+    assert res.detected and res.controls["probe"].completed == 0
     res0 = run_detection(default_target, member, settings)
-    assert res0.members()[0]["probe"]["p_value"] > 1e-3
+    assert res0.members()[0].probe.p_value > 1e-3
     assert not res0.detected

@@ -8,11 +8,13 @@ import random
 import numpy as np
 import pytest
 
-from ghostsent.audit import DetectionSettings, Subject, run_detection
-from ghostsent.innocent import DriftingAPI, InnocentTarget, RandomReplies, RandomScores
+from ghostsent.detection.engine import run_detection
+from ghostsent.detection.results import DetectionSettings
+from ghostsent.detection.subjects import Subject
+from ghostsent.detection.innocent import DriftingAPI, InnocentTarget, RandomReplies, RandomScores
 from ghostsent.passphrase import new_ghost
-from ghostsent.perplexity import ppl_test
-from ghostsent.report import markdown
+from ghostsent.detection.perplexity import ppl_test
+from ghostsent.detection.report import markdown
 from ghostsent.wordlists import load_wordlist
 
 WL = load_wordlist("en")
@@ -47,9 +49,9 @@ def test_combined_test_and_members_share_one_alpha():
     target = Fixed({s.ghost.passphrase: 0.2 for s in subs})
     res = run_detection(target, subs, DetectionSettings(tests=("ppl",), n_nulls=999, controls=0, alpha=0.05, seed=1))
     comb = res.combined
-    assert 0.01 < comb["p_value"] < 0.05
+    assert 0.01 < comb.p_value < 0.05
     assert not res.detected, res.verdict
-    assert comb["family_size"] == 4 and comb["p_holm"] == pytest.approx(min(1.0, 4 * comb["p_value"]))
+    assert comb.family_size == 4 and comb.p_holm == pytest.approx(min(1.0, 4 * comb.p_value))
 
 
 def test_the_floor_warning_counts_every_factor():
@@ -58,7 +60,7 @@ def test_the_floor_warning_counts_every_factor():
     res = run_detection(RandomScores(seed=3), subs, s, test_numbers={"m0": 1, "m1": 2, "m2": 3})
     # best case: rank 1 of 101, x2 tests, x2 (first test of m0), x4 (Holm over 3 + combined) = 16/101
     warning = next(w for w in res.warnings if "nulls no single identifier" in w)
-    assert "0.158" in warning and "--nulls 1600" in warning
+    assert "0.158" in warning and "use 1600 or more nulls" in warning
 
 
 # --- defect 6: exchangeable scoring order ------------------------------------------------------------------
@@ -75,7 +77,7 @@ def test_the_scoring_order_is_recorded():
     res = run_detection(RandomScores(seed=5), subs, DetectionSettings(tests=("ppl",), n_nulls=30, controls=1, seed=6))
     [order] = res.scoring_order.values()
     assert sorted(order) == list(range(33))
-    assert {r["ppl"]["scored_at"] for r in res.subjects} == {order.index(i) for i in range(3)}
+    assert {r.ppl.scored_at for r in res.subjects} == {order.index(i) for i in range(3)}
 
 
 # --- defect 7: non-finite scores ---------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_nan_nulls_count_against_the_ghost_and_are_reported():
     res = run_detection(NaNNulls({subs[0].ghost.passphrase}), subs,
                         DetectionSettings(tests=("ppl",), n_nulls=200, controls=0, alpha=0.05))
     m = res.members()[0]
-    assert m["ppl"]["p_value"] == 1.0 and m["ppl"]["non_finite_nulls"] == 200
+    assert m.ppl.p_value == 1.0 and m.ppl.rank.non_finite_nulls == 200
     assert not res.detected
     assert any("Non-finite scores" in w for w in res.warnings)
 
@@ -104,17 +106,17 @@ def test_nan_nulls_count_against_the_ghost_and_are_reported():
 def test_a_nan_ghost_score_gives_p_one_not_an_error():
     subs = _subjects(1)
     res = run_detection(NaNNulls(set()), subs, DetectionSettings(tests=("ppl",), n_nulls=20, controls=0))
-    assert res.members()[0]["ppl"]["p_value"] == 1.0 and not res.detected
+    assert res.members()[0].ppl.p_value == 1.0 and not res.detected
 
 
 # --- defects 11, 12, 13: what reports say ------------------------------------------------------------------
 
 def test_probe_controls_get_no_ks_test_but_ppl_controls_do():
     res = run_detection(RandomReplies(WL, seed=7), _subjects(1), DetectionSettings(tests=("probe",), ks=(2,), controls=6))
-    assert "ks_uniform_p" not in res.controls["probe"]
+    assert res.controls["probe"].ks_uniform_p is None
     res = run_detection(RandomScores(seed=8), _subjects(1), DetectionSettings(tests=("ppl",), n_nulls=50, controls=6))
-    assert "ks_uniform_p" in res.controls["ppl"]
-    md = markdown(res.to_dict())
+    assert res.controls["ppl"].ks_uniform_p is not None
+    md = markdown(res)
     assert "p = 0.00" not in md and "KS uniformity p" in md
 
 
@@ -133,7 +135,7 @@ def test_the_skew_normal_tail_is_only_a_labelled_extrapolation_in_the_report():
     ext = d["subjects"][0]["ppl"]["model_extrapolation"]
     assert "model extrapolation" in ext["label"] and "ks_p" in ext
     assert "approx_tail_p" not in d["subjects"][0]["ppl"]
-    md = markdown(d)
+    md = markdown(res)
     assert "approx" not in md.lower().split("## model extrapolation")[0]
     assert "exposure" in md and "at most" in md
 
@@ -146,7 +148,7 @@ def test_probe_wording_says_bound_not_exact():
     help_text = CliRunner().invoke(main, ["probe", "--help"]).output
     assert "Exact" not in help_text and "upper bound" in help_text
     res = run_detection(RandomReplies(WL, seed=10), _subjects(1), DetectionSettings(tests=("probe",), ks=(2,), controls=0))
-    md = markdown(res.to_dict())
+    md = markdown(res)
     assert "valid upper bound" in md
 
 
@@ -155,5 +157,5 @@ def test_innocent_scorers_give_uniform_rank_p_values():
     for i in range(150):
         res = run_detection(RandomScores("bf16", seed=100 + i), _subjects(1, seed=i),
                             DetectionSettings(tests=("ppl",), n_nulls=99, controls=0))
-        ps.append(res.members()[0]["ppl"]["p_value"])
+        ps.append(res.members()[0].ppl.p_value)
     assert np.mean(np.array(ps) <= 0.1) <= 0.1 + 3 * np.sqrt(0.09 / 150)

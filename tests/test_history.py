@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from ghostsent import history
-from ghostsent.audit import DetectionSettings, subjects_from_ledger
+from ghostsent.detection import session
+from ghostsent.detection.results import DetectionSettings
+from ghostsent.detection.subjects import subjects_from_ledger
 from ghostsent.cli import main
 from ghostsent.ledger import Ledger
+from ghostsent.ledger.history import history
 from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.targets.base import Scored, Target
 from ghostsent.wordlists import load_wordlist
@@ -102,15 +104,15 @@ def test_library_runs_reserve_a_test_number_before_they_run(ident, tmp_path):
     settings = DetectionSettings(tests=("ppl",), n_nulls=50, controls=1, alpha=0.05)
     with Ledger(path) as led:
         subjects = subjects_from_ledger([led.get(i.id)])
-        res1, run1 = history.run_recorded(led, Innocent(1), subjects, settings, kind="ppl-test")
-        res2, run2 = history.run_recorded(led, Innocent(2), subjects, settings, kind="ppl-test", store=False)
+        res1, run1 = session.run_recorded(led, Innocent(1), subjects, settings, kind="ppl-test")
+        res2, run2 = session.run_recorded(led, Innocent(2), subjects, settings, kind="ppl-test", store=False)
         assert run1 is not None and run2 is None
         m1, m2 = res1.members()[0], res2.members()[0]
-        assert (m1["test_number"], m2["test_number"]) == (1, 2)
-        assert m2["p_history"] == pytest.approx(min(1.0, 6 * m2["p_value"]))
-        h = history.history(led, i.id)
+        assert (m1.test_number, m2.test_number) == (1, 2)
+        assert m2.p_history == pytest.approx(min(1.0, 6 * m2.p_value))
+        h = history(led, i.id)
         assert h.n_tests == 2 and [t.stored for t in h.tests] == [True, False]
-        assert h.tests[1].p_value == pytest.approx(m2["p_value"])
+        assert h.tests[1].p_value == pytest.approx(m2.p_value)
         assert len(led.runs()) == 1  # --no-store keeps only the count, p and disclosure
 
 
@@ -125,11 +127,11 @@ def test_an_interrupted_test_still_counts(ident):
     with Ledger(path) as led:
         subjects = subjects_from_ledger([led.get(i.id)])
         with pytest.raises(RuntimeError):
-            history.run_recorded(led, Broken(), subjects, settings, kind="ppl-test")
-        h = history.history(led, i.id)
+            session.run_recorded(led, Broken(), subjects, settings, kind="ppl-test")
+        h = history(led, i.id)
         assert h.n_tests == 1 and h.tests[0].p_value is None
-        res, _ = history.run_recorded(led, Innocent(), subjects, settings, kind="ppl-test")
-        assert res.members()[0]["test_number"] == 2
+        res, _ = session.run_recorded(led, Innocent(), subjects, settings, kind="ppl-test")
+        assert res.members()[0].test_number == 2
 
 
 def test_history_survives_export_and_import(ident, tmp_path):
@@ -145,7 +147,7 @@ def test_history_survives_export_and_import(ident, tmp_path):
     with Ledger(other) as led:
         import_jsonl(led, io.StringIO(buf.getvalue()), "x.jsonl")
         import_jsonl(led, io.StringIO(buf.getvalue()), "x.jsonl")  # idempotent
-        h = history.history(led, i.id)
+        h = history(led, i.id)
         assert h.n_tests == 1 and len(h.disclosures) == 3  # the card: one per prompt
     d = json.loads(invoke("check", i.id, "--reply", reply, "--ledger", other, "--json").output)
     assert d["test_number"] == 2
@@ -162,7 +164,7 @@ def test_old_runs_count_as_tests_after_the_upgrade(ident, tmp_path):
             led.add_run_records(run, [{"identifier_id": i.id, "role": "member", "test": "probe", "p_value": 0.5,
                                        "details": {}}])
     with Ledger(old) as led:
-        assert history.history(led, i.id).n_tests == 2
+        assert history(led, i.id).n_tests == 2
 
 
 # --- defect 3: disclosure log -----------------------------------------------------------------------------
@@ -172,13 +174,13 @@ def test_card_and_api_tests_log_what_they_showed_to_whom(ident):
     assert invoke("card", i.id, "--ledger", path).exit_code == 0
     settings = DetectionSettings(tests=("probe", "ppl"), ks=(3, 4), n_nulls=20, controls=0)
     with Ledger(path) as led:
-        history.run_recorded(led, Innocent(), subjects_from_ledger([led.get(i.id)]), settings, kind="audit")
-        h = history.history(led, i.id)
+        session.run_recorded(led, Innocent(), subjects_from_ledger([led.get(i.id)]), settings, kind="audit")
+        h = history(led, i.id)
     by = {}
     for d in h.disclosures:
         by.setdefault((d.via, d.endpoint), []).append(d.words)
     api = "openai:innocent at https://api.example.com/v1"
-    assert by[("card", history.CARD_ENDPOINT)] == [list(range(12 - k)) for k in (2, 3, 4)]  # one per prompt
+    assert by[("card", session.CARD_ENDPOINT)] == [list(range(12 - k)) for k in (2, 3, 4)]  # one per prompt
     assert by[("probe", api)] == [list(range(9))]   # k=3 and k=4 prompts: at most 9 words
     assert by[("ppl", api)] == [list(range(12))]    # scoring shows every word
     d = json.loads(invoke("show", i.id, "--ledger", path, "--json").output)
@@ -211,7 +213,7 @@ def test_disclosures_hold_no_secrets(ident, monkeypatch):
             return {"spec": "openai:m", "base_url": "https://user:pw@api.example.com/v1?key=sk-very-secret-key"}
 
     with Ledger(path) as led:
-        history.run_recorded(led, Keyed(), subjects_from_ledger([led.get(i.id)]),
+        session.run_recorded(led, Keyed(), subjects_from_ledger([led.get(i.id)]),
                              DetectionSettings(tests=("ppl",), n_nulls=5, controls=0), kind="ppl-test")
     raw = sqlite3.connect(path).execute("SELECT endpoint FROM disclosures").fetchall()
     assert raw and all("secret" not in e and "pw" not in e for (e,) in raw), raw

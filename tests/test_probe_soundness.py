@@ -15,7 +15,7 @@ from ghostsent.cli import main
 from ghostsent.errors import InputError
 from ghostsent.ledger import Ledger
 from ghostsent.passphrase import new_ghost
-from ghostsent.probe import card_prompts, check_reply, run_probes
+from ghostsent.detection.probe import card_prompts, check_reply, run_probes
 from ghostsent.targets.base import Target
 from ghostsent.wordlists import load_wordlist
 

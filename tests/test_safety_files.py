@@ -138,11 +138,11 @@ def test_new_ledger_and_its_wal_files_are_private(tmp_path):
 
 
 def test_reports_follow_the_umask(tmp_path):
-    from ghostsent.report import _atomic_write
+    from ghostsent.fsio import atomic_write
 
     old = os.umask(0o027)
     try:
-        _atomic_write(tmp_path / "r" / "report.md", "x")
+        atomic_write(tmp_path / "r" / "report.md", "x")
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r" / "report.md").stat().st_mode) == 0o640

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ghostsent import stats
-from ghostsent.probe import normalise_words, score_reply
+from ghostsent.detection.probe import normalise_words, score_reply
 
 
 def test_binom_tail_matches_direct_sum():

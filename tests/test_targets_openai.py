@@ -200,9 +200,11 @@ def test_library_refuses_a_shifting_server_before_scoring(proxy_factory, referen
     echo log-probabilities for a library user exactly as the CLI does (issue 7, defect 15)."""
     import random
 
-    from ghostsent.audit import DetectionSettings, Subject, run_detection
+    from ghostsent.detection.engine import run_detection
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import Subject
     from ghostsent.passphrase import new_ghost
-    from ghostsent.perplexity import ppl_test
+    from ghostsent.detection.perplexity import ppl_test
     from ghostsent.wordlists import load_wordlist
 
     wl = load_wordlist("en")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ghostsent.audit import subjects_from_ledger
+from ghostsent.detection.subjects import subjects_from_ledger
 from ghostsent.errors import InputError
 from ghostsent.ledger import Ledger
 from ghostsent.wordlists import builtin_names, find_wordlist, legacy_names, load_wordlist, parse_wordlist

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ghostsent.errors import InputError
-from ghostsent.probe import normalise_words, score_reply
+from ghostsent.detection.probe import normalise_words, score_reply
 from ghostsent.wordlists import MIN_WORDS, load_wordlist, normalise, parse_wordlist, word_tokens
 
 

@@ -54,6 +54,7 @@ def draw_nulls(ghost: Ghost, wordlist: WordList, n: int, rng: random.Random | No
     return [ghost.with_words(draw_words(wordlist, len(ghost.words), rng)) for _ in range(n)]
 
 
+
 @dataclass
 class PplResult:
     ghost_text: str
@@ -63,7 +64,9 @@ class PplResult:
     extrapolation: TailExtrapolation  # skew-normal model extrapolation: never part of a verdict
     target_nll: float
     reference_nll: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    stratum: str | None = None        # which null set it was ranked against (a run has one per stratum)
+    scored_at: int | None = None      # its place in the random scoring order
+    reference: str | None = None      # the reference model's spec (ppl_test)
 
     @property
     def p_value(self) -> float:
@@ -95,7 +98,8 @@ class PplResult:
             },
             "null_mean": float(np.nanmean(finite)) if len(finite) else float("nan"),
             "null_std": float(np.nanstd(finite)) if len(finite) else float("nan"),
-            **self.extra,
+            **{k: v for k, v in (("reference", self.reference), ("stratum", self.stratum),
+                                 ("scored_at", self.scored_at)) if v is not None},
         }
         if include_nulls:
             d["null_scores"] = self.null_scores.tolist()
@@ -145,11 +149,10 @@ def score_set(
 
 
 def rank_against(
-    ghost: Ghost, ghost_scores: ScoredSet, index: int, nulls: ScoredSet, extra: dict[str, Any] | None = None,
-    tail: TailFit | None = None,
+    ghost: Ghost, ghost_scores: ScoredSet, index: int, nulls: ScoredSet, tail: TailFit | None = None, **where: Any,
 ) -> PplResult:
     """The ghost at `index` of `ghost_scores` ranked against a scored null set (`tail`: the nulls' fit,
-    when several ghosts share them)."""
+    when several ghosts share them; `where`: stratum, scored_at, reference)."""
     s = float(ghost_scores.score[index])
     ns = nulls.score
     return PplResult(
@@ -160,7 +163,7 @@ def rank_against(
         extrapolation=(tail or fit_tail(ns)).extrapolate(s),
         target_nll=float(ghost_scores.target[index]),
         reference_nll=None if ghost_scores.reference is None else float(ghost_scores.reference[index]),
-        extra=dict(extra or {}),
+        **where,
     )
 
 
@@ -175,11 +178,11 @@ def ppl_test(
 ) -> PplResult:
     """Rank one ghost sentence against n_nulls fresh passphrases under `target` (minus `reference`).
 
-    A single test: re-testing an identifier needs the ledger's history correction (ghostsent.history).
+    A single test: re-testing an identifier needs the ledger's history correction (detection/session.py).
     CapabilityError if a target's log-probabilities fail the capability check.
     """
     nulls = draw_nulls(ghost, wordlist, n_nulls, rng)
     scored = score_set(target, [ghost, *nulls], reference, progress=progress, rng=rng)
     ghost_part, null_part = scored.split(1)
-    return rank_against(ghost, ghost_part, 0, null_part, {"reference": reference.spec if reference else None,
-                                                          "scored_at": scored.order.index(0)})
+    return rank_against(ghost, ghost_part, 0, null_part, reference=reference.spec if reference else None,
+                        scored_at=scored.order.index(0))
