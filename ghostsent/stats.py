@@ -269,18 +269,25 @@ def _mwu_chernoff(b: int, m: int, n: int) -> float:
     return float(min(1.0, math.exp(min(0.0, res.fun))))
 
 
-def combine_strata(p_values: Sequence[float], weights: Sequence[float]) -> tuple[float, float]:
-    """Weighted Stouffer of independent strata's p-values: (z, p), z = sum w Phi^-1(p) / ||w||.
+def fisher_combine(p_values: Sequence[float]) -> float:
+    """Fisher's method: P(chi-square(2n) >= -2 sum ln p_i) for n p-values, in closed form.
 
-    Valid for independent super-uniform p-values (each P(p <= x) <= x): then Phi^-1(p) is stochastically
-    at least N(0, 1), and so is the weighted sum. A stratum with p = 1 gives z = +inf and p = 1.
+    With P = prod p_i the tail is P * sum_{k<n} (-ln P)^k / k! (the chi-square(2n) survival function).
+    Valid for independent super-uniform p-values (each P(p <= x) <= x), and also for sequentially
+    super-uniform ones (P(p_j <= x | p_1..p_{j-1}) <= x), discrete or not: docs/statistics.md, section 3.
+    A p of 1 adds nothing (ln 1 = 0) instead of cancelling the others' evidence.
     """
-    p = np.asarray(p_values, dtype=float)
-    w = np.asarray(weights, dtype=float)
-    if np.any(p >= 1):
-        return math.inf, 1.0
-    z = float(sum(wi * norm_ppf(pi) for wi, pi in zip(w, p)) / math.sqrt(np.sum(w**2)))
-    return z, norm_cdf(z)
+    n = len(p_values)
+    if n == 0:
+        return 1.0
+    ps = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
+    half = -float(np.sum(np.log(ps)))          # -ln P = chi-square statistic / 2
+    if half <= 0:
+        return 1.0
+    # log of each term k*ln(half) - ln k! - half, summed stably (P can be far below 1e-300).
+    logs = [k * math.log(half) - math.lgamma(k + 1) - half for k in range(n)]
+    top = max(logs)
+    return float(min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
 
 
 # --- one identifier tested many times -------------------------------------------------------------------

@@ -243,7 +243,7 @@ def audit_both(ctx: Context, seed: int) -> float:
 
 
 def audit_strata(ctx: Context, seed: int) -> float:
-    """Shipped and user lists, two lengths: three strata joined by the weighted Stouffer."""
+    """Shipped and user lists, two lengths: three strata joined by Fisher's method."""
     members = (_members(ctx.en, 2, seed, words=8) + _members(ctx.en, 1, seed + 1, words=6)
                + _members(ctx.user, 2, seed + 2, words=8))
     for i, m in enumerate(members):

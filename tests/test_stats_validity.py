@@ -96,7 +96,7 @@ def test_stratified_combination_is_valid_with_ties():
     ps1 = _all_ps(s1, 2)
     ps2 = _all_ps(s2, 1)
     for a in (0.01, 0.05, 0.2):
-        rate = np.mean([stats.combine_strata([p1, p2], [math.sqrt(2), 1.0])[1] <= a for p1 in ps1 for p2 in ps2])
+        rate = np.mean([stats.fisher_combine([p1, p2]) <= a for p1 in ps1 for p2 in ps2])
         assert rate <= a + 1e-12, (a, rate)
 
 
@@ -115,15 +115,42 @@ def test_stratified_combination_is_uniform_for_continuous_scores():
     ps = []
     for _ in range(1500):
         parts = [stats.rank_sum_test(rng.normal(size=m), rng.normal(size=n)).p_value for m, n in ((1, 60), (3, 40))]
-        ps.append(stats.combine_strata(parts, [1.0, math.sqrt(3)])[1])
+        ps.append(stats.fisher_combine(parts))
     ps = np.array(ps)
     for a in (0.01, 0.05):
         assert np.mean(ps <= a) <= a + 3 * math.sqrt(a * (1 - a) / len(ps))
     assert stats.ks_uniform(ps) > 0.001
 
 
-def test_a_stratum_at_p_one_gives_a_combined_p_of_one():
-    assert stats.combine_strata([1e-9, 1.0], [1.0, 1.0])[1] == 1.0
+def test_a_stratum_at_p_one_keeps_the_other_strata_evidence():
+    """Review of issue 10: the weighted Stouffer returned p = 1 as soon as one stratum's p was 1
+    (Phi^-1(1) = +inf), discarding every other stratum. Fisher's product takes log(1) = 0 gracefully."""
+    assert stats.fisher_combine([1e-9, 1.0]) < 1e-6
+    assert stats.fisher_combine([1.0, 1.0]) == 1.0
+    rng = np.random.default_rng(9)
+    strong = stats.rank_sum_test(rng.normal(-6, 0.1, 3), rng.normal(size=200))
+    nothing = stats.rank_sum_test([50.0], rng.normal(size=200))   # worst possible member: p = 1
+    assert nothing.p_value == 1.0
+    from ghostsent.detection.pooled import pooled_rank_sum
+    pooled = pooled_rank_sum({"a": rng.normal(-6, 0.1, 3).tolist(), "b": [50.0]},
+                             {"a": rng.normal(size=200).tolist(), "b": rng.normal(size=200).tolist()})
+    assert strong.p_value < 1e-5 and pooled.p_value < 1e-4, pooled
+
+
+def test_fisher_combination_matches_the_chi_square_tail():
+    """The closed form P * sum_{k<n} (-ln P)^k / k! is the chi-square(2n) survival at -2 ln P."""
+    for ps in ([0.3], [0.01, 0.5], [1e-12, 0.2, 0.9, 0.04], [1e-200] * 5):
+        t = -2 * sum(math.log(p) for p in ps)
+        assert math.isclose(stats.fisher_combine(ps), st.chi2.sf(t, 2 * len(ps)), rel_tol=1e-9)
+
+
+def test_fisher_combination_is_valid_for_discrete_super_uniform_p_values():
+    """Exact size by enumeration: three independent discrete uniform p-values on {1/V, ..., 1}."""
+    v = 7
+    grid = [(i + 1) / v for i in range(v)]
+    ps = [stats.fisher_combine([a, b, c]) for a in grid for b in grid for c in grid]
+    for a in (0.01, 0.05, 0.2, 0.5):
+        assert np.mean(np.array(ps) <= a) <= a + 1e-12, a
 
 
 # --- defect 11: the skew-normal tail is a labelled model extrapolation with a fit check ---------------------

@@ -89,7 +89,7 @@ class StratumRankSum:
 
 @dataclass
 class PooledRankSum:
-    """The joint perplexity answer: one stratum's rank-sum test, or several joined (weighted Stouffer)."""
+    """The joint perplexity answer: one stratum's rank-sum test, or several joined (Fisher's method)."""
 
     parts: list[StratumRankSum]
     z: float
