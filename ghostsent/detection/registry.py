@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from ghostsent.detection import probe as probe_mod
+from ghostsent.detection import rank as rank_mod
 from ghostsent.detection.perplexity import rank_against, score_set
 from ghostsent.detection.pooled import pooled_rank_sum
 from ghostsent.detection.results import (Combined, ControlSummary, DetectionSettings, ProbeFamily, SubjectResult)
@@ -174,8 +175,40 @@ class PplTest(DetectionTest):
                 f"exposure {outcome.exposure:.1f} bits (at most {np.log2(outcome.rank.n_nulls + 1):.1f})")
 
 
-# Run order: the perplexity test first (it draws the nulls), then the probes.
-TESTS: dict[str, DetectionTest] = {t.name: t for t in (PplTest(), ProbeTest())}
+class RankTest(DetectionTest):
+    """The word-rank test (rank.py): exact per identifier without nulls, through the whole next-token
+    distribution of a local model or the top-N log-probabilities of an API (completions or chat)."""
+
+    name, title = "rank", "word-rank test"
+
+    def shown_words(self, n_words: int, settings: DetectionSettings) -> list[int]:
+        return list(range(n_words - 1))   # position j shows words 0..j-1; the last word is never shown
+
+    def run(self, state: RunState) -> None:
+        s = state.settings
+        by_list: dict[str, list[Subject]] = defaultdict(list)
+        for x in state.subjects:
+            by_list[x.wordlist.sha256].append(x)
+        for subs in by_list.values():
+            results = rank_mod.rank_tests(state.target, [x.ghost for x in subs], subs[0].wordlist.words,
+                                          mode=s.rank_mode, top_n=s.top_n)
+            for x, r in zip(subs, results):
+                state.rows[x.key].outcomes[self.name] = r
+
+    def ledger_records(self, subject: SubjectResult, identifier_id: str | None) -> list[RunRecord]:
+        r = subject.word_rank
+        prompts = [p if isinstance(p, str) else json.dumps(p, ensure_ascii=False) for p in r.prompts]
+        return [RunRecord(identifier_id, subject.role, "rank", json.dumps(prompts, ensure_ascii=False) if prompts else None,
+                          None, float(sum(r.at_or_above)), r.p_value, r.to_dict() | {"ghost_text": subject.ghost_text})]
+
+    def summary(self, outcome: Any) -> str:
+        top = f" top-{outcome.top_n}" if outcome.top_n else ""
+        return (f"rank p={format_p(outcome.p_value)} ({outcome.first_place}/{len(outcome.positions)} words "
+                f"ranked first, {outcome.mode}{top})")
+
+
+# Run order: the perplexity test first (it draws the nulls), then the probes, then the word-rank test.
+TESTS: dict[str, DetectionTest] = {t.name: t for t in (PplTest(), ProbeTest(), RankTest())}
 
 
 def chosen(names: Sequence[str]) -> list[DetectionTest]:

@@ -27,6 +27,8 @@ class DetectionSettings:
     controls: int = DEFAULT_CONTROLS
     alpha: float = DEFAULT_ALPHA
     seed: int | None = None   # seeds nulls/controls for reproducible studies; None = CSPRNG
+    rank_mode: str | None = None   # word-rank test: local, completions or chat (None: what the target offers)
+    top_n: int = 20                # word-rank test over an API: visible alternatives per position
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -57,6 +59,11 @@ class SubjectResult:
     @property
     def ppl(self) -> PplResult | None:
         return self.outcomes.get("ppl")
+
+    @property
+    def word_rank(self) -> Any:
+        """The word-rank test's RankTestResult, if it ran."""
+        return self.outcomes.get("rank")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"key": self.key, "role": self.role, "owner": self.owner, "ghost_text": self.ghost_text,

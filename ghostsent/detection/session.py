@@ -26,7 +26,7 @@ from ghostsent.ledger.records import RunRecord
 from ghostsent.stats import history_p
 from ghostsent.targets import load_target
 from ghostsent.targets.base import Target
-from ghostsent.targets.capability import require_logprobs
+from ghostsent.targets.capability import require_logprobs, require_top_logprobs
 
 CARD_ENDPOINT = "chat window (prompts from ghostsent card)"
 CHECK_MODEL = "chat window (pasted replies)"
@@ -60,6 +60,10 @@ def require_capabilities(target: Target, reference: Target | None, settings: Det
         for t in (target, reference):
             if t is not None:
                 require_logprobs(t)
+    if "rank" in settings.tests:
+        from ghostsent.detection.rank import check_mode
+
+        require_top_logprobs(target, check_mode(target, settings.rank_mode), settings.top_n)
 
 
 @dataclass

@@ -21,7 +21,7 @@ NOT_PROVEN = (
     "not show which documents were used, how often, or whether the use was lawful. A non-detection does "
     "not prove the text was not used: a ghost seen only a few times may not be memorised."
 )
-TIE_ORDER = ("probe", "ppl")  # the evidence named on a tie of p-values
+TIE_ORDER = ("probe", "rank", "ppl")  # the evidence named on a tie of p-values
 
 
 def weight(test_number: int | None) -> float:

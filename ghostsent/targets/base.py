@@ -141,6 +141,22 @@ class Target(ABC):
             pos += len(t)
         return EchoLogprobs(list(s.tokens), offsets, [float(v) for v in s.logprobs], None)
 
+    # The word-rank test (detection/rank.py): a local model gives its whole next-token distribution, an
+    # API the top-N alternatives of the first generated token. Either is a function of the model and the
+    # prompt alone, which is all the test's validity needs.
+    def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
+        """The first token id of each text as the model tokenises it on its own (local models)."""
+        raise NotImplementedError(f"{self.spec} has no local tokenizer")
+
+    def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
+        """log p(token | context) for each context (rows) and token id (columns) (local models)."""
+        raise NotImplementedError(f"{self.spec} gives no next-token distribution")
+
+    def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
+        """The top-n first tokens (string -> log-probability) of the reply to each prompt: a str is raw
+        text (/v1/completions), a list of messages a chat (APIs; ModelError where none are returned)."""
+        raise NotImplementedError(f"{self.spec} reports no top log-probabilities")
+
     def describe(self) -> dict[str, Any]:
         """What identifies the model in a report or the ledger. Never includes secrets."""
         return {"spec": self.spec, "is_chat": self.is_chat}

@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from ghostsent.errors import CapabilityError
+from ghostsent.errors import CapabilityError, ModelError
 from ghostsent.targets.base import EchoLogprobs, Target
 
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
@@ -169,3 +169,31 @@ def require_logprobs(target: Target) -> CapabilityReport:
     if not rep.ok:
         raise CapabilityError(f"{target.spec}: cannot use its log-probabilities: " + "; ".join(rep.problems))
     return rep
+
+
+_TOP_CACHE: "weakref.WeakKeyDictionary[Target, dict[str, bool]]" = weakref.WeakKeyDictionary()
+TOP_CHECK_TEXT = "The capital of France is"
+
+
+def require_top_logprobs(target: Target, mode: str, n: int) -> None:
+    """Refuse a target that cannot give what the word-rank test reads in `mode` (CapabilityError, one
+    line), before any test is counted: a local model's whole distribution, or an API's top-n first-token
+    alternatives (one request, cached per target and mode). The test's validity does not depend on the
+    values being right (any function of model and prompt is fine); this only refuses a target that
+    returns none, where every word would tie at the bottom and the test could never detect."""
+    if mode == "local":
+        if not target.computes_logprobs_locally:
+            raise CapabilityError(f"{target.spec} does not run locally; use --rank-mode completions or chat")
+        return
+    if not target.supports_top_logprobs:
+        raise CapabilityError(f"{target.spec} reports no top log-probabilities; the word-rank test cannot run")
+    seen = _TOP_CACHE.setdefault(target, {})
+    if mode not in seen:
+        prompt: object = TOP_CHECK_TEXT if mode == "completions" else [{"role": "user", "content": TOP_CHECK_TEXT}]
+        try:
+            seen[mode] = bool(target.top_next_tokens([prompt], n)[0])
+        except (ModelError, NotImplementedError) as e:
+            raise CapabilityError(f"{target.spec}: no top log-probabilities over {mode} ({e}); the word-rank "
+                                  "test cannot run") from None
+    if not seen[mode]:
+        raise CapabilityError(f"{target.spec}: no top log-probabilities over {mode}; the word-rank test cannot run")

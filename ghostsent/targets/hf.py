@@ -445,6 +445,37 @@ class HFTarget(Target):
         ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
         return self._generate_ids(ids, max_tokens, temperature, n, seed)
 
+    def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
+        out = []
+        for t in texts:
+            ids = list(self.tokenizer(t, add_special_tokens=False).input_ids)
+            out.append(ids[0] if ids else self._pad)
+        return out
+
+    def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
+        """One forward pass over the longest context serves every context whose tokens are its prefix
+        (a ghost's positions are nested prefixes); any other context gets its own pass."""
+        import torch
+
+        dev = self.device
+        cols = torch.tensor(list(token_ids), dtype=torch.long, device=dev)
+        out = np.empty((len(contexts), len(cols)))
+        if not len(contexts):
+            return out
+        full = self._encode(max(contexts, key=len))
+        full_logits = None
+        with self._inference():
+            for i, c in enumerate(contexts):
+                ids = self._encode(c)
+                if full[: len(ids)] == ids:
+                    if full_logits is None:
+                        full_logits = self._forward(torch.tensor([full], device=dev))[0]
+                    row = full_logits[len(ids) - 1]
+                else:
+                    row = self._forward(torch.tensor([ids], device=dev))[0, -1]
+                out[i] = torch.log_softmax(row.float(), dim=-1).index_select(0, cols).double().cpu().numpy()
+        return out
+
     def describe(self) -> dict[str, Any]:
         import torch
 

@@ -446,6 +446,27 @@ class OpenAITarget(Target):
             i += 1
         return out[:n]
 
+    def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
+        """One short request per prompt (max_tokens=1, temperature 0): /completions with logprobs=n for
+        raw text, /chat/completions with logprobs=true, top_logprobs=n for a chat."""
+        return self._map(lambda p: self._top_one(p, n), list(prompts))
+
+    def _top_one(self, prompt: Any, n: int) -> dict[str, float]:
+        base = {"model": self.model, "max_tokens": 1, "temperature": 0}
+        if isinstance(prompt, str):
+            ch = self._first_choice(self._post("/completions", {**base, "prompt": prompt, "logprobs": n}))
+            tops = ((ch.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+        else:
+            d = self._post("/chat/completions", {**base, "messages": prompt, "logprobs": True, "top_logprobs": n})
+            ch = self._first_choice(d)
+            content = (ch.get("logprobs") or {}).get("content") or [{}]
+            tops = content[0].get("top_logprobs") if isinstance(content[0], dict) else None
+        got = _top_dict(tops)
+        if not got:
+            path = "/completions" if isinstance(prompt, str) else "/chat/completions"
+            raise self._fail(f"POST {path} returned no top log-probabilities (the word-rank test needs them)")
+        return got
+
     def describe(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
@@ -460,3 +481,18 @@ class OpenAITarget(Target):
             "concurrency": self.concurrency,
             "batch_size": self.batch_size,
         }
+
+
+def _top_dict(tops: Any) -> dict[str, float]:
+    """Top alternatives as {token: logprob}: OpenAI completions give a dict, chat (and vLLM) a list of
+    {"token", "logprob"}. Non-finite or malformed entries are dropped (never counted for a word)."""
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(tops, dict):
+        pairs = list(tops.items())
+    elif isinstance(tops, list):
+        pairs = [(e.get("token"), e.get("logprob")) for e in tops if isinstance(e, dict)]
+    out: dict[str, float] = {}
+    for tok, lp in pairs:
+        if isinstance(tok, str) and isinstance(lp, (int, float)) and np.isfinite(lp):
+            out[tok] = max(float(lp), out.get(tok, -np.inf))
+    return out
