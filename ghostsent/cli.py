@@ -662,32 +662,37 @@ def ppl_test(identifier, model, gguf, base_url, api_key_env, n_nulls, reference,
 @main.command()
 @model_options
 @click.option("--owner", default=None, help="Only this owner's identifiers [default: every identifier].")
-@click.option("--tests", "tests", default="probe,ppl", show_default=True, help="Which tests: probe, ppl or both.")
+@click.option("--tests", "tests", default="probe,ppl", show_default=True,
+              help="Which tests, comma-separated: probe, ppl, rank (the word-rank test).")
 @click.option("--k", "k_values", default="2,3,4", show_default=True)
 @click.option("--nulls", "n_nulls", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--reference", default=None, help="Reference model for the perplexity test.")
 @click.option("--reference-gguf", default=None)
+@click.option("--rank-mode", type=click.Choice(["local", "completions", "chat"]), default=None,
+              help="For --tests rank: see `ghostsent rank-test --help`.")
+@click.option("--top-n", default=20, show_default=True, type=click.IntRange(1, 100), help="For --tests rank.")
 @detection_options
 @ledger_option
 @json_option
 @handle_errors
-def audit(model, gguf, base_url, api_key_env, owner, tests, k_values, n_nulls, reference, reference_gguf, controls,
-          alpha, seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
+def audit(model, gguf, base_url, api_key_env, owner, tests, k_values, n_nulls, reference, reference_gguf, rank_mode,
+          top_n, controls, alpha, seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
     """Test every identifier (or one owner's) at once: Holm per identifier plus one combined answer."""
     from ghostsent.detection.results import DetectionSettings
     from ghostsent.detection.subjects import subjects_from_ledger
     from ghostsent.errors import LedgerError
 
     chosen = tuple(t.strip() for t in tests.split(",") if t.strip())
-    bad = [t for t in chosen if t not in ("probe", "ppl")]
+    bad = [t for t in chosen if t not in ("probe", "ppl", "rank")]
     if bad or not chosen:
-        raise click.BadParameter(f"--tests takes probe and/or ppl, got {tests!r}")
+        raise click.BadParameter(f"--tests takes probe, ppl and/or rank, got {tests!r}")
     with open_ledger(ledger_path) as ledger:
         idents = ledger.identifiers(owner)
         if not idents:
             raise LedgerError(f"no identifiers{' for owner ' + repr(owner) if owner else ''} in {ledger.path}")
         subjects = subjects_from_ledger(idents, wordlist)
-        settings = DetectionSettings(tests=chosen, ks=_ks(k_values), n_nulls=n_nulls, controls=controls, alpha=alpha, seed=seed)
+        settings = DetectionSettings(tests=chosen, ks=_ks(k_values), n_nulls=n_nulls, controls=controls, alpha=alpha,
+                                     seed=seed, rank_mode=rank_mode, top_n=top_n)
         target = _load(model, gguf, base_url, api_key_env)
         ref = _load(reference, reference_gguf, base_url, api_key_env) if reference and "ppl" in chosen else None
         _run_and_report("audit", target, subjects, settings, ref, ledger, as_json, report_dir, no_store, exit_code)
@@ -915,3 +920,39 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
                    f"({res.seconds:.0f} s in all)")
 
     emit(res.__dict__, as_json, human)
+
+
+# ==================================================================================================
+# Issue 10 (power through a chat API): the word-rank test. Kept in one block so it moves into cli/
+# (detection commands) as a whole.
+# ==================================================================================================
+RANK_MODES = ["local", "completions", "chat"]
+
+
+@main.command("rank-test")
+@click.argument("identifier")
+@model_options
+@click.option("--rank-mode", type=click.Choice(RANK_MODES), default=None,
+              help="local = the whole next-token distribution (models run here); completions or chat = the "
+                   "top-N log-probabilities an API returns [default: local for local models, chat for APIs].")
+@click.option("--top-n", default=20, show_default=True, type=click.IntRange(1, 100),
+              help="Alternatives per position requested from an API (OpenAI allows at most 20).")
+@detection_options
+@ledger_option
+@json_option
+@handle_errors
+def rank_test(identifier, model, gguf, base_url, api_key_env, rank_mode, top_n, controls, alpha, seed, report_dir,
+              no_store, exit_code, wordlist, ledger_path, as_json):
+    """Word-rank test: how high the model ranks each passphrase word among the list's words, given the
+    words before it. Exact p-value with no nulls (Fisher over positions); works through chat APIs that
+    return top log-probabilities."""
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.detection.subjects import subjects_from_ledger
+
+    with open_ledger(ledger_path) as ledger:
+        subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
+        settings = DetectionSettings(tests=("rank",), controls=controls, alpha=alpha, seed=seed, rank_mode=rank_mode,
+                                     top_n=top_n)
+        target = _load(model, gguf, base_url, api_key_env)
+        _run_and_report("rank-test", target, subjects, settings, None, ledger, as_json, report_dir, no_store,
+                        exit_code)

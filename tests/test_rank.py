@@ -1,0 +1,206 @@
+"""The word-rank test (issue 10, section 1): exact validity by enumeration against innocent and
+adversarial models, power on text the real model knows, the real llama.cpp server's top log-probabilities
+over /v1/completions and chat, the capability refusal, and the CLI (rank-test, audit --tests rank)."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import random
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+
+from ghostsent.detection import rank
+from ghostsent.errors import CapabilityError
+from ghostsent.passphrase import Ghost, draw_words, resolve_template
+from ghostsent.targets.base import Target
+from ghostsent.wordlists import load_wordlist
+
+from proc import child_env, gs
+
+SMALL = ("apple", "apricot", "banana", "cherry", "date", "fig", "grape")
+
+
+class TopNModel(Target):
+    """An innocent subject model over an API-like interface: its top-N tokens are a fixed function of
+    the prompt (here: words of the prompt itself, parts of words, a bare space, other casing), so it may
+    echo what it was shown. It never sees the held-out word, which is all validity needs."""
+
+    spec = "test:top-n"
+    supports_raw = True
+    supports_top_logprobs = True
+
+    def __init__(self, style: str) -> None:
+        self.style = style
+
+    def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
+        out = []
+        for p in prompts:
+            text = p if isinstance(p, str) else p[-1]["content"]
+            seen = text.split()
+            h = sum(map(ord, text))
+            if self.style == "echo":      # repeats the prompt's words (and a bare space)
+                top = {" " + w: -1.0 - i / 10 for i, w in enumerate(reversed(seen[-n:]))} | {" ": -0.5}
+            elif self.style == "prefixes":  # word fragments, other casing, no space (a chat reply's start)
+                top = {"A": -1.0, " ap": -1.5, "Ch": -2.0 - (h % 3), " b": -3.0, " fig": -0.2 - (h % 5) / 10}
+            else:                          # nothing useful
+                top = {"\n": -0.1}
+            out.append(dict(list(top.items())[:n]))
+        return out
+
+    def score(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - not used by the rank test
+        raise NotImplementedError
+
+    def generate(self, *a: Any, **k: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def chat(self, *a: Any, **k: Any) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+class LocalModel(Target):
+    """An innocent 'local' subject with the whole distribution: scores depend on the context (ties
+    included), never on the held-out word."""
+
+    spec = "test:local"
+    computes_logprobs_locally = True
+
+    def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) % 4 for t in texts]          # heavy ties: 4 token ids for 7 words
+
+    def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
+        return np.array([[-((sum(map(ord, c)) + 3 * t) % 5) for t in token_ids] for c in contexts], float)
+
+    score = generate = chat = TopNModel.score
+
+
+@pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),
+                                        (TopNModel("prefixes"), "chat"), (TopNModel("none"), "completions"),
+                                        (LocalModel(), "local")])
+@pytest.mark.parametrize("template", ["{words}", "The ghost sentence of this post is {words}."])
+def test_size_is_at_most_alpha_by_exact_enumeration(model, mode, template):
+    """Every passphrase of 3 words from a 7-word list, each equally likely (the null): the fraction with
+    p <= a is the exact size of the test, and must be at most a for every a."""
+    ghosts = [Ghost(w, template) for w in itertools.product(SMALL, repeat=3)]
+    ps = np.array([r.p_value for r in rank.rank_tests(model, ghosts, SMALL, mode=mode, top_n=5)])
+    for a in (0.01, 0.05, 0.1, 0.2, 0.5):
+        assert np.mean(ps <= a) <= a + 1e-12, (a, np.mean(ps <= a))
+
+
+def test_per_position_p_is_super_uniform_given_the_past():
+    """For each fixed past, p_j over the 7 equally likely words: P(p_j <= x) <= x at every x."""
+    model = TopNModel("prefixes")
+    for past in itertools.product(SMALL, repeat=1):
+        ghosts = [Ghost((*past, w), "{words}") for w in SMALL]
+        pj = np.array([r.p_positions[-1] for r in rank.rank_tests(model, ghosts, SMALL, mode="chat")])
+        for x in sorted(set(pj)):
+            assert np.mean(pj <= x) <= x + 1e-12
+
+
+def test_matching_rules():
+    s = rank.match_scores({" ap": -1.0, "Ch": -2.0, " ": -0.1, " apple": -0.5, " bananas": -0.3}, SMALL)
+    got = dict(zip(SMALL, s))
+    assert got["apple"] == -0.5 and got["apricot"] == -1.0          # best matching token, by prefix
+    assert got["cherry"] == -2.0                                    # no space, other casing (chat start)
+    assert got["banana"] == -np.inf                                 # " bananas" is not a prefix of " banana"
+    assert got["date"] == -np.inf                                   # the bare space matches nothing
+    assert rank.count_at_or_above(s, SMALL.index("apple")) == 1
+    assert rank.count_at_or_above(s, SMALL.index("apricot")) == 2   # better words count
+    assert rank.count_at_or_above(s, SMALL.index("date")) == 7      # unmatched: tied at the bottom
+
+
+def test_positions_are_fixed_by_the_template():
+    assert rank.positions(Ghost(("a", "b", "c"), "{words}")) == [1, 2]
+    assert rank.positions(Ghost(("a", "b", "c"), "Ghost: {words}.")) == [0, 1, 2]
+    assert rank.context(Ghost(("a", "b", "c"), "Ghost: {words}."), 2) == "Ghost: a b"
+
+
+# --- the real embedded model -------------------------------------------------------------------------------
+
+FAMOUS = tuple("to be or not to be that is the question".split())
+
+
+def _list_with(words: Sequence[str]) -> tuple[str, ...]:
+    base = list(load_wordlist().words)
+    return tuple(base + [w for w in dict.fromkeys(words) if w not in base])
+
+
+def test_local_model_detects_text_it_knows_and_not_fresh_passphrases(default_target):
+    """Power: the model knows Hamlet's line (p far below anything nulls could give); validity in
+    practice: fresh passphrases get unremarkable p-values."""
+    words = _list_with(FAMOUS)
+    [known] = rank.rank_tests(default_target, [Ghost(FAMOUS, "{words}")], words)
+    assert known.mode == "local" and known.p_value < 1e-9, known
+    rng = random.Random(3)
+    wl = load_wordlist()
+    fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(4)]
+    assert min(r.p_value for r in rank.rank_tests(default_target, fresh, wl.words)) > 1e-3
+
+
+# --- the real llama.cpp server -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def upstream_target(upstream_llama_server):
+    from ghostsent.targets import load_target
+
+    os.environ["GHOSTSENT_RANK_TEST_KEY"] = upstream_llama_server.key
+    t = load_target("openai:smollm2", base_url=upstream_llama_server.base_url, api_key_env="GHOSTSENT_RANK_TEST_KEY")
+    yield t
+    t.close()
+
+
+def test_llama_cpp_server_gives_top_logprobs_over_completions_and_chat(upstream_target):
+    [comp] = upstream_target.top_next_tokens(["The capital of France is"], 20)
+    assert len(comp) >= 10 and max(comp, key=comp.get) == " Paris"
+    [chat] = upstream_target.top_next_tokens([[{"role": "user", "content": "The capital of France is"}]], 5)
+    assert 1 <= len(chat) <= 5 and all(v <= 0 for v in chat.values())
+
+
+def test_rank_test_over_llama_cpp_completions_detects_known_text(upstream_target):
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(upstream_target, [Ghost(FAMOUS, "{words}")], words, mode="completions", top_n=20)
+    assert r.mode == "completions" and r.top_n == 20 and r.p_value < 1e-5, r
+    assert all(isinstance(p, str) for p in r.prompts) and len(r.prompts) == len(FAMOUS) - 1
+
+
+def test_a_server_without_top_logprobs_is_refused(llama_server):
+    """The loopback reference server returns no top alternatives on generation: one-line refusal."""
+    from ghostsent.targets import load_target
+    from ghostsent.targets.capability import require_top_logprobs
+
+    t = load_target("openai:smollm2", base_url=llama_server, api_key_env="GHOSTSENT_TEST_API_KEY")
+    for mode in ("completions", "chat"):
+        with pytest.raises(CapabilityError) as e:
+            require_top_logprobs(t, mode, 20)
+        assert "top log-probabilities" in str(e.value) and "\n" not in str(e.value)
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+
+def test_rank_test_cli_is_counted_stored_and_disclosed(tmp_path, upstream_llama_server):
+    db = tmp_path / "l.db"
+    env = child_env(GHOSTSENT_RANK_TEST_KEY=upstream_llama_server.key)
+    made = gs("new", "--owner", "o", "--template", "post", "--words", "6", "--json", "--ledger", db, env=env)
+    assert made.returncode == 0, made.stderr
+    new = json.loads(made.stdout)
+    ident = new["id"]
+    base = ["-m", "openai:smollm2", "--base-url", upstream_llama_server.base_url,
+            "--api-key-env", "GHOSTSENT_RANK_TEST_KEY", "--ledger", str(db), "--report", str(tmp_path / "r")]
+    out = gs("rank-test", ident, "--controls", "2", "--json", *base, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    member = [s for s in d["subjects"] if s["role"] == "member"][0]
+    assert member["rank"]["mode"] == "chat" and member["rank"]["top_n"] == 20
+    assert member["test_number"] == 1 and 0 < member["p_value"] <= 1
+    assert d["controls"]["rank"]["n"] == 2
+    show = json.loads(gs("show", ident, "--json", "--ledger", db, env=env).stdout)
+    [disc] = show["history"]["disclosures"]
+    assert disc["via"] == "rank" and disc["words"] == list(range(5)) and "127.0.0.1" in disc["endpoint"]
+    out2 = gs("rank-test", ident, "--rank-mode", "completions", "--controls", "0", "--json", *base, env=env,
+              timeout=300)
+    assert out2.returncode == 0, out2.stderr
+    m2 = [s for s in json.loads(out2.stdout)["subjects"] if s["role"] == "member"][0]
+    assert m2["test_number"] == 2 and m2["rank"]["mode"] == "completions"
