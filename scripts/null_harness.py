@@ -33,7 +33,8 @@ from scipy import stats as _st  # noqa: E402
 
 from ghostsent.detection import session  # noqa: E402
 from ghostsent.detection.engine import run_detection  # noqa: E402
-from ghostsent.detection.innocent import DriftingAPI, RandomReplies, RandomScores, WordFrequencyModel  # noqa: E402
+from ghostsent.detection.innocent import (DriftingAPI, RandomNextTokens, RandomReplies, RandomScores,  # noqa: E402
+                                         WordFrequencyModel)
 from ghostsent.ledger import Ledger  # noqa: E402
 from ghostsent.passphrase import new_ghost  # noqa: E402
 from ghostsent.detection.probe import DEFAULT_KS, card_prompts  # noqa: E402
@@ -226,6 +227,24 @@ def ppl_rerun_until_success(ctx: Context, seed: int) -> float:
         _close(led)
 
 
+# --- the word-rank test -----------------------------------------------------------------------------------
+
+def rank_local(ctx: Context, seed: int) -> float:
+    return _detect(RandomNextTokens(ctx.user, "local", seed=seed), _members(ctx.user, 1, seed), seed, ctx.nulls,
+                   tests=("rank",))
+
+
+def rank_api_chat(ctx: Context, seed: int) -> float:
+    """Top-20 over chat, an innocent model whose top tokens include the prompt's own words."""
+    return _detect(RandomNextTokens(ctx.user, "api", seed=seed), _members(ctx.user, 1, seed, template="none"), seed,
+                   ctx.nulls, tests=("rank",), rank_mode="chat")
+
+
+def rank_audit_api(ctx: Context, seed: int) -> float:
+    return _detect(RandomNextTokens(ctx.en, "api", seed=seed), _members(ctx.en, 3, seed), seed, ctx.nulls,
+                   tests=("probe", "rank"), rank_mode="completions", modes=("chat",))
+
+
 # --- audit --------------------------------------------------------------------------------------------------
 
 def audit_ppl(ctx: Context, seed: int) -> float:
@@ -291,6 +310,10 @@ WORKFLOWS = [
     Workflow("audit-both", "audit --tests probe,ppl, 3 identifiers", audit_both),
     Workflow("audit-strata", "audit --tests ppl, 5 identifiers in 3 strata (shipped + user list, 2 lengths)",
              audit_strata),
+    Workflow("rank-local", "rank-test, whole distribution with heavy ties (user list)", rank_local),
+    Workflow("rank-chat-echo", "rank-test over chat top-20, top tokens echo the prompt (user list, no prefix)",
+             rank_api_chat),
+    Workflow("audit-probe-rank", "audit --tests probe,rank over completions top-20, 3 identifiers", rank_audit_api),
     Workflow("broken-rule", "SELF-CHECK: min of two valid p-values (must FAIL)", broken_rule, self_check=True),
 ]
 

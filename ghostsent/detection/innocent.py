@@ -140,3 +140,36 @@ class DriftingAPI(InnocentTarget):
     def _nll(self, continuation: str) -> float:
         self.calls += 1
         return float(self.np_rng.normal(5.0, 1.0)) + self.drift * self.calls
+
+
+class RandomNextTokens(InnocentTarget):
+    """Next-token predictions that never saw a ghost, for the word-rank test.
+
+    style "api": an API's top-N first tokens drawn from the prompt itself (its last words, with and
+    without the space, other casing: an innocent model that echoes what it was shown), fragments of
+    list words, a bare space and random list words; "local": the whole distribution over a small token
+    vocabulary with heavy ties (list words share leading tokens)."""
+
+    def __init__(self, wordlist: WordList, style: str = "api", seed: int | None = None) -> None:
+        super().__init__(f"innocent:next-tokens-{style}", seed)
+        self.words, self.style = wordlist.words, style
+        self.computes_logprobs_locally = style == "local"
+        self.supports_top_logprobs = True
+
+    def _top(self, text: str, n: int) -> dict[str, float]:
+        shown = text.split()[-6:]
+        picks = [" " + w for w in shown] + [w.capitalize() for w in shown[-2:]] + [" "]
+        picks += [" " + self.rng.choice(self.words)[: self.rng.randint(1, 4)] for _ in range(3)]
+        picks += [" " + self.rng.choice(self.words) for _ in range(n)]
+        self.rng.shuffle(picks)
+        return {t: -self.rng.expovariate(0.5) for t in picks[:n]}
+
+    def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
+        return [self._top(p if isinstance(p, str) else p[-1]["content"], n) for p in prompts]
+
+    def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
+        return [sum(map(ord, t[:3])) % 97 for t in texts]   # 97 tokens: many words share one
+
+    def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
+        table = np.round(self.np_rng.normal(size=(len(contexts), 97)), 1)   # rounded: ties
+        return table[:, np.asarray(token_ids, dtype=int)]

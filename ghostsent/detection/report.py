@@ -185,7 +185,8 @@ def plot_pvalues(res: DetectionResult) -> list[Image]:
 # --- content ----------------------------------------------------------------------------------------------
 
 EXACTNESS = ("Under the stated assumptions (docs/statistics.md) the perplexity p-values are exact and the probe "
-             "p-values are valid upper bounds (a union bound over the places a reply is searched). The corrected p "
+             "p-values are valid upper bounds (a union bound over the places a reply is searched); the word-rank "
+             "p-values are valid without nulls (Fisher over super-uniform per-word ranks). The corrected p "
              "multiplies an identifier's j-th test by j(j+1) and then applies Holm over the run's family.")
 
 
@@ -212,7 +213,7 @@ def blocks(res: DetectionResult, images: Sequence[Image] = ()) -> list[Block]:
 def _subject_table(res: DetectionResult) -> Table:
     rows = []
     for r in res.subjects:
-        pr, pp = r.probe, r.ppl
+        pr, pp, wr = r.probe, r.ppl, r.word_rank
         best = "–"
         if pr and pr.records:
             b = min(pr.records, key=lambda x: x.p_value)
@@ -221,10 +222,11 @@ def _subject_table(res: DetectionResult) -> Table:
             r.key, r.role, best, format_p(pr.p_value) if pr else "–",
             f"{pp.rank.rank}/{pp.rank.n_nulls + 1}" if pp else "–", format_p(pp.p_value) if pp else "–",
             f"{pp.exposure:.1f} (at most {np.log2(pp.rank.n_nulls + 1):.1f})" if pp else "–",
+            f"{wr.first_place}/{len(wr.positions)}" if wr else "–", format_p(wr.p_value) if wr else "–",
             str(r.test_number or 1) if r.role == "member" else "–",
             format_p(r.p_holm) if r.p_holm is not None else "–"])
     return Table(["identifier", "role", "probe: best matches", "probe p", "ppl rank", "ppl p", "exposure (bits)",
-                  "test #", "p (corrected)"], rows)
+                  "word-rank: words first", "word-rank p", "test #", "p (corrected)"], rows)
 
 
 def _combined_items(res: DetectionResult) -> list[list[Inline]]:

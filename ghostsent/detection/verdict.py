@@ -94,7 +94,11 @@ def verdict_text(model: str, decision: Decision, alpha: float, partial: bool = F
     if hits:
         best = min(hits, key=lambda m: m.p_holm)
         by_probe = [m for m in hits if m.evidence == "probe"]
-        if len(by_probe) == len(hits):
+        by_rank = [m for m in hits if m.evidence == "rank"]
+        if len(by_rank) == len(hits):
+            what = (f"predicts the passphrase words of {len(hits)} of {n} ghost sentence(s) far beyond chance "
+                    "(word-rank test)")
+        elif len(by_probe) == len(hits):
             what = f"reproduces held-out words of {len(hits)} of {n} ghost sentence(s) far beyond chance"
         elif not by_probe:
             what = (f"ranks {len(hits)} of {n} ghost sentence(s) as more likely than fresh passphrases "
