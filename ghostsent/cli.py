@@ -840,13 +840,13 @@ def _str_list(value: str) -> tuple[str, ...]:
               help="Folder of text files, a JSONL file, builtin:kjv (Debian bible-kjv) or builtin:pydoc.")
 @click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
 @click.option("--owner-field", default=None, help="JSONL field holding the owner.")
-@click.option("--documents", "n_documents", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--documents", "n_documents", default=500, show_default=True, type=click.IntRange(1))
 @click.option("--min-words", default=100, show_default=True, type=click.IntRange(1))
 @click.option("--max-words", default=160, show_default=True, type=click.IntRange(1),
               help="Cut each document to an excerpt of at most this many words (at a sentence boundary).")
 @click.option("--repetitions", default="1,2,3,5,10,20", show_default=True, help="Repetition counts (grid axis).")
-@click.option("--ids-per-cell", default=2, show_default=True, type=click.IntRange(1))
-@click.option("--controls", "n_controls", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--ids-per-cell", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--controls", "n_controls", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--words", default="12", show_default=True, help="Passphrase lengths (grid axis).")
 @click.option("--position", "positions", default="latter-half", show_default=True, help="Position strategies (grid axis).")
 @click.option("--template", "templates", default="none", show_default=True, help="Prefix templates (grid axis; names only).")
@@ -869,15 +869,24 @@ def _str_list(value: str) -> tuple[str, ...]:
               help="Train on what `ghostsent survive`'s extraction, filters and dedup keep.")
 @click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; rerunning with the same folder resumes.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N for training and detection [default: CUDA when present].")
+@click.option("--preset", type=click.Choice(["quick"]), default=None,
+              help="quick: 300 documents, 2 identifiers per cell, 12 controls (about 20-30 min on 2 CPU cores); "
+                   "explicitly given options still win.")
 @json_option
 @handle_errors
-def study(corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls, words,
-          positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum, max_steps,
-          n_nulls, k_values, alpha, seed, pipeline, out_dir, as_json):
+@click.pass_context
+def study(ctx, corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls,
+          words, positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum,
+          max_steps, n_nulls, k_values, alpha, seed, pipeline, out_dir, device, preset, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
     from ghostsent.study import StudyConfig, run_study
 
-    cfg = StudyConfig(
+    if preset == "quick":
+        given = {k for k in ctx.params if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        quick = {"n_documents": 300, "ids_per_cell": 2, "n_controls": 12}
+        n_documents, ids_per_cell, n_controls = (ctx.params[k] if k in given else v for k, v in quick.items())
+    cfg = StudyConfig(device=device,
         corpus=corpus, text_field=text_field, owner_field=owner_field, min_words=min_words, max_words=max_words,
         n_documents=n_documents, repetitions=_int_list(repetitions, "--repetitions"), ids_per_cell=ids_per_cell,
         n_controls=n_controls, words=_int_list(words, "--words"), positions=_str_list(positions),

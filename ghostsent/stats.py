@@ -290,6 +290,20 @@ def fisher_combine(p_values: Sequence[float]) -> float:
     return float(min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
 
 
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (the study's detection rates; small n, rates at
+    0 or 1 included, where the normal interval collapses to a point)."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = norm_ppf(0.5 + confidence / 2)
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    lo, hi = centre - half, centre + half
+    return (0.0 if successes == 0 else max(0.0, lo)), (1.0 if successes == n else min(1.0, hi))
+
+
 # --- one identifier tested many times -------------------------------------------------------------------
 
 def history_weight(test_number: int) -> float:

@@ -33,9 +33,13 @@ from ghostsent.errors import InputError, ModelError
 from ghostsent.fsio import atomic_write
 from ghostsent.passphrase import Ghost, resolve_template
 from ghostsent.detection.perplexity import draw_nulls, score_set
-from ghostsent.stats import rank_test
+from ghostsent.stats import rank_test, wilson_interval
 
-TESTS = ("probe", "ppl", "ppl_ref")
+# The word-rank test three ways on the same identifiers: the whole distribution (local), and what an
+# OpenAI-compatible server running the tuned model shows with top-20 log-probabilities over
+# /v1/completions and over chat (HFTarget.top_next_tokens: the same model, in-process).
+RANK_TESTS = {"rank": ("local", None), "rank_top20": ("completions", 20), "rank_chat20": ("chat", 20)}
+TESTS = ("probe", "ppl", "ppl_ref", *RANK_TESTS)
 BASELINES = ("loss", "zlib", "min_k", "min_k_pp")
 
 
@@ -46,10 +50,10 @@ class StudyConfig:
     owner_field: str | None = None
     min_words: int = 100
     max_words: int | None = 160      # documents are cut to an excerpt of at most this many words
-    n_documents: int = 300           # documents in the training corpus (carriers + untouched ones)
+    n_documents: int = 500           # documents in the training corpus (carriers + untouched ones)
     repetitions: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
-    ids_per_cell: int = 2
-    n_controls: int = 12             # never-inserted identifiers per run
+    ids_per_cell: int = 10           # enough for a detection rate with a useful Wilson interval
+    n_controls: int = 40             # never-inserted identifiers per run
     words: tuple[int, ...] = (12,)
     positions: tuple[str, ...] = ("latter-half",)
     templates: tuple[str, ...] = ("none",)
@@ -69,6 +73,7 @@ class StudyConfig:
     alpha: float = 1e-3
     seed: int = 0
     pipeline: str | None = None      # "default": train on what `ghostsent survive`'s stages keep
+    device: str | None = None        # None: CUDA when present, else CPU (training and detection)
 
     def runs(self) -> list[dict[str, Any]]:
         return [
@@ -83,6 +88,8 @@ class StudyConfig:
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
         if d["pipeline"] is None:
             del d["pipeline"]  # studies run before the option existed keep their configuration
+        if d.get("device") is None:
+            d.pop("device", None)
         return d
 
 
@@ -264,6 +271,7 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
            progress: bool) -> list[dict]:
     """Every test and baseline on every subject; returns JSON-ready rows."""
     from ghostsent.detection.probe import run_probes
+    from ghostsent.detection.rank import rank_tests
     from ghostsent.wordlists import load_wordlist
 
     wl = load_wordlist(run["wordlist"])
@@ -277,6 +285,8 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
     d_sub, d_null = t_sub - r_sub, t_null - r_null
     full = tuned.score("", [g.text for g in ghosts], full_stats=True, progress=progress)
     probes = run_probes(tuned, [(g, wl.size) for g in ghosts], cfg.ks, modes=cfg.probe_modes, rng=rng)
+    ranks = {name: rank_tests(tuned, ghosts, wl.words, mode=mode, top_n=n or 20)
+             for name, (mode, n) in RANK_TESTS.items()}
     rows = []
     for i, s in enumerate(subjects):
         g: Ghost = s["ghost"]
@@ -294,6 +304,8 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
             "ppl": {"nll": float(t_sub[i]), "rank": ppl.rank, "p_value": ppl.p_value, "exposure_bits": ppl.exposure},
             "ppl_ref": {"score": float(d_sub[i]), "rank": ref.rank, "p_value": ref.p_value, "exposure_bits": ref.exposure},
             "untouched_ppl": {"nll": float(r_sub[i]), "rank": untouched.rank, "p_value": untouched.p_value},
+            **{name: {"p_value": r[i].p_value, "at_or_above": r[i].at_or_above, "first_place": r[i].first_place}
+               for name, r in ranks.items()},
             "baselines": {
                 "loss": baselines.loss_score(sc),
                 "zlib": baselines.zlib_score(sc, g.text),
@@ -307,22 +319,31 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, subject
 def member_score(row: dict, test: str) -> float:
     """Higher = more likely a member, for ROC curves."""
     if test in TESTS:
-        return -float(np.log10(max(row[test]["p_value"], 1e-300))) if test == "probe" else -(
+        return -float(np.log10(max(row[test]["p_value"], 1e-300))) if test not in ("ppl", "ppl_ref") else -(
             row["ppl"]["nll"] if test == "ppl" else row["ppl_ref"]["score"])
     return float(row["baselines"][test])
+
+
+def tests_in(rows: list[dict]) -> tuple[str, ...]:
+    """The tests these rows have (a run finished by an older version lacks the word-rank tests)."""
+    return tuple(t for t in TESTS if rows and t in rows[0])
 
 
 def summarise(cfg: StudyConfig, rows: list[dict]) -> dict[str, Any]:
     members = [r for r in rows if r["role"] == "member"]
     controls = [r for r in rows if r["role"] == "control"]
-    out: dict[str, Any] = {"detection_rate": {}, "control_false_positives": {}, "smallest_repetitions": {},
-                           "roc": {}, "exposure_by_repetitions": {}}
-    for t in TESTS:
-        rate = {}
+    tests = tests_in(rows)
+    out: dict[str, Any] = {"detection_rate": {}, "detection_ci95": {}, "control_false_positives": {},
+                           "smallest_repetitions": {}, "roc": {}, "exposure_by_repetitions": {}}
+    for t in tests:
+        rate, ci = {}, {}
         for reps in cfg.repetitions:
             cell = [r for r in members if r["repetitions"] == reps]
-            rate[str(reps)] = sum(r[t]["p_value"] < cfg.alpha for r in cell) / len(cell)
+            hits = sum(r[t]["p_value"] < cfg.alpha for r in cell)
+            rate[str(reps)] = hits / len(cell)
+            ci[str(reps)] = list(wilson_interval(hits, len(cell)))
         out["detection_rate"][t] = rate
+        out["detection_ci95"][t] = ci
         out["control_false_positives"][t] = sum(r[t]["p_value"] < cfg.alpha for r in controls)
         # The smallest count from which every cell at and above it detected every identifier: what a
         # user can rely on. (A single fully detected cell below a failing one does not count.)
@@ -332,7 +353,7 @@ def summarise(cfg: StudyConfig, rows: list[dict]) -> dict[str, Any]:
         full = [reps for reps in reps_sorted if rate[str(reps)] == 1.0]
         out.setdefault("first_fully_detected", {})[t] = full[0] if full else None
     out["control_false_positives"]["untouched_ppl"] = sum(r["untouched_ppl"]["p_value"] < cfg.alpha for r in members + controls)
-    for t in TESTS + BASELINES:
+    for t in tests + BASELINES:
         m = [member_score(r, t) for r in members]
         c = [member_score(r, t) for r in controls]
         fpr, tpr, _ = baselines.roc_curve(m, c)
@@ -343,8 +364,13 @@ def summarise(cfg: StudyConfig, rows: list[dict]) -> dict[str, Any]:
             str(reps): float(np.mean([r[t]["exposure_bits"] for r in members if r["repetitions"] == reps]))
             for reps in cfg.repetitions
         }
-    out["control_p_values"] = {t: [r[t]["p_value"] for r in controls] for t in TESTS}
+    out["control_p_values"] = {t: [r[t]["p_value"] for r in controls] for t in tests}
     return out
+
+
+def _device_options(cfg: StudyConfig) -> dict[str, str]:
+    """Where the models run: cfg.device, else the target's default (CUDA when present)."""
+    return {"device": cfg.device} if cfg.device else {}
 
 
 def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: list[Any], progress: bool,
@@ -372,13 +398,14 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         f"{len(texts)} documents; {len(controls)} controls never inserted")
     ckpt = rdir / "model"
     tc = TrainConfig(lr=cfg.lr, epochs=cfg.epochs, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
-                     grad_accum=cfg.grad_accum, seed=cfg.seed, method=cfg.method, max_steps=cfg.max_steps)
+                     grad_accum=cfg.grad_accum, seed=cfg.seed, method=cfg.method, max_steps=cfg.max_steps,
+                     device=cfg.device or "auto")
     train_info_path = rdir / "train.json"
     if (ckpt / "config.json").exists() and train_info_path.exists():
         from ghostsent.targets import load_target
 
         log(f"[{key}] reusing trained checkpoint {ckpt}")
-        tuned = load_target(f"hf:{ckpt}")
+        tuned = load_target(f"hf:{ckpt}", options=_device_options(cfg))
         train_info = json.loads(train_info_path.read_text())
     else:
         if cfg.pipeline:
@@ -421,7 +448,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     else:
         cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
     t0 = time.time()
-    base = load_target(cfg.model, gguf=cfg.gguf)
+    base = load_target(cfg.model, gguf=cfg.gguf, options=_device_options(cfg))
     if not hasattr(base, "model"):
         raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
     results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
@@ -461,27 +488,33 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
          f"{cfg['ids_per_cell']} identifiers per repetition count, {cfg['n_controls']} never-inserted controls, "
          f"{cfg['n_nulls']} nulls, threshold p < {alpha:g}. Total {study['seconds'] / 60:.1f} min.", ""]
     names = {"probe": "last-k probe", "ppl": "perplexity test", "ppl_ref": "perplexity test − reference",
+             "rank": "word-rank (whole distribution)", "rank_top20": "word-rank (completions, top-20)",
+             "rank_chat20": "word-rank (chat, top-20)",
              "loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% (20%)", "min_k_pp": "Min-K%++ (20%)"}
     for res in study["runs"]:
         s = res["summary"]
         L += [f"## Run `{res['key']}`", "",
               f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
               f"{res['train'].get('seconds')} s.", "",
-              "Detection rate at p < %g by repetitions:" % alpha, "",
+              "Detection rate at p < %g by repetitions [Wilson 95%% interval]:" % alpha, "",
               "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | all detected from | control FPs |",
               "|---|" + "---|" * len(cfg["repetitions"]) + "---|---|"]
-        for t in TESTS:
-            rate = s["detection_rate"][t]
-            L.append(f"| {names[t]} | " + " | ".join(f"{rate[str(r)]:.0%}" for r in cfg["repetitions"])
+        for t in s["detection_rate"]:
+            rate, ci = s["detection_rate"][t], s.get("detection_ci95", {}).get(t, {})
+            L.append(f"| {names[t]} | " + " | ".join(_cell(rate[str(r)], ci.get(str(r))) for r in cfg["repetitions"])
                      + f" | {s['smallest_repetitions'][t] or '—'} | {s['control_false_positives'][t]}/{cfg['n_controls']} |")
         L += ["", "Members vs controls, all repetitions pooled:", "", "| test | ROC AUC | TPR at 1% FPR |", "|---|---|---|"]
-        for t in TESTS + BASELINES:
+        for t in s["roc"]:
             L.append(f"| {names[t]} | {s['roc'][t]['auc']:.3f} | {s['roc'][t]['tpr_at_1pct_fpr']:.2f} |")
         L += ["", f"Untouched model (calibration): {s['control_false_positives']['untouched_ppl']} of "
                   f"{len(res['rows'])} identifiers below p < {alpha:g}.", ""]
     L += [f"![{p}]({p})" for p in plots]
     L += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in study["versions"].items())]
     return "\n".join(L) + "\n"
+
+
+def _cell(rate: float, ci: Sequence[float] | None) -> str:
+    return f"{rate:.0%}" + (f" [{ci[0]:.0%}–{ci[1]:.0%}]" if ci else "")
 
 
 def make_plots(study: dict[str, Any], out: Path) -> list[str]:
@@ -503,8 +536,14 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         s, key = res["summary"], res["key"]
         reps = cfg["repetitions"]
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        for t in TESTS:
-            ax.plot(reps, [s["detection_rate"][t][str(r)] for r in reps], marker="o", label=t)
+        for t in s["detection_rate"]:
+            ys = [s["detection_rate"][t][str(r)] for r in reps]
+            ci = s.get("detection_ci95", {}).get(t)
+            if ci:   # Wilson 95% intervals as error bars
+                err = [[y - ci[str(r)][0] for y, r in zip(ys, reps)], [ci[str(r)][1] - y for y, r in zip(ys, reps)]]
+                ax.errorbar(reps, ys, yerr=err, marker="o", capsize=3, label=t)
+            else:
+                ax.plot(reps, ys, marker="o", label=t)
         ax.set_xscale("log")
         ax.set_xticks(reps, [str(r) for r in reps])
         ax.set_xlabel("repetitions (documents carrying the ghost)")

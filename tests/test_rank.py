@@ -204,3 +204,14 @@ def test_rank_test_cli_is_counted_stored_and_disclosed(tmp_path, upstream_llama_
     assert out2.returncode == 0, out2.stderr
     m2 = [s for s in json.loads(out2.stdout)["subjects"] if s["role"] == "member"][0]
     assert m2["test_number"] == 2 and m2["rank"]["mode"] == "completions"
+
+
+def test_local_top_n_agrees_with_the_llama_cpp_server(default_target, upstream_target):
+    """The in-process top-N view of the same model (what the study uses for the API modes) names the
+    same most likely tokens as the real server (Q4 weights dequantised vs llama.cpp: close, not equal)."""
+    prompt = "The capital of France is"
+    [local] = default_target.top_next_tokens([prompt], 10)
+    [server] = upstream_target.top_next_tokens([prompt], 10)
+    assert max(local, key=local.get) == max(server, key=server.get) == " Paris"
+    assert len(set(local) & set(server)) >= 6
+    assert abs(local[" Paris"] - server[" Paris"]) < 0.3

@@ -178,3 +178,15 @@ def test_history_weights_spend_at_most_alpha_over_any_number_of_tests():
     assert sum(ws) < 1.0
     assert stats.history_p(0.01, 3) == pytest.approx(0.12)
     assert stats.history_p(0.2, 3) == 1.0
+
+
+def test_wilson_interval_matches_textbook_values_and_covers():
+    lo, hi = stats.wilson_interval(10, 10)
+    assert math.isclose(lo, 0.7225, abs_tol=1e-4) and hi == 1.0        # the textbook value for 10/10
+    lo, hi = stats.wilson_interval(0, 10)
+    assert lo == 0.0 and math.isclose(hi, 0.2775, abs_tol=1e-4)
+    rng = np.random.default_rng(11)
+    for p, n in ((0.1, 10), (0.5, 20), (0.9, 40)):
+        ks = rng.binomial(n, p, size=4000)
+        cover = np.mean([stats.wilson_interval(int(k), n)[0] <= p <= stats.wilson_interval(int(k), n)[1] for k in ks])
+        assert cover >= 0.92, (p, n, cover)

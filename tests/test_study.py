@@ -42,12 +42,16 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     rows = run["rows"]
     assert len(rows) == 2 + 3 and {r["role"] for r in rows} == {"member", "control"}
     for r in rows:
-        for t in ("probe", "ppl", "ppl_ref", "untouched_ppl"):
+        for t in ("probe", "ppl", "ppl_ref", "untouched_ppl", "rank", "rank_top20", "rank_chat20"):
             assert 0 < r[t]["p_value"] <= 1
         assert set(r["baselines"]) == {"loss", "zlib", "min_k", "min_k_pp"}
     s = run["summary"]
-    for t in ("probe", "ppl", "ppl_ref", "loss", "zlib", "min_k", "min_k_pp"):
+    for t in ("probe", "ppl", "ppl_ref", "rank", "rank_top20", "rank_chat20", "loss", "zlib", "min_k", "min_k_pp"):
         assert 0 <= s["roc"][t]["auc"] <= 1
+    for t, cis in s["detection_ci95"].items():   # Wilson intervals around every rate
+        for reps, (lo, hi) in cis.items():
+            assert 0 <= lo <= s["detection_rate"][t][reps] <= hi <= 1
+    assert "[" in (out / "results.md").read_text()
     # Never-inserted controls must not be flagged.
     assert all(v == 0 for v in s["control_false_positives"].values()), s["control_false_positives"]
     for f in ("results.md", "detection_w8-latter-half-none-en.png", "roc_w8-latter-half-none-en.png",

@@ -445,6 +445,32 @@ class HFTarget(Target):
         ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
         return self._generate_ids(ids, max_tokens, temperature, n, seed)
 
+    def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
+        """What an OpenAI-compatible server running this model returns as the first generated token's
+        top-n alternatives: raw text as /v1/completions would see it, messages through the chat
+        template (add_generation_prompt). Lets a study measure the API modes of the word-rank test on a
+        model it just trained; the real servers are tested separately (tests/test_rank.py)."""
+        import torch
+
+        out = []
+        with self._inference():
+            for p in prompts:
+                if isinstance(p, str):
+                    ids = self._encode(p)
+                else:
+                    if not self.is_chat:
+                        raise ModelError(f"{self.spec}: the tokenizer has no chat template")
+                    text = self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+                    ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
+                row = torch.log_softmax(self._forward(torch.tensor([ids], device=self.device))[0, -1].float(), -1)
+                vals, idx = torch.topk(row, n)
+                top: dict[str, float] = {}
+                for v, i in zip(vals.tolist(), idx.tolist()):
+                    tok = self.tokenizer.decode([i])
+                    top[tok] = max(float(v), top.get(tok, -np.inf))
+                out.append(top)
+        return out
+
     def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
         out = []
         for t in texts:
