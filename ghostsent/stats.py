@@ -55,6 +55,21 @@ def probe_p_value(matches: int, k: int, vocab_size: int, places: int = 1) -> flo
     return min(1.0, max(1, places) * binom_tail(matches, k, 1.0 / vocab_size))
 
 
+def poisson_binomial_tail(probs: Sequence[float], hits: int) -> float:
+    """P(sum of independent Bernoulli(probs[i]) >= hits), exact (a dynamic programme over the count)."""
+    if hits <= 0:
+        return 1.0
+    if hits > len(probs):
+        return 0.0
+    dist = [1.0] + [0.0] * len(probs)        # dist[c] = P(count == c) after the trials so far
+    for q in probs:
+        q = min(1.0, max(0.0, float(q)))
+        for c in range(len(dist) - 1, 0, -1):
+            dist[c] = dist[c] * (1 - q) + dist[c - 1] * q
+        dist[0] *= 1 - q
+    return min(1.0, math.fsum(dist[hits:]))
+
+
 def bonferroni(p_values: Sequence[float]) -> float:
     """Combine tests of one hypothesis: valid under any dependence between them."""
     if not len(p_values):

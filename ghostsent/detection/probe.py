@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from ghostsent.errors import InputError
 from ghostsent.passphrase import Ghost
-from ghostsent.stats import bonferroni, probe_p_value
+from ghostsent.stats import bonferroni, poisson_binomial_tail, probe_p_value
 from ghostsent.targets.base import Target
 from ghostsent.wordlists import fold, folded_tokens, normalise, word_tokens
 
@@ -125,6 +125,53 @@ def score_tail(reply: str, ghost: Ghost, tail: int, answered_ks: Sequence[int], 
     return _score(tokens, [normalise(w) for w in ghost.words[n - tail:]], places, vocab_size)
 
 
+# A reply that declines (policy, "I can't reproduce copyrighted text", "I don't know") is recorded as a
+# refusal: the report and ledger count refusals apart from misses. Matching words in it still count.
+REFUSAL_MARKERS = ("i can't", "i cannot", "i can not", "i'm sorry", "i am sorry", "i'm unable", "i am unable",
+                   "i won't", "i will not", "as an ai", "i'm not able", "i am not able", "i don't know",
+                   "i do not know", "cannot help with", "can't help with", "not able to provide")
+
+
+def is_refusal(reply: str) -> bool:
+    head = fold(reply)[:200].replace("’", "'")
+    return any(m in head for m in REFUSAL_MARKERS)
+
+
+SAMPLE_PLACE_RULES = 2   # where a sample's continuation starts: its first word, or after the anchor
+
+
+def _sample_place(tokens: list[str], anchor: str | None, rule: int) -> int:
+    """Rule 0: the reply's first word; rule 1: right after the LAST occurrence of the last shown word
+    (the reply's first word when it does not occur). Chosen from the reply and shown words only."""
+    if rule == 1 and anchor:
+        last = [i for i, w in enumerate(tokens) if w == anchor]
+        if last:
+            return last[-1] + 1
+    return 0
+
+
+def score_samples(replies: Sequence[str], held_out: Sequence[str], last_shown: str | None,
+                  vocab_size: int) -> dict[str, Any]:
+    """Several sampled replies to one prompt, pooled: at held-out position i, D_i = the distinct words
+    the samples put there (each sample at its place, one rule for all). Under H0 the held-out words are
+    uniform and independent of the replies, so hit_i = [W_i in D_i] are independent Bernoulli(|D_i|/V)
+    given the replies and the number of hits has an exact Poisson-binomial tail; the minimum over the
+    SAMPLE_PLACE_RULES rules is paid for with a union bound (x2). No factor for the number of samples."""
+    targets = [normalise(w) for w in held_out]
+    toks = [_reply_tokens(r, MAX_REPLY_WORDS)[0] for r in replies]
+    best: dict[str, Any] = {"p_value": 1.0, "matches": 0}
+    for rule in range(SAMPLE_PLACE_RULES):
+        places = [_sample_place(t, _key(last_shown), rule) for t in toks]
+        seen = [{t[p + i] for t, p in zip(toks, places) if p + i < len(t)} for i in range(len(targets))]
+        hits = sum(1 for w, d in zip(targets, seen) if w in d)
+        p = poisson_binomial_tail([len(d) / vocab_size for d in seen], hits)
+        if p < best["p_value"] or rule == 0:
+            best = {"p_value": p, "matches": hits}
+    return {"matches": best["matches"], "k": len(targets), "places": SAMPLE_PLACE_RULES,
+            "complete": False,   # hits may come from different samples: "completed" is per reply
+            "p_value": min(1.0, SAMPLE_PLACE_RULES * best["p_value"])}
+
+
 @dataclass
 class ProbeRecord:
     k: int
@@ -138,6 +185,8 @@ class ProbeRecord:
     complete: bool
     p_value: float
     sent: int = -1       # position in the (shuffled) order prompts were sent in; -1 for a pasted reply
+    counted: bool = True  # in the identifier's p (a sample pooled into a "samples" record is not)
+    refused: bool = False  # the reply declines to answer: recorded as a refusal, not as a miss
 
 
 @dataclass
@@ -148,8 +197,13 @@ class ProbeResult:
 
     @property
     def p_value(self) -> float:
-        """Bonferroni over every probe of this identifier."""
-        return bonferroni([r.p_value for r in self.records])
+        """Bonferroni over every counted probe of this identifier (several samples of one prompt are
+        counted once, pooled: score_samples)."""
+        return bonferroni([r.p_value for r in self.records if r.counted])
+
+    @property
+    def refusals(self) -> int:
+        return sum(1 for r in self.records if r.refused and r.sample >= 0)
 
     @property
     def completed(self) -> bool:
@@ -169,7 +223,8 @@ class ProbeResult:
             "vocab_size": self.vocab_size,
             "p_value": self.p_value,
             "completed": self.completed,
-            "n_probes": len(self.records),
+            "n_probes": sum(1 for r in self.records if r.counted),
+            "refusals": self.refusals,
             "records": [asdict(r) for r in self.records],
         }
 
@@ -266,11 +321,17 @@ def run_probes(
             replies = target.chat_many(prompts, max_tokens=48 + 6 * k, temperature=temperature, n=samples,
                                        seed=seed)
         for j, outs in zip(batch, replies):
+            v = results[j.ghost].vocab_size
             for si, reply in enumerate(outs):
-                sc = score_reply(reply, j.held_out, j.last_shown, results[j.ghost].vocab_size)
+                sc = score_reply(reply, j.held_out, j.last_shown, v)
                 results[j.ghost].records.append(ProbeRecord(j.k, j.mode, si, j.prompt, reply, j.held_out,
                                                             sc["matches"], sc["places"], sc["complete"],
-                                                            sc["p_value"], sent))
+                                                            sc["p_value"], sent, counted=len(outs) == 1,
+                                                            refused=is_refusal(reply)))
+            if len(outs) > 1:
+                sc = score_samples(outs, j.held_out, j.last_shown, v)
+                results[j.ghost].records.append(ProbeRecord(j.k, j.mode, -1, j.prompt, "", j.held_out, sc["matches"],
+                                                            sc["places"], sc["complete"], sc["p_value"], sent))
             sent += 1
     for r in results:
         r.records.sort(key=lambda x: (x.k, x.mode, x.sample))

@@ -108,12 +108,13 @@ class ProbeTest(DetectionTest):
         return [RunRecord(identifier_id, subject.role, "probe",
                           r.prompt if isinstance(r.prompt, str) else json.dumps(r.prompt, ensure_ascii=False),
                           r.reply, float(r.matches), r.p_value,
-                          {"k": r.k, "mode": r.mode, "places": r.places, "held_out": r.held_out,
-                           "ghost_text": subject.ghost_text})
+                          {"k": r.k, "mode": r.mode, "sample": r.sample, "places": r.places, "held_out": r.held_out,
+                           "counted": r.counted, "refused": r.refused, "ghost_text": subject.ghost_text})
                 for r in subject.probe.records]
 
     def summary(self, outcome: Any) -> str:
-        return f"probe p={format_p(outcome.p_value)}{' (completed)' if outcome.completed else ''}"
+        refused = f", {outcome.refusals} refusal(s)" if outcome.refusals else ""
+        return f"probe p={format_p(outcome.p_value)}{' (completed)' if outcome.completed else ''}{refused}"
 
 
 class PplTest(DetectionTest):
