@@ -114,17 +114,23 @@ def _run_and_report(kind: str, model, subjects, settings, reference, ledger, as_
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0), help="0 = greedy.")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["raw", "chat"]),
               help="raw text continuation and/or chat instructions [default: what the model supports].")
+@click.option("--context", "with_context", is_flag=True,
+              help="Show the text before the ghost in one of its recorded documents first (a context probe).")
 @detection_options
 @ledger_option
 @json_option
-def probe(identifier, model, gguf, base_url, api_key_env, model_args, k_values, samples, temperature, modes, controls, alpha,
-          seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
+def probe(identifier, model, gguf, base_url, api_key_env, model_args, k_values, samples, temperature, modes,
+          with_context, controls, alpha, seed, report_dir, no_store, exit_code, wordlist, ledger_path, as_json):
     """Last-k words probe: does the model complete the ghost sentence? A valid p-value (an upper bound)."""
     from ghostsent.detection.results import DetectionSettings
     from ghostsent.detection.subjects import subjects_from_ledger
 
     with open_ledger(ledger_path) as ledger:
         subjects = subjects_from_ledger([ledger.get(identifier)], wordlist)
+        if with_context:
+            from ghostsent.detection.context import document_context
+
+            subjects[0].lead = document_context(ledger, subjects[0].key)[0]
         settings = DetectionSettings(tests=("probe",), ks=int_list(k_values, "--k", 1), samples=samples, temperature=temperature,
                                      modes=tuple(modes) or None, controls=controls, alpha=alpha, seed=seed)
         target = _choice(model, gguf, base_url, api_key_env, model_args)

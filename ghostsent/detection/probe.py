@@ -229,9 +229,10 @@ class ProbeResult:
         }
 
 
-def probe_prompts(ghost: Ghost, k: int, modes: Sequence[str]) -> list[tuple[str, Any]]:
-    """(mode, prompt) pairs for one k. A raw prompt is text; a chat prompt is a message list."""
-    context = ghost.context_for(k)
+def probe_prompts(ghost: Ghost, k: int, modes: Sequence[str], lead: str = "") -> list[tuple[str, Any]]:
+    """(mode, prompt) pairs for one k. A raw prompt is text; a chat prompt is a message list. `lead` is
+    document text shown before the ghost (a context probe; independent of the held-out words)."""
+    context = (lead + " " + ghost.context_for(k)).strip() if lead else ghost.context_for(k)
     out: list[tuple[str, Any]] = []
     for mode in modes:
         if mode == "raw":
@@ -265,12 +266,13 @@ class _Job:
     last_shown: str
 
 
-def _jobs(ghosts: Sequence[tuple[Ghost, int]], ks: Sequence[int], modes: Sequence[str]) -> list[_Job]:
+def _jobs(ghosts: Sequence[tuple[Ghost, int]], ks: Sequence[int], modes: Sequence[str],
+          leads: Sequence[str] | None = None) -> list[_Job]:
     jobs = []
     for gi, (ghost, _) in enumerate(ghosts):
         n = len(ghost.words)
         for k in check_ks(ks, n):
-            for mode, prompt in probe_prompts(ghost, k, modes):
+            for mode, prompt in probe_prompts(ghost, k, modes, leads[gi] if leads else ""):
                 jobs.append(_Job(gi, k, mode, prompt, list(ghost.words[n - k:]), ghost.words[n - k - 1]))
     return jobs
 
@@ -297,6 +299,7 @@ def run_probes(
     seed: int = 0,
     modes: Sequence[str] | None = None,
     rng: random.Random | None = None,
+    leads: Sequence[str] | None = None,
 ) -> list[ProbeResult]:
     """Every (k, mode, sample) probe of several ghost sentences, given as (ghost, word-list size).
 
@@ -308,7 +311,7 @@ def run_probes(
         raise ValueError("--samples > 1 needs --temperature > 0 (greedy replies would repeat)")
     modes = tuple(modes or default_modes(target))
     results = [ProbeResult(g.text, v) for g, v in ghosts]
-    jobs = _jobs(ghosts, ks, modes)
+    jobs = _jobs(ghosts, ks, modes, leads)
     (rng or random.SystemRandom()).shuffle(jobs)
     sent = 0
     for batch in _batches(jobs):

@@ -88,7 +88,8 @@ class ProbeTest(DetectionTest):
     def run(self, state: RunState) -> None:
         s = state.settings
         results = probe_mod.run_probes(state.target, [(x.ghost, x.wordlist.size) for x in state.subjects], s.ks,
-                                       s.samples, s.temperature, seed=s.seed or 0, modes=s.modes, rng=state.rng)
+                                       s.samples, s.temperature, seed=s.seed or 0, modes=s.modes, rng=state.rng,
+                                       leads=[x.lead for x in state.subjects])
         for x, pr in zip(state.subjects, results):
             state.rows[x.key].outcomes[self.name] = pr
 

@@ -25,6 +25,7 @@ class Subject:
     ghost: Ghost
     wordlist: WordList
     owner: str | None = None
+    lead: str = ""       # text shown before the ghost in a context probe (detection/context.py)
 
     @property
     def stratum(self) -> str:
@@ -60,5 +61,6 @@ def make_controls(subjects: Sequence[Subject], n: int, rng: random.Random | None
         first.setdefault(s.stratum, s)
     for s in first.values():
         for _ in range(n):
-            out.append(Subject(f"control-{len(out) + 1}", CONTROL, s.fresh(rng), s.wordlist))
+            # the same lead as the stratum's first member: controls are probed exactly like the members
+            out.append(Subject(f"control-{len(out) + 1}", CONTROL, s.fresh(rng), s.wordlist, lead=s.lead))
     return out
