@@ -12,7 +12,7 @@ from ghostsent.detection.context import document_context
 from ghostsent.errors import InputError
 from ghostsent.ledger import Ledger
 
-from proc import child_env, gs
+from proc import gs
 
 STORY = ("The lighthouse keeper climbed the stairs every evening. He counted the steps aloud. "
          "The sea was calm that night. Nobody came to the island for weeks. "
