@@ -119,6 +119,7 @@ HINTS = {
     "allow_filtered": "pass --allow-filtered to use it anyway",
     "base_url": "--base-url",
     "glob": "--glob PATTERN",
+    "rank_mode": "--rank-mode completions or --rank-mode chat",
 }
 
 

@@ -185,7 +185,8 @@ def require_top_logprobs(target: Target, mode: str, n: int) -> None:
     returns none, where every word would tie at the bottom and the test could never detect."""
     if mode == "local":
         if not target.computes_logprobs_locally:
-            raise CapabilityError(f"{target.spec} does not run locally; use --rank-mode completions or chat")
+            raise CapabilityError(f"{target.spec} does not run locally: read its top log-probabilities over "
+                                  "completions or chat instead", hint="rank_mode")
         return
     if not target.supports_top_logprobs:
         raise CapabilityError(f"{target.spec} reports no top log-probabilities; the word-rank test cannot run")
