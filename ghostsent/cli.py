@@ -23,8 +23,9 @@ LEDGER_ENV = "GHOSTSENT_LEDGER"
 TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another process is writing
 
 
-def default_ledger_path() -> Path:
-    return Path(os.environ.get(LEDGER_ENV) or "ghostsent.db")
+def default_ledger_path() -> str:
+    """$GHOSTSENT_LEDGER (a file path or a postgresql:// URL) or ./ghostsent.db."""
+    return os.environ.get(LEDGER_ENV) or "ghostsent.db"
 
 
 def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
@@ -116,9 +117,8 @@ def handle_errors(fn: Callable) -> Callable:
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Ledger SQLite file [env {LEDGER_ENV}; default ./ghostsent.db].",
+    help=f"Ledger: a SQLite file, or postgresql://USER@HOST/DB [env {LEDGER_ENV}; default ./ghostsent.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 allow_filtered_option = click.option(
@@ -126,17 +126,18 @@ allow_filtered_option = click.option(
     help="Use a word list, template or ghost even if it would trip pretraining filters (C4 bad words, '{', ...).")
 
 
-def open_ledger(path: Path | None, create: bool = False):
+def open_ledger(path: "str | Path | None", create: bool = False):
     """The ledger at `path` (or the default). Only commands that write identifiers pass create=True;
     they say on stderr when they started a new ledger, so a typo in the path is noticed."""
     from ghostsent.errors import InputError
-    from ghostsent.ledger import DEFAULT_TIMEOUT, Ledger
+    from ghostsent.ledger import DEFAULT_TIMEOUT
+    from ghostsent.ledger import open_ledger as open_location
 
     try:
         timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
     except ValueError:
         raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
-    led = Ledger(path or default_ledger_path(), create=create, timeout=timeout)
+    led = open_location(path or default_ledger_path(), create=create, timeout=timeout)
     if led.created:
         echo(f"created new ledger at {led.path}", err=True)
     return led

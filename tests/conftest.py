@@ -103,3 +103,40 @@ def api_key_env(monkeypatch):
         return name
 
     return put
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+def _need_postgres():
+    """The PostgreSQL tests need the server binaries and psycopg: an error in CI, a skip elsewhere."""
+    import pgserver
+
+    bindir = pgserver.find_bindir()
+    missing = None if bindir else "PostgreSQL is not installed (apt-get install postgresql)"
+    if importlib.util.find_spec("psycopg") is None:
+        missing = "psycopg is not installed (pip install 'ghostsent[postgres]')"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing + "; required when CI is set")
+        pytest.skip(missing)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 (tests/pgserver.py), for the whole session."""
+    bindir = _need_postgres()
+    import pgserver
+
+    server = pgserver.start_postgres(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_url(postgres_server, request):
+    """The URL (with its password) of a fresh, empty database on the test server: one per test."""
+    import secrets
+
+    import pgserver
+
+    return pgserver.create_database(postgres_server, "t_" + secrets.token_hex(6))
