@@ -12,9 +12,10 @@ over the size limit are refused (413) before they are parsed; every error is JSO
 status code. Logs are one line per request (method, path, status, time): never a body, a query, a
 header or an exception message, so no passphrase or token can reach them.
 
-Why the ledger work runs on the event loop (async handlers, no thread pool): a ledger connection
-belongs to one thread, and its writes are serialised by the ledger anyway; more throughput comes from
-more worker processes (--workers), each with its own connection to the same ledger.
+Why one ledger thread and group commit (LedgerWorker): a ledger connection belongs to one thread, and
+a commit costs a disk flush (or a database round trip), so insertions that arrive together are
+committed together, each reply waiting for the commit that holds its insertion. More worker processes
+(--workers) each have their own thread and connection to the same ledger.
 
 No `from __future__ import annotations` here: FastAPI reads the request models of the routes (defined
 inside create_app, since their limits come from the settings) from evaluated annotations.
@@ -175,20 +176,32 @@ class Service:
                                                                self.config.template)
         return _owner_ghost(ident, self.config.position)
 
-    def tag(self, text: str, owner: str, document: str | None) -> dict[str, Any]:
+    def prepare(self, text: str, owner: str, document: str | None) -> tuple[dict[str, Any], tuple | None]:
+        """Tag the text (the one tagging core); returns the reply without its insertion id and the ledger
+        row to commit (None when nothing was inserted)."""
         from ghostsent.tagging.core import TAGGED, BadRecord, tag_record
 
         try:
             rt = tag_record({"text": text, "owner": owner}, self, self.policy, _Always(), self.rng)
         except BadRecord as e:
             raise InputError(str(e)) from None
-        insertion = None
-        if rt.tag.status == TAGGED:
-            row = rt.tag.insertion(rt.ghost.identifier_id, document or "service", self.config.position)
-            insertion = self.ledger.add_insertion(*row)  # committed before the reply exists
-        return {"text": rt.tag.new_text, "status": rt.tag.status, "owner": rt.owner,
-                "identifier": rt.ghost.identifier_id if rt.ghost else None, "insertion": insertion,
-                "document": document or "service"}
+        doc = document or "service"
+        row = rt.tag.insertion(rt.ghost.identifier_id, doc, self.config.position) if rt.tag.status == TAGGED else None
+        reply = {"text": rt.tag.new_text, "status": rt.tag.status, "owner": rt.owner,
+                 "identifier": rt.ghost.identifier_id if rt.ghost else None, "insertion": None, "document": doc}
+        return reply, row
+
+    def commit(self, rows: list[tuple]) -> list[int]:
+        """Record insertions in ONE transaction (group commit): all are stored, or none and it raises."""
+        with self.ledger.transaction():
+            return [self.ledger.add_insertion(*row) for row in rows]
+
+    def tag(self, text: str, owner: str, document: str | None) -> dict[str, Any]:
+        """prepare + commit for one text: the insertion is in the ledger when this returns."""
+        reply, row = self.prepare(text, owner, document)
+        if row is not None:
+            reply["insertion"] = self.commit([row])[0]
+        return reply
 
     def check(self, identifier: str, replies: list[str], alpha: float, ks: list[int] | None) -> dict[str, Any]:
         from ghostsent.detection.session import check_recorded
@@ -224,6 +237,64 @@ class _Forbidden(GhostsentError):
     pass
 
 
+class LedgerWorker:
+    """All ledger work of one server process on ONE thread (a ledger connection belongs to its thread),
+    so the event loop keeps reading requests while the ledger waits on the disk or the database.
+
+    Group commit: insertions of requests that arrive while a commit is running wait for the next one
+    and share its transaction. Each request's reply is sent only after the commit holding its
+    insertion returned; if a commit fails, every request in it gets the error and none is acknowledged."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostsent-ledger")
+        self._asyncio = asyncio
+        self._pending: list[tuple[tuple, Any]] = []
+        self._flushing = False
+        self.service: Service = self._pool.submit(self._open, config).result()  # errors surface at start
+
+    @staticmethod
+    def _open(config: ServiceConfig) -> Service:
+        from ghostsent.ledger import open_ledger
+
+        return Service(config, open_ledger(config.ledger, create=True, timeout=config.timeout))
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def tag(self, text: str, owner: str, document: str | None) -> dict[str, Any]:
+        reply, row = await self.run(self.service.prepare, text, owner, document)
+        if row is not None:
+            fut = self._asyncio.get_running_loop().create_future()
+            self._pending.append((row, fut))
+            if not self._flushing:
+                self._flushing = True
+                self._asyncio.ensure_future(self._flush())
+            reply["insertion"] = await fut
+        return reply
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    ids = await self.run(self.service.commit, [row for row, _ in batch])
+                except Exception as e:  # noqa: BLE001 — handed to every waiting request
+                    for _, fut in batch:
+                        fut.done() or fut.set_exception(e)
+                    continue
+                for (_, fut), n in zip(batch, ids):
+                    fut.done() or fut.set_result(n)
+        finally:
+            self._flushing = False
+
+    def close(self) -> None:
+        self._pool.submit(self.service.ledger.close).result()
+        self._pool.shutdown()
+
+
 def _status(e: Exception) -> int:
     if isinstance(e, _NotFound):
         return 404
@@ -244,16 +315,13 @@ def create_app(config: ServiceConfig, token: str) -> Any:
     from starlette.exceptions import HTTPException
     from pydantic import BaseModel, Field
 
-    from ghostsent.ledger import open_ledger
-
     config.validate()
-    state: dict[str, Service] = {}
+    worker = LedgerWorker(config)  # opens (creates, migrates) the ledger now: a bad --ledger fails at start
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         yield
-        if "s" in state:
-            state.pop("s").ledger.close()
+        worker.close()
 
     app = FastAPI(title="ghostsent", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
@@ -267,11 +335,6 @@ def create_app(config: ServiceConfig, token: str) -> Any:
         replies: list[str] = Field(min_length=1, max_length=config.max_replies)
         alpha: float = Field(default=1e-3, gt=0, le=1)
         k: list[int] | None = None
-
-    def service() -> Service:
-        if "s" not in state:
-            state["s"] = Service(config, open_ledger(config.ledger, create=True, timeout=config.timeout))
-        return state["s"]
 
     @app.exception_handler(GhostsentError)
     async def _ghostsent_error(request: Any, e: GhostsentError) -> JSONResponse:
@@ -295,17 +358,16 @@ def create_app(config: ServiceConfig, token: str) -> Any:
 
     @app.post("/tag")
     async def tag(body: TagIn) -> dict:
-        return service().tag(body.text, body.owner, body.document)
+        return await worker.tag(body.text, body.owner, body.document)
 
     @app.post("/check")
     async def check(body: CheckIn) -> dict:
-        return service().check(body.identifier, body.replies, body.alpha, body.k)
+        return await worker.run(worker.service.check, body.identifier, body.replies, body.alpha, body.k)
 
     @app.get("/identifiers/{owner}")
     async def identifiers(owner: str, reveal: bool = False) -> list:
-        return service().identifiers(owner, reveal)
+        return await worker.run(worker.service.identifiers, owner, reveal)
 
-    service()  # open (and create or migrate) the ledger now: a bad --ledger fails at start, not on a request
     return Guard(app, token, config.max_bytes)
 
 
@@ -327,11 +389,12 @@ LOG_CONFIG: dict[str, Any] = {
 
 def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8790, workers: int = 1) -> None:
     """Run the service with uvicorn until interrupted. The token must be in $GHOSTSENT_SERVE_TOKEN."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError:
-        raise InputError("ghostsent serve needs FastAPI and uvicorn: pip install 'ghostsent[serve]'") from None
+    import importlib.util
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise InputError("ghostsent serve needs FastAPI and uvicorn: pip install 'ghostsent[serve]'")
+    import uvicorn
+
     token_from_env()
     config.validate()
     os.environ[CONFIG_ENV] = json.dumps(asdict(config))

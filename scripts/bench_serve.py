@@ -1,0 +1,118 @@
+"""Load-test `ghostsent serve` on loopback: throughput and latency of POST /tag, against the same work
+done in-process in the same run.
+
+    python scripts/bench_serve.py [--requests 10000] [--concurrency 50] [--owners 200] [--workers 1]
+                                  [--ledger PATH_OR_POSTGRESQL_URL]
+
+(a) the service: a real uvicorn server (`ghostsent serve`, started here, token in the environment),
+    `--requests` POST /tag requests from `--concurrency` concurrent httpx clients, every one committed
+    to the ledger before its reply; reports requests/s, p50, p99 and max latency, and checks that the
+    ledger holds one insertion per 200 reply;
+(b) the baseline: the same tagging + ledger commit (ghostsent.service.Service.tag) called in-process,
+    one at a time, on a fresh ledger of the same kind: the cost of HTTP, JSON and the event loop is
+    the difference. Prints (a)/(b) throughput.
+Bounded: --requests caps the run; nothing leaves 127.0.0.1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+TEXT = ("Our garden club met on Tuesday {i}. We planted tulips along the north fence. The soil was wet after "
+        "the rain. Next week we will prune the roses. Everyone is welcome to join us.")
+
+
+async def _load(url: str, headers: dict, n: int, concurrency: int, owners: int) -> tuple[list[float], int]:
+    import httpx
+
+    latencies: list[float] = []
+    ok = 0
+    queue = iter(range(n))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+        async def worker() -> None:
+            nonlocal ok
+            for i in queue:
+                t0 = time.perf_counter()
+                r = await client.post("/tag", json={"text": TEXT.format(i=i), "owner": f"owner{i % owners}",
+                                                    "document": f"post/{i}"})
+                latencies.append(time.perf_counter() - t0)
+                ok += r.status_code == 200
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, ok
+
+
+def bench_service(ledger: str, a: argparse.Namespace) -> dict:
+    import svcserver
+
+    from ghostsent.ledger import open_ledger
+
+    log = Path(tempfile.mkdtemp(prefix="bench-serve-")) / "server.log"
+    svc = svcserver.start_service(ledger, log, "--workers", str(a.workers), "--words", "12")
+    try:
+        asyncio.run(_load(svc.url, svc.headers, min(200, a.requests), a.concurrency, a.owners))  # warm-up
+        t0 = time.perf_counter()
+        lat, ok = asyncio.run(_load(svc.url, svc.headers, a.requests, a.concurrency, a.owners))
+        wall = time.perf_counter() - t0
+    finally:
+        svc.stop()
+    with open_ledger(ledger) as led:
+        stored = sum(led.count_insertions(i.id) for i in led.identifiers())
+    lat.sort()
+    return {"rps": len(lat) / wall, "ok": ok, "n": len(lat), "stored": stored,
+            "p50": statistics.median(lat) * 1000, "p99": lat[int(0.99 * (len(lat) - 1))] * 1000,
+            "max": lat[-1] * 1000}
+
+
+def bench_inprocess(ledger: str, n: int, owners: int) -> float:
+    from ghostsent.ledger import open_ledger
+    from ghostsent.service import Service, ServiceConfig
+
+    with open_ledger(ledger, create=True) as led:
+        svc = Service(ServiceConfig(ledger), led)
+        for i in range(min(200, n)):
+            svc.tag(TEXT.format(i=i), f"owner{i % owners}", f"warm/{i}")
+        t0 = time.perf_counter()
+        for i in range(n):
+            svc.tag(TEXT.format(i=i), f"owner{i % owners}", f"post/{i}")
+        return n / (time.perf_counter() - t0)
+
+
+def _fresh(base: str | None, name: str) -> str:
+    if base and "://" in base:
+        return base  # a PostgreSQL URL: the caller gives an empty database per run
+    return str(Path(tempfile.mkdtemp(prefix="bench-serve-")) / f"{name}.db")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=10_000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--owners", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--baseline", type=int, default=2000, help="in-process calls for the baseline")
+    ap.add_argument("--ledger", default=None, help="SQLite path or postgresql:// URL [default: a fresh temp file]")
+    a = ap.parse_args()
+    os.environ.setdefault("GHOSTSENT_LEDGER_TIMEOUT", "60")
+
+    base = bench_inprocess(_fresh(a.ledger, "baseline"), a.baseline, a.owners)
+    s = bench_service(_fresh(a.ledger, "service"), a)
+    print(f"in-process Service.tag + ledger commit: {base:8.0f} tags/s (baseline)")
+    print(f"ghostsent serve, {a.workers} worker(s), {a.concurrency} concurrent clients, {s['n']} requests: "
+          f"{s['rps']:.0f} req/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.1f} ms")
+    print(f"ratio service/in-process: {s['rps'] / base:.2f}x;  {s['ok']} replies 200, "
+          f"{s['stored']} insertions in the ledger (incl. warm-up)")
+
+
+if __name__ == "__main__":
+    main()
