@@ -5,7 +5,7 @@ done in-process in the same run.
                                   [--ledger PATH_OR_POSTGRESQL_URL]
 
 (a) the service: a real uvicorn server (`ghostsent serve`, started here, token in the environment),
-    `--requests` POST /tag requests from `--concurrency` concurrent httpx clients, every one committed
+    `--requests` POST /tag requests over `--concurrency` keep-alive connections, every one committed
     to the ledger before its reply; reports requests/s, p50, p99 and max latency, and checks that the
     ledger holds one insertion per 200 reply;
 (b) the baseline: the same tagging + ledger commit (ghostsent.service.Service.tag) called in-process,
@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -32,24 +34,40 @@ TEXT = ("Our garden club met on Tuesday {i}. We planted tulips along the north f
         "the rain. Next week we will prune the roses. Everyone is welcome to join us.")
 
 
-async def _load(url: str, headers: dict, n: int, concurrency: int, owners: int) -> tuple[list[float], int]:
-    import httpx
+async def _connection(host: str, port: int, token: str, jobs: Iterator[int], owners: int,
+                      latencies: list[float], statuses: list[int]) -> None:
+    """One keep-alive HTTP/1.1 connection sending POST /tag requests one after another. A minimal client
+    on asyncio streams: a general client (httpx) costs more CPU per request than the server does, and
+    on a small machine the load generator would be what is measured."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for i in jobs:
+            body = json.dumps({"text": TEXT.format(i=i), "owner": f"owner{i % owners}",
+                               "document": f"post/{i}"}).encode()
+            head = (f"POST /tag HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            t0 = time.perf_counter()
+            writer.write(head + body)
+            status_line = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            statuses.append(int(status_line.split()[1]))
+    finally:
+        writer.close()
 
+
+async def _load(url: str, token: str, n: int, concurrency: int, owners: int) -> tuple[list[float], int]:
+    host, port = url.split("://")[1].split(":")
     latencies: list[float] = []
-    ok = 0
-    queue = iter(range(n))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
-        async def worker() -> None:
-            nonlocal ok
-            for i in queue:
-                t0 = time.perf_counter()
-                r = await client.post("/tag", json={"text": TEXT.format(i=i), "owner": f"owner{i % owners}",
-                                                    "document": f"post/{i}"})
-                latencies.append(time.perf_counter() - t0)
-                ok += r.status_code == 200
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, ok
+    statuses: list[int] = []
+    jobs = iter(range(n))
+    await asyncio.gather(*(_connection(host, int(port), token, jobs, owners, latencies, statuses)
+                           for _ in range(concurrency)))
+    return latencies, sum(s == 200 for s in statuses)
 
 
 def bench_service(ledger: str, a: argparse.Namespace) -> dict:
@@ -60,9 +78,9 @@ def bench_service(ledger: str, a: argparse.Namespace) -> dict:
     log = Path(tempfile.mkdtemp(prefix="bench-serve-")) / "server.log"
     svc = svcserver.start_service(ledger, log, "--workers", str(a.workers), "--words", "12")
     try:
-        asyncio.run(_load(svc.url, svc.headers, min(200, a.requests), a.concurrency, a.owners))  # warm-up
+        asyncio.run(_load(svc.url, svc.token, min(200, a.requests), a.concurrency, a.owners))  # warm-up
         t0 = time.perf_counter()
-        lat, ok = asyncio.run(_load(svc.url, svc.headers, a.requests, a.concurrency, a.owners))
+        lat, ok = asyncio.run(_load(svc.url, svc.token, a.requests, a.concurrency, a.owners))
         wall = time.perf_counter() - t0
     finally:
         svc.stop()
