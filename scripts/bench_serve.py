@@ -2,7 +2,7 @@
 done in-process in the same run.
 
     python scripts/bench_serve.py [--requests 10000] [--concurrency 50] [--owners 200] [--workers 1]
-                                  [--ledger PATH_OR_POSTGRESQL_URL]
+                                  [--ledger PATH_OR_POSTGRESQL_URL | --postgres]
 
 (a) the service: a real uvicorn server (`ghostsent serve`, started here, token in the environment),
     `--requests` POST /tag requests over `--concurrency` keep-alive connections, every one committed
@@ -75,6 +75,11 @@ def bench_service(ledger: str, a: argparse.Namespace) -> dict:
 
     from ghostsent.ledger import open_ledger
 
+    def stored() -> int:
+        with open_ledger(ledger, create=True) as led:
+            return len(led.insertions())
+
+    before = stored()
     log = Path(tempfile.mkdtemp(prefix="bench-serve-")) / "server.log"
     svc = svcserver.start_service(ledger, log, "--workers", str(a.workers), "--words", "12")
     try:
@@ -84,10 +89,8 @@ def bench_service(ledger: str, a: argparse.Namespace) -> dict:
         wall = time.perf_counter() - t0
     finally:
         svc.stop()
-    with open_ledger(ledger) as led:
-        stored = sum(led.count_insertions(i.id) for i in led.identifiers())
     lat.sort()
-    return {"rps": len(lat) / wall, "ok": ok, "n": len(lat), "stored": stored,
+    return {"rps": len(lat) / wall, "ok": ok, "n": len(lat), "stored": stored() - before,
             "p50": statistics.median(lat) * 1000, "p99": lat[int(0.99 * (len(lat) - 1))] * 1000,
             "max": lat[-1] * 1000}
 
@@ -120,11 +123,29 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--baseline", type=int, default=2000, help="in-process calls for the baseline")
     ap.add_argument("--ledger", default=None, help="SQLite path or postgresql:// URL [default: a fresh temp file]")
+    ap.add_argument("--postgres", action="store_true",
+                    help="start a local PostgreSQL server (fsync on; tests/pgserver.py) and use a fresh database on it")
     a = ap.parse_args()
     os.environ.setdefault("GHOSTSENT_LEDGER_TIMEOUT", "60")
+    if a.postgres:
+        import pgserver
+
+        server = pgserver.start_postgres(pgserver.find_bindir(), durable=True)
+        try:
+            a.ledger = pgserver.create_database(server, "bench")
+            run(a)
+        finally:
+            server.stop()
+    else:
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
 
     base = bench_inprocess(_fresh(a.ledger, "baseline"), a.baseline, a.owners)
     s = bench_service(_fresh(a.ledger, "service"), a)
+    where = "PostgreSQL" if a.ledger and "://" in a.ledger else "SQLite"
+    print(f"ledger: {where}")
     print(f"in-process Service.tag + ledger commit: {base:8.0f} tags/s (baseline)")
     print(f"ghostsent serve, {a.workers} worker(s), {a.concurrency} concurrent clients, {s['n']} requests: "
           f"{s['rps']:.0f} req/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, max {s['max']:.1f} ms")

@@ -50,7 +50,9 @@ class PgServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(bindir: Path) -> PgServer:
+def start_postgres(bindir: Path, durable: bool = False) -> PgServer:
+    """Start a server; `durable` keeps fsync on (benchmarks), the tests turn it off (speed; a killed
+    client, not a power cut, is what they test)."""
     root = Path(tempfile.mkdtemp(prefix="ghostsent-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -69,8 +71,8 @@ def start_postgres(bindir: Path) -> PgServer:
         raise RuntimeError(f"initdb failed: {init.stderr[-2000:]}")
     port = free_port()
     server = PgServer(bindir, root, port, password, as_user)
-    opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=off "
-            f"-c max_connections=100 -c shared_buffers=16MB")
+    opts = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
+            f"-c fsync={'on' if durable else 'off'} -c max_connections=100 -c shared_buffers=16MB")
     res = server.ctl("-l", str(root / "server.log"), "-o", opts, "-w", "-t", "60", "start")
     if res.returncode:
         log = (root / "server.log").read_text(errors="replace")[-2000:] if (root / "server.log").exists() else ""
