@@ -78,6 +78,14 @@ def test_cli_works_on_a_postgresql_url(pg_url, tmp_path, monkeypatch):
     c1 = json.loads(runner.invoke(main_cli(), ["commit", "--json"]).stdout)
     c2 = json.loads(runner.invoke(main_cli(), ["commit", "--json", "--ledger", other]).stdout)
     assert c1 == c2 and c1["count"] == 1
+    posts = tmp_path / "in.jsonl"
+    posts.write_text("".join(json.dumps({"owner": o, "text": f"Post by {o}. It has two sentences."}) + "\n"
+                             for o in ("ann", "bob", "bob")), encoding="utf-8")
+    tagged = runner.invoke(main_cli(), ["tag-jsonl", str(posts), str(tmp_path / "out.jsonl"), "--words", "6"])
+    assert tagged.exit_code == 0, tagged.output
+    with open_ledger(pg_url) as led:  # ann kept her identifier; bob got one; three insertions
+        assert led.identifier_for_owner("ann").id == ident["id"] and len(led.identifiers()) == 2
+        assert len(led.insertions()) == 3
     missing = runner.invoke(main_cli(), ["show", "gs-0000000000"])
     assert missing.exit_code == 4 and "unknown identifier" in missing.stderr
     assert _password(pg_url) not in made.output + listed.__repr__() + missing.output
