@@ -174,3 +174,19 @@ def test_a_client_killed_mid_transaction_leaves_nothing_and_releases_the_lock(pg
     with open_ledger(pg_url, timeout=30) as led:
         led.new_identifier("next", EN)  # the lock went with the killed connection
         assert [i.owner for i in led.identifiers()] == ["next"]
+
+
+def test_two_ledgers_in_one_database_by_search_path(pg_url):
+    """Options in the URL are kept (the lock timeout is added to them): a schema per ledger works."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        raw.execute("CREATE SCHEMA one")
+        raw.execute("CREATE SCHEMA two")
+    sep = "&" if "?" in pg_url else "?"
+    one, two = (f"{pg_url}{sep}options=-csearch_path%3D{name}" for name in ("one", "two"))
+    with PostgresLedger(one) as a, PostgresLedger(two) as b:
+        a.new_identifier("ann", EN)
+        assert [i.owner for i in a.identifiers()] == ["ann"] and b.identifiers() == []
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        assert raw.execute("SELECT count(*) FROM one.identifiers").fetchone()[0] == 1

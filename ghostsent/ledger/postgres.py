@@ -136,8 +136,11 @@ class PostgresLedger(SQLiteLedger):
         self._depth = 0
         self._owner_table = None
         try:
+            # a writer waits for the ledger's lock at most `timeout` (like SQLite's busy timeout); options
+            # the URL already sets (e.g. -c search_path=… for a ledger in its own schema) are kept
+            given = psycopg.conninfo.conninfo_to_dict(url).get("options") or ""
             raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
-                                  options=f"-c lock_timeout={int(timeout * 1000)}")
+                                  options=f"{given} -c lock_timeout={int(timeout * 1000)}".strip())
         except psycopg.Error as e:
             raise LedgerError(f"{self.path}: cannot connect to the ledger database "
                               f"({scrub(_first_line(e), url)})") from None
