@@ -105,6 +105,7 @@ def test_no_password_in_any_message(pg_url, postgres_server):
     pw = _password(pg_url)
     assert display_url(pg_url) == pg_url.replace(pw, "***")
     assert scrub(f"failed for {pw} and more", pg_url) == "failed for *** and more"
+    assert scrub("pw is p@ss:w/rd", "postgresql://u:p%40ss%3Aw%2Frd@h/db") == "pw is ***"  # percent-decoded too
     wrong = pg_url.replace(pw, "not-the-password-" + pw[:4])
     with pytest.raises(LedgerError) as e:
         PostgresLedger(wrong)

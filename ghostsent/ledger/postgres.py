@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 from typing import Any, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ghostsent.errors import LedgerError
 from ghostsent.ledger.records import utcnow
@@ -42,8 +42,8 @@ def display_url(url: str) -> str:
 
 def scrub(message: str, url: str) -> str:
     """`message` with the URL's password (as written and percent-decoded) replaced by ***."""
-    parts = urlsplit(url)
-    for secret in {p for p in (parts.password, _raw_password(url)) if p}:
+    raw = _raw_password(url)
+    for secret in sorted({p for p in (urlsplit(url).password, raw, unquote(raw or "")) if p}, key=len, reverse=True):
         message = message.replace(secret, "***")
     return message
 
@@ -82,7 +82,6 @@ class _Cursor:
         self._rows = cur.fetchall() if cur.description is not None else []
         self.lastrowid = self._rows[0][0] if returning and self._rows else None
         self.rowcount = cur.rowcount
-        self.row_factory: Any = None
 
     def fetchall(self) -> list[_Row]:
         return self._rows
