@@ -178,11 +178,11 @@ def test_serve_on_a_postgresql_ledger(pg_url, tmp_path):
         s.stop()
 
 
-def test_sigkill_mid_load_loses_no_acknowledged_insertion(tmp_path):
+def test_sigkill_mid_load_loses_no_acknowledged_insertion(ledger_at, tmp_path):
     """30 clients tag posts as fast as they can; the server is killed with SIGKILL mid-load. Every
     insertion a 200 reply acknowledged is in the ledger afterwards, as acknowledged; the ledger opens and
-    the restarted server tags again."""
-    ledger = str(tmp_path / "l.db")
+    the restarted server tags again. On both backends."""
+    ledger = ledger_at.location("l")
     s = svcserver.start_service(ledger, tmp_path / "s.log")
     acked: list[dict] = []
     lock, stop = threading.Lock(), threading.Event()
