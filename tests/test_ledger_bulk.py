@@ -9,6 +9,8 @@ import pytest
 
 from ghostsent.errors import LedgerError
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 
 def _sha(x: str) -> str:
     return hashlib.sha256(x.encode()).hexdigest()

@@ -1,4 +1,5 @@
-"""Identifiers and the ledger: new, list, show, export, import, commit (and its Merkle proofs), verify-proof."""
+"""Identifiers and the ledger: new, list, show, export, import, commit (and its Merkle proofs), verify-proof,
+ledger path."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ghostsent.cli import (SEED_WARNING, allow_filtered_option, echo, emit, fmt_p, json_option, ledger_option, line,
+from ghostsent.cli import (LEDGER_ENV, SEED_WARNING, default_ledger_path, old_ledger_notice, allow_filtered_option, echo, emit, fmt_p, json_option, ledger_option, line,
                            open_ledger, q)
 from ghostsent.names import json_printable
 
@@ -255,3 +256,21 @@ def verify_proof_cmd(proof_file, root, commitment, as_json):
     emit(res.to_dict(), as_json, human)
     if not res.ok:
         sys.exit(1)
+
+
+@click.group("ledger")
+def ledger_group() -> None:
+    """Where the ledger is."""
+
+
+@ledger_group.command("path")
+@ledger_option
+@json_option
+def ledger_path_cmd(ledger_path, as_json):
+    """Print the ledger a command would use here (--ledger, $GHOSTSENT_LEDGER, or the user data folder)."""
+    path = ledger_path or default_ledger_path()
+    source = "--ledger" if ledger_path else (LEDGER_ENV if os.environ.get(LEDGER_ENV) else "default")
+    notice = old_ledger_notice(ledger_path)
+    exists = None if "://" in str(path) else Path(path).is_file()  # a database URL: not a file to look for
+    emit({"path": str(path), "exists": exists, "source": source, "notice": notice}, as_json,
+         lambda: (echo(str(path)), notice and line(notice)))
