@@ -69,6 +69,8 @@ def test_cli_works_on_a_postgresql_url(pg_url, tmp_path, monkeypatch):
     assert made.exit_code == 0, made.output
     assert "created new ledger at postgresql://ghostsent_test:***@" in made.stderr
     ident = json.loads(made.stdout)
+    where = json.loads(runner.invoke(main_cli(), ["ledger", "path", "--json"]).stdout)
+    assert where["path"] == pg_url and where["exists"] is None  # a URL, not a file to look for
     listed = json.loads(runner.invoke(main_cli(), ["list", "--json"]).stdout)
     assert [i["id"] for i in listed] == [ident["id"]]
     out = tmp_path / "e.jsonl"

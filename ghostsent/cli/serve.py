@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
 
@@ -35,6 +36,9 @@ def serve(host, port, workers, max_bytes, max_replies, n_words, wordlist, templa
         timeout = float(os.environ.get(TIMEOUT_ENV) or 30.0)
     except ValueError:
         raise click.BadParameter(f"${TIMEOUT_ENV} must be a number of seconds") from None
-    config = ServiceConfig(str(ledger_path or default_ledger_path()), max_bytes, max_replies, wordlist, n_words,
-                           template, position, allow_reveal, timeout)
+    location = ledger_path or default_ledger_path()
+    if isinstance(location, Path):  # the default ledger: its folder in the user data folder may be new
+        location.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = ServiceConfig(str(location), max_bytes, max_replies, wordlist, n_words, template, position,
+                           allow_reveal, timeout)
     run_service(config, host, port, workers)
