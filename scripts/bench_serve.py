@@ -8,7 +8,7 @@ done in-process in the same run.
     `--requests` POST /tag requests over `--concurrency` keep-alive connections, every one committed
     to the ledger before its reply; reports requests/s, p50, p99 and max latency, and checks that the
     ledger holds one insertion per 200 reply;
-(b) the baseline: the same tagging + ledger commit (ghostsent.service.Service.tag) called in-process,
+(b) the baseline: the same tagging + ledger commit (ghostsent.serve.service.Service.tag) called in-process,
     one at a time, on a fresh ledger of the same kind: the cost of HTTP, JSON and the event loop is
     the difference. Prints (a)/(b) throughput.
 Bounded: --requests caps the run; nothing leaves 127.0.0.1.
@@ -97,7 +97,7 @@ def bench_service(ledger: str, a: argparse.Namespace) -> dict:
 
 def bench_inprocess(ledger: str, n: int, owners: int) -> float:
     from ghostsent.ledger import open_ledger
-    from ghostsent.service import Service, ServiceConfig
+    from ghostsent.serve.service import Service, ServiceConfig
 
     with open_ledger(ledger, create=True) as led:
         svc = Service(ServiceConfig(ledger), led)

@@ -1,4 +1,4 @@
-"""The tagging service: serve (ghostsent/service.py; docs/scale.md)."""
+"""The tagging service: serve (ghostsent/serve/service.py; docs/scale.md)."""
 from __future__ import annotations
 
 import os
@@ -30,7 +30,7 @@ def serve(host, port, workers, max_bytes, max_replies, n_words, wordlist, templa
 
     Clients send `Authorization: Bearer $GHOSTSENT_SERVE_TOKEN`; the token is read from the environment
     only. See docs/scale.md."""
-    from ghostsent.service import ServiceConfig, serve as run_service
+    from ghostsent.serve.service import ServiceConfig, serve as run_service
 
     try:
         timeout = float(os.environ.get(TIMEOUT_ENV) or 30.0)

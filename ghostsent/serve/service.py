@@ -402,5 +402,5 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8790, work
 
     with open_ledger(config.ledger, create=True, timeout=config.timeout):
         pass  # a bad --ledger fails here, as one line, before any worker starts
-    uvicorn.run("ghostsent.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("ghostsent.serve.service:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_config=LOG_CONFIG, access_log=False, server_header=False)
