@@ -121,6 +121,7 @@ HINTS = {
     "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
     "allow_filtered": "pass --allow-filtered to use it anyway",
     "base_url": "--base-url",
+    "commitment": "give --commitment C for a flat-root proof",
     "glob": "--glob PATTERN",
 }
 

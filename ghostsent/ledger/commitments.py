@@ -112,11 +112,12 @@ def verify_proof(proof: Any, root: str, commitment: str | None = None, source: s
     scheme = proof.get("scheme")
     if scheme not in SCHEMES:
         raise InputError(f"{source}: field scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
-    root = _hex(root, "root", "--root")
+    root = _hex(root, "root", "the published root")
     ghost, mine = _revealed(proof, source)
     claimed = commitment if commitment is not None else proof.get("commitment", mine)
     if claimed is None:
-        raise InputError(f"{source}: no commitment (give --commitment, or a proof with its reveal)")
+        raise InputError(f"{source}: no commitment to check: the proof names none and carries no reveal",
+                         hint="commitment")
     claimed = _hex(claimed, "commitment", source)
     if mine is not None and mine != claimed:
         return ProofCheck(False, scheme, claimed, root, "the salt and canonical JSON hash to a different commitment")
@@ -162,7 +163,8 @@ def _merkle(proof: dict, commitment: str, source: str) -> MerkleProof:
 def _flat_problem(proof: dict, commitment: str, root: str, source: str) -> str | None:
     items = proof.get("identifiers")
     if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-        raise InputError(f"{source}: a {COMMIT_SCHEME} proof is the `commit --json` output: identifiers must be a list")
+        raise InputError(f"{source}: a {COMMIT_SCHEME} proof is the published list of every commitment: field "
+                         f"identifiers must be a list")
     listed = [_hex(x.get("commitment"), f"identifiers[{n}].commitment", source) for n, x in enumerate(items)]
     if commitment not in listed:
         return "the commitment is not in the list"

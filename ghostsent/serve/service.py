@@ -221,7 +221,7 @@ class Service:
         from ghostsent.names import normalise_owner
 
         if reveal and not self.config.allow_reveal:
-            raise _Forbidden("this server does not reveal passphrases (start it with --allow-reveal)")
+            raise _Forbidden("this server was started without allowing passphrases to be revealed")
         out = []
         for ident in self.ledger.identifiers(normalise_owner(owner)):
             d = ident.to_dict() if reveal else {k: v for k, v in ident.to_dict().items() if k not in ("text", "words")}
