@@ -123,6 +123,10 @@ HINTS = {
     "base_url": "--base-url",
     "commitment": "give --commitment C for a flat-root proof",
     "glob": "--glob PATTERN",
+    # study
+    "repetitions": "--repetitions", "max_words": "--max-words / --min-words", "ids_per_cell": "--ids-per-cell / --controls",
+    "pipeline": "--pipeline", "k": "--k", "documents": "--documents, --corpus or --repetitions", "nulls": "--nulls",
+    "study_out": "--out",
 }
 
 
