@@ -111,3 +111,73 @@ def api_key_env(monkeypatch):
         return name
 
     return put
+
+
+# ------------------------------------------------------------------------------------------ PostgreSQL
+def _need_postgres():
+    """The PostgreSQL tests need the server binaries and psycopg: an error in CI, a skip elsewhere."""
+    import pgserver
+
+    bindir = pgserver.find_bindir()
+    missing = None if bindir else "PostgreSQL is not installed (apt-get install postgresql)"
+    if importlib.util.find_spec("psycopg") is None:
+        missing = "psycopg is not installed (pip install 'ghostsent[postgres]')"
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(missing + "; required when CI is set")
+        pytest.skip(missing)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on 127.0.0.1 (tests/pgserver.py), for the whole session."""
+    bindir = _need_postgres()
+    import pgserver
+
+    server = pgserver.start_postgres(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def pg_url(postgres_server, request):
+    """The URL (with its password) of a fresh, empty database on the test server: one per test."""
+    import secrets
+
+    import pgserver
+
+    return pgserver.create_database(postgres_server, "t_" + secrets.token_hex(6))
+
+
+class LedgerFactory:
+    """Ledgers named NAME on one backend: a SQLite file in tmp_path, or a database on the test server."""
+
+    def __init__(self, backend: str, tmp_path: Path, server=None) -> None:
+        self.backend, self.tmp_path, self.server = backend, tmp_path, server
+        self._urls: dict[str, str] = {}
+
+    def location(self, name: str = "l") -> str:
+        """What --ledger / GHOSTSENT_LEDGER take for ledger NAME (its database is created empty once)."""
+        if self.backend == "sqlite":
+            return str(self.tmp_path / f"{name}.db")
+        if name not in self._urls:
+            import secrets
+
+            import pgserver
+
+            self._urls[name] = pgserver.create_database(self.server, f"t_{secrets.token_hex(5)}_{name}")
+        return self._urls[name]
+
+    def __call__(self, name: str = "l", **kw):
+        from ghostsent.ledger import PostgresLedger, SQLiteLedger
+
+        cls = SQLiteLedger if self.backend == "sqlite" else PostgresLedger
+        return cls(self.location(name), **kw)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_at(request, tmp_path) -> LedgerFactory:
+    """Open ledgers by name on each backend in turn (the ledger tests run against both)."""
+    server = request.getfixturevalue("postgres_server") if request.param == "postgresql" else None
+    return LedgerFactory(request.param, tmp_path, server)

@@ -99,7 +99,8 @@ def test_show_reveal_lets_a_third_party_recompute(run):
     digest = hashlib.sha256(bytes.fromhex(rv["salt"]) + rv["canonical_json"].encode()).hexdigest()
     assert digest == rv["commitment"]
     commit = _json(run("commit", "--json"))
-    assert commit["root"] == hashlib.sha256(bytes.fromhex(digest)).hexdigest()  # one identifier
+    assert commit["flat_root"] == hashlib.sha256(bytes.fromhex(digest)).hexdigest()  # one identifier
+    assert commit["root"] == hashlib.sha256(b"\x00" + bytes.fromhex(digest)).hexdigest()  # a one-leaf Merkle tree
     human = run("show", a["id"], "--reveal").stdout
     assert rv["salt"] in human and rv["canonical_json"] in human
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from ghostsent.detection import session
 from ghostsent.detection.results import DetectionSettings
 from ghostsent.detection.subjects import subjects_from_ledger
 from ghostsent.cli import main
-from ghostsent.ledger import Ledger
+from ghostsent.ledger import Ledger, open_ledger
 from ghostsent.ledger.history import history
 from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.targets.base import Scored, Target
@@ -32,9 +31,10 @@ def invoke(*args):
 
 
 @pytest.fixture()
-def ident(tmp_path):
-    path = tmp_path / "l.db"
-    with Ledger(path) as led:
+def ident(ledger_at):
+    """An identifier in a new ledger on each backend (SQLite file, PostgreSQL database): its location and it."""
+    path = ledger_at.location("l")
+    with open_ledger(path, create=True) as led:
         i = led.new_identifier("w", WL, 12, "post")
     return path, i
 
@@ -102,7 +102,7 @@ def test_a_check_that_would_pass_alone_fails_after_enough_retests(ident, tmp_pat
 def test_library_runs_reserve_a_test_number_before_they_run(ident, tmp_path):
     path, i = ident
     settings = DetectionSettings(tests=("ppl",), n_nulls=50, controls=1, alpha=0.05)
-    with Ledger(path) as led:
+    with open_ledger(path) as led:
         subjects = subjects_from_ledger([led.get(i.id)])
         res1, run1 = session.run_recorded(led, Innocent(1), subjects, settings, kind="ppl-test")
         res2, run2 = session.run_recorded(led, Innocent(2), subjects, settings, kind="ppl-test", store=False)
@@ -124,7 +124,7 @@ def test_an_interrupted_test_still_counts(ident):
             raise RuntimeError("server went away")
 
     settings = DetectionSettings(tests=("ppl",), n_nulls=10, controls=0)
-    with Ledger(path) as led:
+    with open_ledger(path) as led:
         subjects = subjects_from_ledger([led.get(i.id)])
         with pytest.raises(RuntimeError):
             session.run_recorded(led, Broken(), subjects, settings, kind="ppl-test")
@@ -141,7 +141,7 @@ def test_history_survives_export_and_import(ident, tmp_path):
     invoke("card", i.id, "--ledger", path)
     invoke("check", i.id, "--reply", reply, "--ledger", path)
     buf = io.StringIO()
-    with Ledger(path) as led:
+    with open_ledger(path) as led:
         export_jsonl(led, buf)
     other = tmp_path / "other.db"
     with Ledger(other) as led:
@@ -153,17 +153,16 @@ def test_history_survives_export_and_import(ident, tmp_path):
     assert d["test_number"] == 2
 
 
-def test_old_runs_count_as_tests_after_the_upgrade(ident, tmp_path):
+def test_old_runs_count_as_tests_after_the_upgrade(ident, ledger_at):
     """A ledger from before the history existed: its stored runs are counted by the migration."""
     path, i = ident
-    old = tmp_path / "old.db"
-    with Ledger(old, _target_version=2) as led:
+    with ledger_at("old", _target_version=2) as led:
         led.add_identifier(i)
         for _ in range(2):
             run = led.add_run("probe", {"spec": "x"}, {}, {})
             led.add_run_records(run, [{"identifier_id": i.id, "role": "member", "test": "probe", "p_value": 0.5,
                                        "details": {}}])
-    with Ledger(old) as led:
+    with ledger_at("old") as led:
         assert history(led, i.id).n_tests == 2
 
 
@@ -173,7 +172,7 @@ def test_card_and_api_tests_log_what_they_showed_to_whom(ident):
     path, i = ident
     assert invoke("card", i.id, "--ledger", path).exit_code == 0
     settings = DetectionSettings(tests=("probe", "ppl"), ks=(3, 4), n_nulls=20, controls=0)
-    with Ledger(path) as led:
+    with open_ledger(path) as led:
         session.run_recorded(led, Innocent(), subjects_from_ledger([led.get(i.id)]), settings, kind="audit")
         h = history(led, i.id)
     by = {}
@@ -212,8 +211,9 @@ def test_disclosures_hold_no_secrets(ident, monkeypatch):
         def describe(self):
             return {"spec": "openai:m", "base_url": "https://user:pw@api.example.com/v1?key=sk-very-secret-key"}
 
-    with Ledger(path) as led:
+    with open_ledger(path) as led:
         session.run_recorded(led, Keyed(), subjects_from_ledger([led.get(i.id)]),
                              DetectionSettings(tests=("ppl",), n_nulls=5, controls=0), kind="ppl-test")
-    raw = sqlite3.connect(path).execute("SELECT endpoint FROM disclosures").fetchall()
+    with open_ledger(path) as led:  # read back through the backend's own connection (raw rows)
+        raw = led._conn.execute("SELECT endpoint FROM disclosures").fetchall()
     assert raw and all("secret" not in e and "pw" not in e for (e,) in raw), raw

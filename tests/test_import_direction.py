@@ -1,4 +1,4 @@
-"""Imports point down: cli -> study -> detection/survive -> tagging/targets/ledger -> ground modules.
+"""Imports point down: cli -> study/serve -> detection/survive -> tagging/targets/ledger -> ground modules.
 
 Parsed with ast (nothing is imported), so a lazy import inside a function counts too.
 """
@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.core
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ghostsent"
-FOLDERS = ("cli", "ledger", "tagging", "targets", "detection", "study", "survive")
+FOLDERS = ("cli", "ledger", "tagging", "targets", "detection", "study", "survive", "serve")
 # survive/screen.py holds the pipeline filter rules (C4's line rules, the vendored word lists) that
 # `new`, `insert` and placement.py use on the light core: a ground module that lives with its kind.
 GROUND_MODULES = {"ghostsent.survive.screen"}
@@ -25,7 +25,8 @@ ALLOWED = {
     "detection": {"ground", "ledger", "targets"},
     "survive": {"ground", "ledger", "targets", "tagging"},
     "study": {"ground", "ledger", "targets", "tagging", "detection", "survive"},
-    "cli": {"ground", "ledger", "targets", "tagging", "detection", "survive", "study", "cli"},
+    "serve": {"ground", "ledger", "targets", "tagging", "detection"},
+    "cli": {"ground", "ledger", "targets", "tagging", "detection", "survive", "study", "serve", "cli"},
 }
 
 

@@ -1,4 +1,5 @@
-"""The ledger on real SQLite files: schema, transactions, collisions, import/export, commitments."""
+"""The ledger on real SQLite files and a real PostgreSQL server: schema, transactions, collisions,
+import/export, commitments. Tests taking `led` or `ledger_at` run on both backends (tests/conftest.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -26,8 +27,8 @@ TINY = parse_wordlist("\n".join(EN.words[:1024]), "tiny.txt")
 
 
 @pytest.fixture
-def led(tmp_path):
-    with Ledger(tmp_path / "l.db") as ledger:
+def led(ledger_at):
+    with ledger_at("l") as ledger:
         yield ledger
 
 
@@ -106,9 +107,8 @@ def test_not_a_ledger(tmp_path):
 
 # --- transactions ------------------------------------------------------------------------------------
 
-def test_crash_mid_transaction_leaves_nothing(tmp_path):
-    path = tmp_path / "l.db"
-    with Ledger(path) as ledger:
+def test_crash_mid_transaction_leaves_nothing(ledger_at):
+    with ledger_at("l") as ledger:
         keep = ledger.new_identifier("ann", EN)
         with pytest.raises(RuntimeError, match="boom"):
             with ledger.transaction():
@@ -118,13 +118,12 @@ def test_crash_mid_transaction_leaves_nothing(tmp_path):
                 raise RuntimeError("boom")
         assert ledger.identifiers() == [keep]
         assert ledger.insertions() == [] and ledger.get_checkpoint("job") is None
-    with Ledger(path) as again:  # and on disk, from a fresh connection
+    with ledger_at("l") as again:  # and on disk, from a fresh connection
         assert again.identifiers() == [keep]
 
 
-def test_reader_not_blocked_by_writer(tmp_path):
-    path = tmp_path / "l.db"
-    with Ledger(path) as writer, Ledger(path) as reader:
+def test_reader_not_blocked_by_writer(ledger_at):
+    with ledger_at("l") as writer, ledger_at("l") as reader:
         first = writer.new_identifier("ann", EN)
         with writer.transaction():
             writer.new_identifier("bob", EN)
@@ -250,15 +249,15 @@ def _export(ledger: Ledger) -> str:
     return buf.getvalue()
 
 
-def test_export_import_round_trip_keeps_commitments(tmp_path):
-    with Ledger(tmp_path / "a.db") as a:
+def test_export_import_round_trip_keeps_commitments(ledger_at):
+    with ledger_at("a") as a:
         _populate(a)
         text = _export(a)
         snap = _snapshot(a)
     lines = [json.loads(x) for x in text.splitlines()]
     assert [x["type"] for x in lines] == ["header"] + ["identifier"] * 3 + ["insertion"] * 2 + ["run"]
     assert all(len(x["salt"]) == 32 for x in lines if x["type"] == "identifier")
-    with Ledger(tmp_path / "b.db") as b:
+    with ledger_at("b") as b:
         counts = import_jsonl(b, io.StringIO(text), "a.jsonl")
         assert counts == {"identifiers": {"added": 3, "skipped": 0}, "insertions": {"added": 2, "skipped": 0},
                           "runs": {"added": 1, "skipped": 0}}
@@ -269,11 +268,11 @@ def test_export_import_round_trip_keeps_commitments(tmp_path):
         assert _snapshot(b) == snap
 
 
-def test_import_conflicting_id_is_all_or_nothing(tmp_path):
-    with Ledger(tmp_path / "a.db") as a:
+def test_import_conflicting_id_is_all_or_nothing(ledger_at):
+    with ledger_at("a") as a:
         idents = _populate(a)
         text = _export(a)
-    with Ledger(tmp_path / "b.db") as b:
+    with ledger_at("b") as b:
         b.new_identifier("zed", EN)
         # same id as the file's third identifier (line 4), different owner
         b.add_identifier(dataclasses.replace(idents[2], owner="mallory", salt=""))
@@ -283,11 +282,11 @@ def test_import_conflicting_id_is_all_or_nothing(tmp_path):
         assert _snapshot(b) == before
 
 
-def test_import_conflicting_passphrase(tmp_path):
-    with Ledger(tmp_path / "a.db") as a:
+def test_import_conflicting_passphrase(ledger_at):
+    with ledger_at("a") as a:
         idents = _populate(a)
         text = _export(a)
-    with Ledger(tmp_path / "b.db") as b:
+    with ledger_at("b") as b:
         b.add_identifier(dataclasses.replace(idents[1], id="gs-0123456789", salt=""))
         before = _snapshot(b)
         with pytest.raises(LedgerError, match=r"^a\.jsonl:3: .*same passphrase as gs-0123456789"):
@@ -303,12 +302,12 @@ def test_import_conflicting_passphrase(tmp_path):
     ('{"type": "insertion", "identifier_id": "gs-ffffffffff", "document": "d", "sha256_before": "x", '
      '"sha256_after": "y", "offset": "7", "strategy": "end", "created_at": "t"}', "field 'offset' must be int"),
 ])
-def test_import_malformed_line_names_it_and_imports_nothing(tmp_path, bad_line, message):
-    with Ledger(tmp_path / "a.db") as a:
+def test_import_malformed_line_names_it_and_imports_nothing(ledger_at, bad_line, message):
+    with ledger_at("a") as a:
         _populate(a)
         lines = _export(a).splitlines()
     lines.insert(5, bad_line)  # becomes line 6, after three identifiers and one insertion
-    with Ledger(tmp_path / "b.db") as b:
+    with ledger_at("b") as b:
         with pytest.raises(InputError, match=rf"^a\.jsonl:6: {message}"):
             import_jsonl(b, io.StringIO("\n".join(lines)), "a.jsonl")
         assert b.identifiers() == [] and b.insertions() == [] and b.runs() == []
@@ -338,7 +337,7 @@ def test_commitment_recomputable_by_a_third_party(led):
                                                     "created_at": ident.created_at}
         digests.append(mine)
     root = hashlib.sha256(b"".join(bytes.fromhex(d) for d in sorted(digests))).hexdigest()
-    assert root == com["root"] == commitment_root(digests)
+    assert root == com["flat_root"] == commitment_root(digests)  # the flat root, as published before
 
 
 def test_commitment_binds_content_and_salt(led):
@@ -350,3 +349,23 @@ def test_commitment_binds_content_and_salt(led):
     root = ledger_commitment(led).to_dict()["root"]
     led.new_identifier("bob", EN)
     assert ledger_commitment(led).to_dict()["root"] != root
+
+
+# --- both backends: migrations and refusals --------------------------------------------------------------
+
+def test_migration_from_version_1_keeps_data_on_both_backends(ledger_at):
+    with ledger_at("old", _target_version=1) as old:
+        assert old.schema_version == 1
+        ident = old.new_identifier("ann", EN, n_words=4)
+    with ledger_at("old") as new:
+        assert new.schema_version == SCHEMA_VERSION
+        assert new.get(ident.id) == ident and new.get(ident.id).salt == ident.salt
+        assert new.identifier_for_owner("ann") == ident  # migration 4 filled owner_identifiers
+        run = new.add_run("probe", {}, {}, {})
+        new.add_run_records(run, [{"identifier_id": ident.id, "role": "member", "test": "probe"}])
+        assert new.runs(ident.id)[0]["id"] == run
+
+
+def test_read_only_open_refuses_a_missing_ledger(ledger_at):
+    with pytest.raises(LedgerError, match="no ledger"):
+        ledger_at("missing", create=False)

@@ -1,5 +1,5 @@
-"""Ledger.add_insertions (tag-jsonl's checkpoint chunks) on a real SQLite file: same rows as
-add_insertion, in order, all or nothing, joining an outer transaction."""
+"""Ledger.add_insertions (tag-jsonl's checkpoint chunks) on a real SQLite file and a real PostgreSQL
+server: same rows as add_insertion, in order, all or nothing, joining an outer transaction."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from ghostsent.errors import LedgerError
-from ghostsent.ledger import Ledger
 
 pytestmark = pytest.mark.core  # runs on the light install (no extras)
 
@@ -18,8 +17,8 @@ def _sha(x: str) -> str:
 
 
 @pytest.fixture
-def led(tmp_path):
-    with Ledger(tmp_path / "l.db") as ledger:
+def led(ledger_at):
+    with ledger_at("l") as ledger:
         yield ledger
 
 
@@ -46,7 +45,7 @@ def test_unknown_identifier_records_nothing(led):
     assert led.insertions() == []
 
 
-def test_joins_the_outer_transaction(led, tmp_path):
+def test_joins_the_outer_transaction(led, ledger_at):
     a = led.new_identifier("ann", "en", n_words=6)
     with pytest.raises(RuntimeError):
         with led.transaction():
@@ -57,5 +56,5 @@ def test_joins_the_outer_transaction(led, tmp_path):
     with led.transaction():
         led.add_insertions([(a.id, "d", _sha("a"), _sha("b"), 1, "end")])
         led.set_checkpoint("k", {"n": 1})
-    with Ledger(tmp_path / "l.db") as other:  # committed, visible to a second connection
+    with ledger_at("l") as other:  # committed, visible to a second connection
         assert len(other.insertions()) == 1 and other.get_checkpoint("k") == {"n": 1}

@@ -2,11 +2,12 @@
 
 One module per command group, each command parse -> one library call -> render:
 
-    ledger.py    new, list, show, export, import, commit, ledger path
+    ledger.py    new, list, show, export, import, commit (and Merkle proofs), verify-proof, ledger path
     tagging.py   insert, tag-jsonl
     detect.py    probe, ppl-test, rank-test, audit, card, check
     survive.py   survive
     study.py     study, demo
+    serve.py     serve (the tagging service)
 
 This module holds what they share: the group (which imports a command's module only when that command
 runs, so `ghostsent new` never loads torch), the shared options, output (`emit`, `echo`), and the ONE
@@ -35,13 +36,15 @@ TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another
 # command name -> "module:function" under ghostsent.cli (help lists them in this order)
 COMMANDS = {
     "new": "ledger:new", "list": "ledger:list_cmd", "show": "ledger:show", "export": "ledger:export",
-    "import": "ledger:import_cmd", "commit": "ledger:commit", "ledger": "ledger:ledger_group",
+    "import": "ledger:import_cmd", "commit": "ledger:commit", "verify-proof": "ledger:verify_proof_cmd",
+    "ledger": "ledger:ledger_group",
     "insert": "tagging:insert", "tag-jsonl": "tagging:tag_jsonl_cmd",
     "probe": "detect:probe", "ppl-test": "detect:ppl_test", "rank-test": "detect:rank_test", "audit": "detect:audit",
     "card": "detect:card",
     "check": "detect:check",
     "survive": "survive:survive",
     "study": "study:study", "demo": "study:demo",
+    "serve": "serve:serve",
 }
 
 INTERRUPTED = "Interrupted."  # what was kept (if anything) the library has said in a warning before
@@ -50,17 +53,18 @@ INTERRUPTED = "Interrupted."  # what was kept (if anything) the library has said
 OLD_DEFAULT = Path("ghostsent.db")  # where 0.1 kept the ledger: the current folder
 
 
-def default_ledger_path() -> Path:
-    """$GHOSTSENT_LEDGER, else ghostsent.db in the user data folder (platformdirs), not the current folder:
-    one ledger per user, wherever a command runs."""
+def default_ledger_path() -> "str | Path":
+    """$GHOSTSENT_LEDGER (a file path or a postgresql:// URL, kept as text: a Path would fold its //),
+    else ghostsent.db in the user data folder (platformdirs), not the current folder: one ledger per
+    user, wherever a command runs."""
     if os.environ.get(LEDGER_ENV):
-        return Path(os.environ[LEDGER_ENV])
+        return os.environ[LEDGER_ENV]
     from platformdirs import user_data_path
 
     return user_data_path("ghostsent", appauthor=False) / "ghostsent.db"
 
 
-def old_ledger_notice(path: Path | None) -> str | None:
+def old_ledger_notice(path: "str | Path | None") -> str | None:
     """A 0.1 ledger (./ghostsent.db) in the current folder while the default is used: say how to keep
     using it rather than switching ledgers silently."""
     if path is not None or os.environ.get(LEDGER_ENV) or not OLD_DEFAULT.is_file():
@@ -118,6 +122,7 @@ HINTS = {
     "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
     "allow_filtered": "pass --allow-filtered to use it anyway",
     "base_url": "--base-url",
+    "commitment": "give --commitment C for a flat-root proof",
     "glob": "--glob PATTERN",
     "rank_mode": "--rank-mode completions or --rank-mode chat",
     # study
@@ -215,11 +220,10 @@ def main() -> None:
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
-    type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     envvar=LEDGER_ENV,
-    help=f"Ledger SQLite file [env {LEDGER_ENV}; default: ghostsent.db in the user data folder, "
-         "see `ghostsent ledger path`].",
+    help=f"Ledger: a SQLite file, or postgresql://USER@HOST/DB [env {LEDGER_ENV}; default: ghostsent.db in "
+         "the user data folder, see `ghostsent ledger path`].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 allow_filtered_option = click.option(
@@ -254,11 +258,12 @@ def str_list(value: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in value.split(",") if x.strip())
 
 
-def open_ledger(path: Path | None, create: bool = False):
+def open_ledger(path: "str | Path | None", create: bool = False):
     """The ledger at `path` (or the default). Only commands that write identifiers pass create=True;
     they say on stderr when they started a new ledger, so a typo in the path is noticed."""
     from ghostsent.errors import InputError
-    from ghostsent.ledger import DEFAULT_TIMEOUT, Ledger
+    from ghostsent.ledger import DEFAULT_TIMEOUT
+    from ghostsent.ledger import open_ledger as open_location
 
     try:
         timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
@@ -268,9 +273,9 @@ def open_ledger(path: Path | None, create: bool = False):
     if notice:
         line(notice)
     target = path or default_ledger_path()
-    if path is None and create:
+    if path is None and create and isinstance(target, Path):
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    led = Ledger(target, create=create, timeout=timeout)
+    led = open_location(target, create=create, timeout=timeout)
     if led.created:
         echo(f"created new ledger at {led.path}", err=True)
     return led

@@ -1,4 +1,5 @@
-"""Identifiers and the ledger: new, list, show, export, import, commit, ledger path."""
+"""Identifiers and the ledger: new, list, show, export, import, commit (and its Merkle proofs), verify-proof,
+ledger path."""
 from __future__ import annotations
 
 import os
@@ -198,21 +199,63 @@ def import_cmd(source, ledger_path, as_json):
 
 
 @click.command()
+@click.option("--proof", "proof_id", default=None, metavar="ID",
+              help="Print this identifier's Merkle inclusion proof (JSON) instead of the list.")
+@click.option("--reveal", is_flag=True, help="With --proof: include the salt and canonical JSON (discloses the passphrase).")
 @ledger_option
 @json_option
-def commit(ledger_path, as_json):
+def commit(proof_id, reveal, ledger_path, as_json):
     """Print the commitment root over all identifiers (publish it) and each identifier's commitment."""
-    from ghostsent.ledger.commitments import ledger_commitment
+    from ghostsent.ledger.commitments import ledger_commitment, ledger_proof
 
+    if reveal and proof_id is None:
+        raise click.BadParameter("--reveal goes with --proof ID", param_hint="--reveal")
     with open_ledger(ledger_path) as led:
+        if proof_id is not None:
+            emit(ledger_proof(led, proof_id, with_reveal=reveal), True)
+            return
         data = ledger_commitment(led).to_dict()
 
     def human() -> None:
         echo(f"root: {data['root']}  ({data['count']} identifiers, {data['scheme']})")
+        echo(f"flat root: {data['flat_root']}  ({data['flat_scheme']}, as published before the Merkle tree)")
         for item in data["identifiers"]:
             echo(f"  {item['id']}  {item['commitment']}")
 
     emit(data, as_json, human)
+
+
+@click.command("verify-proof")
+@click.argument("proof_file", metavar="PROOF.json", type=click.File("r", encoding="utf-8"))
+@click.option("--root", required=True, help="The published root (64 hex digits).")
+@click.option("--commitment", default=None,
+              help="The commitment to check, for a flat-root proof (the kept `commit --json` output).")
+@json_option
+def verify_proof_cmd(proof_file, root, commitment, as_json):
+    """Check an inclusion proof against a published root. Exit 0 if it holds, 1 if not. No ledger needed."""
+    import json
+
+    from ghostsent.errors import InputError
+    from ghostsent.ledger.commitments import verify_proof
+
+    name = getattr(proof_file, "name", "proof")
+    try:
+        doc = json.loads(proof_file.read())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{name}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    res = verify_proof(doc, root, commitment, source=name)
+
+    def human() -> None:
+        if res.ok:
+            echo(f"OK: commitment {res.commitment} is under root {res.root} ({res.scheme})")
+            if res.ghost is not None:
+                echo(f"ghost sentence: {q(res.ghost)}")
+        else:
+            echo(f"FAILED: {res.reason}")
+
+    emit(res.to_dict(), as_json, human)
+    if not res.ok:
+        sys.exit(1)
 
 
 @click.group("ledger")
@@ -228,5 +271,6 @@ def ledger_path_cmd(ledger_path, as_json):
     path = ledger_path or default_ledger_path()
     source = "--ledger" if ledger_path else (LEDGER_ENV if os.environ.get(LEDGER_ENV) else "default")
     notice = old_ledger_notice(ledger_path)
-    emit({"path": str(path), "exists": path.is_file(), "source": source, "notice": notice}, as_json,
+    exists = None if "://" in str(path) else Path(path).is_file()  # a database URL: not a file to look for
+    emit({"path": str(path), "exists": exists, "source": source, "notice": notice}, as_json,
          lambda: (echo(str(path)), notice and line(notice)))
