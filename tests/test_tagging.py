@@ -179,6 +179,16 @@ def opts(**kw) -> JsonlOptions:
     return JsonlOptions(**base)
 
 
+def keyed_rank(secret: bytes, owner: str, key: str) -> int:
+    """docs/scale.md's rule, computed here independently of ghostsent.tagging.selection."""
+    import hmac
+    return int.from_bytes(hmac.new(secret, f"{owner}\0{key}".encode(), hashlib.sha256).digest()[:8], "big")
+
+
+def seed_secret(seed: int) -> bytes:
+    return hashlib.sha256(f"ghostsent-selection-seed:{seed}".encode()).digest()
+
+
 def test_jsonl_cap_order_and_ledger(tmp_path, ledger):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = write_corpus(inp, 30)
@@ -187,7 +197,10 @@ def test_jsonl_cap_order_and_ledger(tmp_path, ledger):
     got = out.read_bytes().splitlines(keepends=True)
     assert len(got) == 30
     changed = [i for i, (a, b) in enumerate(zip(lines, got)) if a != b]
-    assert changed == [0, 1, 2, 3, 4, 5]  # first two records of each owner
+    # each owner's two records with the smallest keyed hash of (owner, line number), not the first two
+    ranks = {i: keyed_rank(seed_secret(5), f"owner{i % 3}", f"n:{i + 1}") for i in range(30)}
+    expected = sorted(i for o in range(3) for i in sorted((i for i in range(30) if i % 3 == o), key=ranks.get)[:2])
+    assert changed == expected and expected != [0, 1, 2, 3, 4, 5]
     for i, (a, b) in enumerate(zip(lines, got)):
         ra, rb = json.loads(a), json.loads(b)
         assert ra["id"] == rb["id"] and ra["author"] == rb["author"]
@@ -207,10 +220,13 @@ def test_jsonl_fraction_nested_field_and_id_field(tmp_path, ledger):
             f.write(json.dumps({"rid": i, "meta": {"by": "solo"}, "doc": {"text": f"Item {i}. More text."}}) + "\n")
     s = tag_jsonl(ledger, str(inp), str(out), opts(text_field="doc.text", owner_field="meta.by", id_field="rid",
                                                    fraction=0.25))
-    assert s["inserted"] == 10
+    # a record is chosen when its keyed rank is below 0.25 * 2^64 (about a quarter, binomially)
+    chosen = [i for i in range(40) if keyed_rank(seed_secret(5), "solo", f"id:{i}") < (1 << 64) // 4]
+    assert s["inserted"] == len(chosen) and 0 < len(chosen) < 40
     ghost = ledger.identifier_for_owner("solo").text
-    assert sum(ghost in json.loads(l)["doc"]["text"] for l in out.read_text().splitlines()) == 10
-    assert {i.document for i in ledger.insertions()} >= {f"{inp}:rid=0"}
+    tagged = [i for i, l in enumerate(out.read_text().splitlines()) if ghost in json.loads(l)["doc"]["text"]]
+    assert tagged == chosen
+    assert {i.document for i in ledger.insertions()} == {f"{inp}:rid={i}" for i in chosen}
 
 
 def test_jsonl_rerun_on_tagged_output_inserts_nothing(tmp_path, ledger):

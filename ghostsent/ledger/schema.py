@@ -149,6 +149,21 @@ def _v3(conn: sqlite3.Connection) -> None:
                      "VALUES (?,?,?,?,?,?,1,?)", (ident, counts[ident], kind, str(spec), created, created, run_id))
 
 
+# Platform-scale tagging (issue 12): `ledger_secrets` holds secrets a ledger keeps for itself, today the
+# selection secret (the key of the keyed hash that picks which records get a ghost, tagging/selection.py),
+# created once on first use; its value never leaves the ledger except in a full export. The index makes
+# `ledger merge` (ledger/manifest.py) find an already-merged insertion without scanning an identifier's
+# insertions.
+_V_SCALE = """
+CREATE TABLE ledger_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,                -- hex
+    created_at TEXT NOT NULL
+);
+CREATE INDEX insertions_document ON insertions(identifier_id, document, sha256_after)
+"""
+
+
 # Ordered; MIGRATIONS[i] upgrades a ledger from schema version i to i+1. Append, never edit.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("identifiers, insertions, checkpoints", _script(_V1)),
@@ -156,6 +171,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("test history and disclosure log (earlier runs counted as tests)", _v3),
     ("owner_identifiers (one current identifier per owner, unique); application_id marks the file",
      _script(_V4)),
+    ("ledger_secrets (the selection secret) and an index for merging insertion manifests", _script(_V_SCALE)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

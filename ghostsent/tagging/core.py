@@ -5,8 +5,9 @@ The rules: a text that already carries the ghost is left alone (idempotent); oth
 a sentence boundary outside protected regions (ghostsent.insert), or nowhere (no boundary); nothing else
 of the text changes. For records (one JSON object per post): the owner field names who the ghost belongs
 to (normalised as the ledger stores owners), the text field must be a string of valid Unicode, the
-selection rule (selection.py) picks which of an owner's records get it, and the id field (if used) names
-the document in the ledger. A record that breaks a rule raises BadRecord with the reason.
+selection rule (selection.py: a keyed hash of owner and record id, so every shard agrees) picks which of
+an owner's records get it and where in the text, and the id field (if used) names the document in the
+ledger. A record that breaks a rule raises BadRecord with the reason.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable, Protocol
 from ghostsent.errors import InputError
 from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, placer
 from ghostsent.names import has_surrogate, normalise_owner
+from ghostsent.tagging.selection import Selection, record_key, rng_of
 
 TAGGED, ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED = "tagged", "already-tagged", "no-boundary", "not-selected"
 MISSING = object()  # a field a record does not have
@@ -118,11 +120,6 @@ class RecordTag:
     ghost: OwnerGhost | None = None
     record_id: Any = None
 
-    @property
-    def uses_selection(self) -> bool:
-        """Whether the record, once written, counts as one of the owner's tagged records: a record that
-        already carries the ghost does; one without a sentence boundary does not."""
-        return self.tag.status in (TAGGED, ALREADY_TAGGED)
 
 
 def get_field(obj: dict, name: str) -> Any:
@@ -190,21 +187,56 @@ def record_id(record: dict, policy: TagPolicy) -> Any:
     return rid
 
 
-def tag_record(record: Any, ghosts: Ghosts, policy: TagPolicy, quota: Any, rng: random.Random,
-               getters: tuple[Callable[[dict], Any], Callable[[dict], Any]] | None = None) -> RecordTag:
-    """Tag one record's text field with its owner's ghost, if the selection rule (`quota`, see
-    selection.py) picks it. `getters` (owner, text) are field_getter()s made once for a stream of
-    records. Raises BadRecord for a record the rules cannot tag. Once the front end has written the
-    record, it calls `quota.took(owner)` if `uses_selection` (a record it could not write does not count)."""
-    get_owner, get_text = getters or (field_getter(policy.owner_field), field_getter(policy.text_field))
+@dataclass
+class RecordRules:
+    """A policy made ready for a stream of records: the selection rule (selection.py), its keyed hash
+    and the field getters, built once per job (or once per Spark partition)."""
+
+    policy: TagPolicy
+    selection: Selection
+
+    def __post_init__(self) -> None:
+        self.digest = self.selection.key.digest_fn()
+        self.get_owner = field_getter(self.policy.owner_field)
+        self.get_text = field_getter(self.policy.text_field)
+
+
+@dataclass(frozen=True)
+class RankedRecord:
+    """A readable record's owner, text, id and keyed digest (what selection and placement use)."""
+
+    owner: str
+    text: str
+    record_id: Any
+    digest: bytes
+
+
+def rank_record(record: Any, rules: RecordRules, position: int) -> RankedRecord:
+    """Read a record's owner, text and id and compute its keyed digest; BadRecord if it cannot be
+    tagged. `position` is its 1-based line or row number (its key when the policy has no id field)."""
     if type(record) is not dict:
         raise BadRecord(f"expected a JSON object, got {type(record).__name__}")
-    raw_owner = get_owner(record)
+    policy = rules.policy
+    raw_owner = rules.get_owner(record)
     _owner_value(raw_owner, policy.owner_field)
-    text = record_text(record, policy, get_text)
+    text = record_text(record, policy, rules.get_text)
     owner = owner_name(raw_owner, policy.owner_field)
-    if not quota.wants(owner):
-        return RecordTag(TextTag(NOT_SELECTED, text), owner)
     rid = record_id(record, policy)
-    ghost = ghosts.ghost_for(owner)
-    return RecordTag(tag_text(text, ghost, rng), owner, ghost, rid)
+    return RankedRecord(owner, text, rid, rules.digest(owner, record_key(rid, position)))
+
+
+def tag_record(record: Any, ghosts: Ghosts, rules: RecordRules, position: int) -> RecordTag:
+    """Tag one record's text field with its owner's ghost if the selection rule picks it, at the place
+    the record's keyed digest chooses (the same on every shard and re-run). Raises BadRecord for a
+    record the rules cannot tag. Stateless: the front end writes the record and the insertion."""
+    r = rank_record(record, rules, position)
+    if not rules.selection.wants(r.owner, r.digest):
+        return RecordTag(TextTag(NOT_SELECTED, r.text), r.owner, None, r.record_id)
+    ghost = ghosts.ghost_for(r.owner)
+    return RecordTag(tag_text(r.text, ghost, rng_of(r.digest)), r.owner, ghost, r.record_id)
+
+
+def eligible(r: RankedRecord, ghosts: Ghosts) -> bool:
+    """Whether a record would count as one of its owner's tagged records if chosen (selection.py): it
+    carries the ghost already, or has a sentence boundary for it."""
+    return tag_text(r.text, ghosts.ghost_for(r.owner), rng_of(r.digest)).status != NO_BOUNDARY

@@ -34,14 +34,14 @@ from ghostsent.errors import GhostsentError, InputError, OutputClosedError, Outp
 from ghostsent.fsio import create_exclusive, exclusive_lock, fsync_dir, same_file
 from ghostsent.insert import DEFAULT_POSITION
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, TagPolicy,
-                                    field_getter, sha256_hex, tag_record)
-from ghostsent.tagging.selection import OwnerQuota
+from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, RecordRules,
+                                    TagPolicy, eligible, rank_record, sha256_hex, tag_record)
+from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
 from ghostsent.tagging.splice import splice
 
 CHECKPOINT_EVERY = 5000
 MAX_LISTED_BAD = 1000
-CHECKPOINT_VERSION = 2  # 2: whole-prefix input hash (in_sha256); 1 hashed only the last 4 KiB
+CHECKPOINT_VERSION = 3  # 3: keyed-hash selection (no per-owner counts); 2: whole-prefix input hash
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 _RAW_DECODE = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings
 
@@ -69,8 +69,9 @@ class JsonlOptions:
 
     def settings(self) -> dict:
         """What must not change between a run and its resume."""
-        return {k: getattr(self, k) for k in ("text_field", "owner_field", "id_field", "max_per_owner",
-                                              "fraction", "words", "wordlist", "template", "position", "seed")}
+        keys = ("text_field", "owner_field", "id_field", "max_per_owner", "fraction", "words", "wordlist",
+                "template", "position", "seed")
+        return {k: getattr(self, k) for k in keys} | {"selection": RULE_VERSION}
 
     def validate(self) -> Any:
         """Check every option before any input is read, and return the word list for new identifiers.
@@ -101,7 +102,7 @@ class Checkpoint:
     in_offset: int = 0
     in_sha256: str | None = None        # SHA-256 of the input's first in_offset bytes (version 2)
     in_tail_sha256: str | None = None   # version 1: of the 4 KiB before in_offset only
-    owners: dict[str, list[int]] = field(default_factory=dict)    # selection counts (selection.py)
+    owners: dict[str, list[int]] = field(default_factory=dict)    # owner -> [records, ghosts carried]
     counts: dict[str, int] = field(default_factory=lambda: dict(
         records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, blank=0, bad=0, new_identifiers=0))
     bad: list[dict] = field(default_factory=list)
@@ -251,8 +252,10 @@ class JsonlTagger:
             self._refuse_existing_outputs()
         else:
             self._check_resume(cp)
+        self.rules = RecordRules(self.policy, self._selection())
         self._open_input(cp)
         try:
+            self._first_pass()
             self._open_output(cp)
             self._loop()
             self._checkpoint(finished=True)
@@ -308,11 +311,46 @@ class JsonlTagger:
         if os.path.lexists(out):
             raise InputError(f"{out}: already exists and the interrupted run would replace it; move it away first")
 
+    # -- selection (selection.py) -----------------------------------------------------------------------
+
+    def _selection(self) -> Selection:
+        from ghostsent.ledger.keys import selection_secret
+
+        seed = self.opts.seed
+        key = SelectionKey.from_seed(seed) if seed is not None else SelectionKey.of(selection_secret(self.ledger))
+        return Selection(key, self.opts.max_per_owner, self.opts.fraction)
+
+    def _first_pass(self) -> None:
+        """For max_per_owner: read the whole input once for each owner's N smallest eligible ranks
+        (selection.py). Lines the rules cannot read are left to the tagging pass to report."""
+        sel = self.rules.selection
+        if not sel.needs_first_pass:
+            return
+        ranks = SmallestRanks(sel.max_per_owner)
+        start = self.fin.tell()
+        self.fin.seek(0)
+        for lineno, raw in enumerate(self.fin, 1):
+            try:
+                obj, _ = _parse(raw, 0)
+                if obj is None:
+                    continue
+                r = rank_record(obj, self.rules, lineno)
+            except (_BadLine, BadRecord):
+                continue
+            if sel.admits(r.digest):
+                ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, self))
+        self.fin.seek(start)
+        sel.thresholds = ranks.thresholds()
+
     # -- files -------------------------------------------------------------------------------------
 
     def _open_input(self, cp: Checkpoint | None) -> None:
         if self.paths.inp == "-":
             self.fin = sys.stdin.buffer
+            if self.rules.selection.needs_first_pass:  # two passes: keep a copy of standard input
+                self.fin = tempfile.TemporaryFile()
+                shutil.copyfileobj(sys.stdin.buffer, self.fin)
+                self.fin.seek(0)
             return
         try:
             self.fin = open(self.paths.inp, "rb")
@@ -411,6 +449,9 @@ class JsonlTagger:
             self.ledger.add_insertions(self.pending)
             if state is not None:
                 self.ledger.set_checkpoint(self.paths.key, state)
+            if finished:  # the rule that chose the records, with the secret's id (never the secret)
+                self.ledger.add_run("tag", {}, self.cp.settings | {"selection": self.rules.selection.rule()},
+                                    {k: v for k, v in self._summary().items() if k != "bad_lines"})
         self.pending.clear()
         if state is not None:
             self.recorded_lines = self.cp.lines_done
@@ -418,6 +459,7 @@ class JsonlTagger:
     def _summary(self) -> dict:
         return {"input": self.paths.in_label, "output": self.paths.out, "lines": self.cp.lines_done,
                 **self.cp.counts, "owners": len(self.cp.owners), "bad_lines": self.cp.bad,
+                "selection": self.rules.selection.rule(),
                 "resumed_from_line": self.resumed_from, "seconds": round(time.perf_counter() - self.t0, 3)}
 
     # -- the end ---------------------------------------------------------------------------------------
@@ -457,13 +499,13 @@ class JsonlTagger:
                 self.ledger.delete_checkpoint(self.paths.key)
 
     def _close(self) -> None:
-        for f in (self.fout, self.fin if self.paths.inp != "-" else None):
+        for f in (self.fout, self.fin if self.fin is not sys.stdin.buffer else None):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
 
     def _finish(self) -> dict:
-        if self.paths.inp != "-":
+        if self.fin is not sys.stdin.buffer:
             self.fin.close()
         summary = self._summary()
         if self.paths.partial is None:
@@ -510,23 +552,25 @@ class JsonlTagger:
         if obj is None and line is None:
             self.cp.counts["blank"] += 1
             return raw
-        rng = random.Random(f"{self.opts.seed}:{lineno}") if self.opts.seed is not None else self.sys_rng
         try:
-            rt = tag_record(obj, self, self.policy, self.quota, rng, self.getters)
+            rt = tag_record(obj, self, self.rules, lineno)
         except BadRecord as e:
             if e.read:
                 self.cp.counts["records"] += 1
             raise _BadLine(str(e)) from None
         counts = self.cp.counts
         counts["records"] += 1
+        st = self.cp.owners.get(rt.owner)
+        if st is None:
+            st = self.cp.owners[rt.owner] = [0, 0]
+        st[0] += 1
         status = rt.tag.status
         if status == NOT_SELECTED or status == ALREADY_TAGGED or status == NO_BOUNDARY:
             counts[status.replace("-", "_")] += 1
-            if status == ALREADY_TAGGED:
-                self.quota.took(rt.owner)
+            st[1] += status == ALREADY_TAGGED
             return raw
+        st[1] += 1
         new_raw = self._splice(raw, line, rt.tag)
-        self.quota.took(rt.owner)
         label = self.paths.in_label
         document = (f"{label}:{self.policy.id_field}={rt.record_id}" if self.policy.id_field is not None
                     else f"{label}:line {lineno}")
@@ -536,7 +580,7 @@ class JsonlTagger:
 
     def _splice(self, raw: bytes, line: str | None, tag: Any) -> bytes:
         """The line with the inserted span spliced into its text field, checked by reading it back."""
-        new_text, get_text = tag.new_text, self.getters[1]
+        new_text, get_text = tag.new_text, self.rules.get_text
 
         def reads_back(new_line: str) -> bool:
             """The spliced line parses, and its text field is the new text (so the span went there)."""
@@ -566,9 +610,6 @@ class JsonlTagger:
         from tqdm import tqdm
 
         opts, cp = self.opts, self.cp
-        self.getters = (field_getter(opts.owner_field), field_getter(opts.text_field))
-        self.quota = OwnerQuota(opts.max_per_owner, opts.fraction, cp.owners)
-        self.sys_rng = _BufferedSystemRandom()
         bar = tqdm(total=self.total, initial=cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
                    file=sys.stderr, disable=not opts.progress, desc="tag", leave=False)
         hash_update = self.in_hash.update if self.resumable else None
@@ -631,27 +672,6 @@ def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
         return obj, raw.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
         return obj, None  # JSON in another encoding (json.loads sniffs UTF-16/32): never spliced
-
-
-class _BufferedSystemRandom(random.SystemRandom):
-    """SystemRandom that reads os.urandom 4 KiB at a time: the same unpredictable source for the
-    default (unseeded) positions, without one system call per tagged record."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._buf = b""
-        self._pos = 0
-
-    def getrandbits(self, k: int) -> int:
-        if k < 0:
-            raise ValueError("number of bits must be non-negative")
-        n = (k + 7) // 8
-        pos = self._pos
-        if pos + n > len(self._buf):
-            self._buf = os.urandom(max(4096, n))
-            pos = 0
-        self._pos = pos + n
-        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
 
 
 def _owner_seed(seed: int, owner: str) -> int:

@@ -1,44 +1,175 @@
-"""Which of an owner's records get the owner's ghost.
+"""Which of an owner's records get the owner's ghost, decided without coordination.
 
-Today's rule is sequential, in input order: an owner's n-th record is selected while the owner has fewer
-than `max_per_owner` tagged records and fewer than ceil(n * fraction) of them (every 1/F-th record),
-so a corpus gets the same selection on every run and a resumed run continues the counts from its
-checkpoint. A record that already carries the ghost uses up a selection; one without a sentence
-boundary does not.
+Every record has a key: its id field's value (JSON-encoded, so 7 and "7" differ) or, without an id
+field, its position in the input ("n:<line or row number>"). One keyed hash per record,
 
-This is the seam for selection without coordination (a keyed hash of secret, owner and record id, so
-that any shard in any order picks the same records): such a rule implements the same two calls.
+    d = HMAC-SHA256(secret, owner + "\\0" + key)
+
+decides both *whether* the record is chosen (its rank, the first 8 bytes of d as an integer) and *where*
+in it the ghost goes (the rest of d seeds KeyedRandom). The secret is the ledger's selection secret
+(ledger/keys.py), or one derived from --seed for tests. So any shard, in any order, on any re-run or
+retried task, makes the same choice and the same bytes, and nobody without the secret can predict which
+records carry a ghost or where.
+
+The rules (TagPolicy.max_per_owner / .fraction):
+
+* neither: every record is chosen.
+* fraction F: a record is chosen when rank < F * 2^64 (one pass, no state: each owner gets ~F of
+  their records, binomially, not exactly ceil(n*F) as the former every-1/F-th rule did).
+* max_per_owner N (with or without F): the owner's N eligible records with the smallest rank among
+  those the fraction admits. "Eligible" keeps the former rule: a record that already carries the ghost
+  counts, one without a sentence boundary does not. This needs the whole input: a first pass keeps a
+  bounded heap of the N smallest eligible ranks per owner (memory O(owners x N); the eligibility check
+  runs only for records that enter a heap, about N(1 + ln(n/N)) per owner) and yields each owner's
+  threshold; the tagging pass chooses rank <= threshold. Records sharing an id share a rank, so
+  duplicates are chosen together (keep ids unique).
 """
 from __future__ import annotations
 
-import math
+import hashlib
+import heapq
+import hmac
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-_EPS = 1e-9  # ceil(n * fraction) computed in floating point: 0.3 * 10 must count as 3, not 3.0000000000000004
+RULE_VERSION = "keyed-hmac-sha256-v1"
+_TWO64 = 1 << 64
 
 
-class OwnerQuota:
-    """Per-owner counts [records seen, records tagged] and the rule that reads them."""
+def record_key(record_id: Any, position: int) -> str:
+    """The key a record is selected by: its id value if the policy names an id field, else its position."""
+    if record_id is None:
+        return f"n:{position}"
+    return "id:" + json.dumps(record_id, ensure_ascii=False, sort_keys=True)
 
-    def __init__(self, max_per_owner: int | None = None, fraction: float | None = None,
-                 counts: dict[str, list[int]] | None = None) -> None:
-        self.max_per_owner, self.fraction = max_per_owner, fraction
-        self.counts: dict[str, list[int]] = counts if counts is not None else {}
 
-    def wants(self, owner: str) -> bool:
-        """Count one more record of `owner` and say whether it should get the ghost."""
-        st = self.counts.get(owner)
-        if st is None:
-            st = self.counts[owner] = [0, 0]
-        st[0] += 1
-        allowed = st[0] if self.max_per_owner is None else min(self.max_per_owner, st[0])
-        if self.fraction is not None:
-            allowed = min(allowed, math.ceil(st[0] * self.fraction - _EPS))
-        return st[1] < allowed
+class KeyedRandom(random.SystemRandom):
+    """A random.Random whose bits come from a keyed digest (then SHA-256 of it, extended as needed):
+    deterministic per record, unpredictable without the secret. SystemRandom's seed() is a no-op, so
+    making one costs far less than random.Random(seed) (about 1 us against 10 us)."""
 
-    def took(self, owner: str) -> None:
-        """The record `wants` just selected now carries the ghost."""
-        self.counts[owner][1] += 1
+    def __init__(self, seed: bytes) -> None:
+        super().__init__()
+        self._buf, self._pos, self._seed, self._n = seed, 0, seed, 0
 
-    def state(self) -> dict[str, list[int]]:
-        """The counts, for a checkpoint (a copy)."""
-        return {k: list(v) for k, v in self.counts.items()}
+    def getrandbits(self, k: int) -> int:
+        if k < 0:
+            raise ValueError("number of bits must be non-negative")
+        n = (k + 7) // 8
+        while self._pos + n > len(self._buf):
+            self._n += 1
+            self._buf = self._buf[self._pos:] + hashlib.sha256(self._seed + self._n.to_bytes(8, "big")).digest()
+            self._pos = 0
+        pos = self._pos
+        self._pos = pos + n
+        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
+
+    def random(self) -> float:
+        return self.getrandbits(53) * (1.0 / (1 << 53))
+
+
+@dataclass(frozen=True)
+class SelectionKey:
+    """The secret the keyed hash uses and its public id (SHA-256 prefix: safe to log and record)."""
+
+    secret: bytes
+    key_id: str
+
+    @classmethod
+    def of(cls, secret: bytes, label: str | None = None) -> "SelectionKey":
+        return cls(secret, label or "sha256:" + hashlib.sha256(secret).hexdigest()[:16])
+
+    @classmethod
+    def from_seed(cls, seed: int) -> "SelectionKey":
+        """A predictable key for tests and studies (--seed)."""
+        return cls(hashlib.sha256(f"ghostsent-selection-seed:{seed}".encode()).digest(), f"seed:{seed}")
+
+    def digest_fn(self) -> Callable[[str, str], bytes]:
+        """digest(owner, key) -> the 32-byte HMAC-SHA256; one HMAC object copied per record."""
+        base = hmac.new(self.secret, digestmod=hashlib.sha256)
+
+        def digest(owner: str, key: str) -> bytes:
+            h = base.copy()
+            h.update(f"{owner}\x00{key}".encode("utf-8", "surrogatepass"))
+            return h.digest()
+
+        return digest
+
+
+def rank_of(d: bytes) -> int:
+    return int.from_bytes(d[:8], "big")
+
+
+def rng_of(d: bytes) -> KeyedRandom:
+    return KeyedRandom(d[8:])
+
+
+@dataclass
+class Selection:
+    """The rule for one job. `wants(owner, d)` is stateless given `thresholds` (set by the first pass
+    when max_per_owner is used; an owner without one has no eligible record)."""
+
+    key: SelectionKey
+    max_per_owner: int | None = None
+    fraction: float | None = None
+    thresholds: dict[str, int] | None = None
+
+    @property
+    def needs_first_pass(self) -> bool:
+        return self.max_per_owner is not None
+
+    @property
+    def cutoff(self) -> int:
+        """Ranks below this pass the fraction (all of them without one)."""
+        return _TWO64 if self.fraction is None else int(self.fraction * _TWO64)
+
+    def admits(self, d: bytes) -> bool:
+        """Whether the fraction lets this record compete (the first pass counts only these)."""
+        return self.fraction is None or rank_of(d) < self.cutoff
+
+    def wants(self, owner: str, d: bytes) -> bool:
+        if self.max_per_owner is None:
+            return self.admits(d)
+        if self.max_per_owner == 0 or self.thresholds is None:
+            return False
+        t = self.thresholds.get(owner)
+        return t is not None and rank_of(d) <= t and self.admits(d)
+
+    def rule(self) -> dict:
+        """What the ledger records about this rule (never the secret)."""
+        return {"rule": RULE_VERSION, "key_id": self.key.key_id, "max_per_owner": self.max_per_owner,
+                "fraction": self.fraction}
+
+
+@dataclass
+class SmallestRanks:
+    """The first pass for max_per_owner: per owner, a max-heap (negated) of the N smallest eligible ranks.
+    `offer` asks `eligible()` only when the rank would enter the heap."""
+
+    n: int
+    heaps: dict[str, list[int]] = field(default_factory=dict)
+
+    def would_enter(self, owner: str, rank: int) -> bool:
+        h = self.heaps.get(owner)
+        return self.n > 0 and (h is None or len(h) < self.n or rank < -h[0])
+
+    def offer(self, owner: str, rank: int, eligible: Callable[[], bool]) -> None:
+        if not self.would_enter(owner, rank) or not eligible():
+            return
+        h = self.heaps.setdefault(owner, [])
+        if len(h) < self.n:
+            heapq.heappush(h, -rank)
+        else:
+            heapq.heapreplace(h, -rank)
+
+    def merge(self, other: "SmallestRanks") -> None:
+        """Combine another shard's heaps (the same N)."""
+        for owner, h in other.heaps.items():
+            for r in h:
+                self.offer(owner, -r, lambda: True)
+
+    def thresholds(self) -> dict[str, int]:
+        """Each owner's largest chosen rank: records with rank <= it are the owner's N."""
+        return {owner: -h[0] for owner, h in self.heaps.items() if h}
