@@ -314,11 +314,7 @@ class JsonlTagger:
     # -- selection (selection.py) -----------------------------------------------------------------------
 
     def _selection(self) -> Selection:
-        from ghostsent.ledger.keys import selection_secret
-
-        seed = self.opts.seed
-        key = SelectionKey.from_seed(seed) if seed is not None else SelectionKey.of(selection_secret(self.ledger))
-        return Selection(key, self.opts.max_per_owner, self.opts.fraction)
+        return job_selection(self.ledger, self.opts)
 
     def _first_pass(self) -> None:
         """For max_per_owner: read the whole input once for each owner's N smallest eligible ranks
@@ -535,10 +531,7 @@ class JsonlTagger:
         """The owner's ghost: their current identifier, drawn (and counted) the first time they appear."""
         got = self.ghosts.get(owner)
         if got is None:
-            seed = self.opts.seed
-            ident, new = self.ledger.identifier_for_owner_or_new(
-                owner, self.wordlist, n_words=self.opts.words, template=self.opts.template,
-                seed=None if seed is None else _owner_seed(seed, owner))
+            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
             if new:
                 self.cp.counts["new_identifiers"] += 1
             if self.check_ghost is not None:
@@ -672,6 +665,22 @@ def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
         return obj, raw.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError:
         return obj, None  # JSON in another encoding (json.loads sniffs UTF-16/32): never spliced
+
+
+def job_selection(ledger: Any, opts: JsonlOptions) -> Selection:
+    """The job's selection rule: keyed with the ledger's selection secret, or --seed's (tests)."""
+    from ghostsent.ledger.keys import selection_secret
+
+    seed = opts.seed
+    key = SelectionKey.from_seed(seed) if seed is not None else SelectionKey.of(selection_secret(ledger))
+    return Selection(key, opts.max_per_owner, opts.fraction)
+
+
+def owner_identifier(ledger: Any, owner: str, opts: JsonlOptions, wordlist: Any) -> tuple[Any, bool]:
+    """The owner's current identifier, or a new one drawn with the job's options: (identifier, new)."""
+    seed = opts.seed
+    return ledger.identifier_for_owner_or_new(owner, wordlist, n_words=opts.words, template=opts.template,
+                                              seed=None if seed is None else _owner_seed(seed, owner))
 
 
 def _owner_seed(seed: int, owner: str) -> int:
