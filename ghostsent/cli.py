@@ -444,9 +444,9 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
 @click.option("--owner-field", default="owner", show_default=True, help="Field naming the record's owner.")
 @click.option("--id-field", default=None, help="Record id field used to name documents in the ledger "
                                                  "[default: IN.jsonl:line N].")
-@click.option("--max-per-owner", type=click.IntRange(0), default=None, help="Insert into at most N records per owner.")
+@click.option("--max-per-owner", type=click.IntRange(0), default=None, help="Insert into at most N records per owner (the N with the smallest keyed hash).")
 @click.option("--fraction", type=click.FloatRange(0, 1), default=None,
-              help="Insert into this fraction of each owner's records (deterministic, every 1/F-th).")
+              help="Insert into about this fraction of each owner's records (chosen by a keyed hash).")
 @click.option("--words", "n_words", default=12, show_default=True, type=click.IntRange(1),
               help="Words per passphrase for owners seen the first time.")
 @click.option("--wordlist", default="en", show_default=True, help="Word list for new identifiers.")
@@ -915,3 +915,98 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
                    f"({res.seconds:.0f} s in all)")
 
     emit(res.__dict__, as_json, human)
+
+
+# --- platform scale (issue 12): `tag` (any format, local or Spark) and `ledger merge` -------------
+# One block, to move into cli/tagging.py and cli/ledger.py with the cli/ package.
+
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _tag_format(path: str, fmt: str | None) -> str:
+    """--format, else the extension of IN (a Spark input folder: of its files)."""
+    if fmt:
+        return fmt
+    p = Path(path)
+    if path == "-":
+        return "jsonl"
+    if p.is_dir():
+        exts = {f.suffix.lower() for f in p.iterdir() if not f.name.startswith(("_", "."))}
+        found = {_FORMATS[e] for e in exts if e in _FORMATS}
+        if len(found) == 1:
+            return found.pop()
+    elif p.suffix.lower() in _FORMATS:
+        return _FORMATS[p.suffix.lower()]
+    raise click.UsageError(f"cannot tell the format of {path} from its name; pass --format")
+
+
+def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
+    """Tag a corpus in any format: JSONL (as tag-jsonl), Parquet or CSV; --engine spark on a cluster."""
+    fmt = _tag_format(in_path, fmt)
+    if engine == "local" and fmt == "jsonl":
+        return click.get_current_context().invoke(tag_jsonl_cmd, in_path=in_path, out_path=out_path, **kw)
+    from ghostsent.tagging import JsonlOptions
+
+    if kw["resume"]:
+        raise click.UsageError("--resume applies to JSONL only (a table is tagged in one go: rerun it)")
+    if engine == "spark" and not manifest:
+        raise click.UsageError("--engine spark needs --manifest DIR (where the insertions go)")
+    opts = JsonlOptions(text_field=kw["text_field"], owner_field=kw["owner_field"], id_field=kw["id_field"],
+                        max_per_owner=kw["max_per_owner"], fraction=kw["fraction"], words=kw["n_words"],
+                        wordlist=kw["wordlist"], template=kw["template"], position=kw["position"],
+                        skip_bad=kw["skip_bad"], seed=kw["seed"])
+    if kw["seed"] is not None:
+        echo(SEED_WARNING, err=True)
+    check = None
+    if not kw["allow_filtered"]:
+        from ghostsent.survive.screen import check_identifier, check_new_identifier
+        from ghostsent.wordlists import load_wordlist
+        check_new_identifier(load_wordlist(kw["wordlist"]), kw["template"])
+        check = check_identifier
+    with open_ledger(kw["ledger_path"], create=True) as led:
+        if engine == "spark":
+            from ghostsent.spark import local_session, tag_spark
+            summary = tag_spark(local_session(spark_master), led, in_path, out_path, manifest, opts, fmt,
+                                check).to_dict()
+        else:
+            from ghostsent.tagging.tables import tag_table
+            summary = tag_table(led, in_path, out_path, opts, fmt, check)
+    emit(summary, kw["as_json"], lambda: echo(
+        f"{summary.get('records', 0)} records, {summary['owners']} owners ({summary['new_identifiers']} new "
+        f"identifiers): {summary['inserted']} ghosts inserted, {summary['bad']} bad rows -> {q(out_path)}"
+        + (f"; insertions in {q(manifest)}: run `ghostsent ledger merge {q(manifest)}`" if engine == "spark" else "")))
+
+
+tag_cmd = click.Command(
+    "tag", callback=handle_errors(_tag), help=_tag.__doc__ + "\n\n`tag-jsonl` is the same for JSONL.",
+    params=[click.Argument(["in_path"], metavar="IN"), click.Argument(["out_path"], metavar="OUT"),
+            click.Option(["--format", "fmt"], type=click.Choice(["jsonl", "parquet", "csv"]), default=None,
+                         help="Input and output format [default: from IN's extension]."),
+            click.Option(["--engine"], type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                         help="local: this process; spark: a PySpark job (OUT and --manifest are Spark folders)."),
+            click.Option(["--manifest"], default=None, help="With --engine spark: where the insertion manifest goes."),
+            click.Option(["--spark-master"], default="local[*]", show_default=True,
+                         help="Spark master URL (spark-submit's own session is used when it runs this)."),
+            *[p for p in tag_jsonl_cmd.params if p.name not in ("in_path", "out_path")]])
+main.add_command(tag_cmd)
+
+
+@main.group("ledger")
+def ledger_group() -> None:
+    """Ledger maintenance: merge insertion manifests from distributed jobs."""
+
+
+@ledger_group.command("merge")
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
+@ledger_option
+@json_option
+@handle_errors
+def ledger_merge(manifest, ledger_path, as_json):
+    """Add a job's insertion manifest (Parquet file or folder) to the ledger: all or nothing, and rows
+    the ledger already holds are skipped, so merging twice adds nothing twice."""
+    from ghostsent.ledger.manifest import merge_manifest
+
+    with open_ledger(ledger_path) as led:
+        res = merge_manifest(led, manifest)
+    emit(res.to_dict(), as_json, lambda: echo(f"{res.rows} rows in {len(res.files)} file(s): {res.added} added, "
+                                              f"{res.skipped} already in the ledger"))
