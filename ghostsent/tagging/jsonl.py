@@ -683,5 +683,27 @@ def owner_identifier(ledger: Any, owner: str, opts: JsonlOptions, wordlist: Any)
                                               seed=None if seed is None else _owner_seed(seed, owner))
 
 
+class LedgerGhosts:
+    """Owners' ghosts for a job outside JsonlTagger: get or draw each identifier once, count new ones,
+    and run the filter check on each (check_ghost)."""
+
+
+    def __init__(self, ledger: Any, opts: JsonlOptions, wordlist: Any,
+                 check: Callable[[Any], None] | None = None) -> None:
+        self.ledger, self.opts, self.wordlist, self.check = ledger, opts, wordlist, check
+        self.ghosts: dict[str, OwnerGhost] = {}
+        self.new = 0
+
+    def ghost_for(self, owner: str) -> OwnerGhost:
+        g = self.ghosts.get(owner)
+        if g is None:
+            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
+            self.new += new
+            if self.check is not None:
+                self.check(ident)
+            g = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
+        return g
+
+
 def _owner_seed(seed: int, owner: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}\x00{owner}".encode()).digest()[:8], "big")

@@ -118,7 +118,7 @@ class Selection:
 
     @property
     def needs_first_pass(self) -> bool:
-        return self.max_per_owner is not None
+        return bool(self.max_per_owner)  # None: no cap; 0: nothing is chosen, nothing to rank
 
     @property
     def cutoff(self) -> int:

@@ -15,9 +15,9 @@ from typing import Any, Callable
 from ghostsent.errors import InputError
 from ghostsent.fsio import atomic_write, same_file
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, TAGGED, BadRecord, OwnerGhost,
-                                    RecordRules, eligible, rank_record, tag_record)
-from ghostsent.tagging.jsonl import JsonlOptions, job_selection, owner_identifier
+from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, RecordRules, eligible,
+                                    rank_record, tag_record)
+from ghostsent.tagging.jsonl import JsonlOptions, LedgerGhosts, job_selection
 from ghostsent.tagging.selection import SmallestRanks, rank_of
 
 TABLE_FORMATS = ("parquet", "csv")
@@ -50,24 +50,7 @@ def write_table(table: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-class _LedgerGhosts:
-    def __init__(self, ledger: Any, opts: JsonlOptions, wordlist: Any, check: Callable[[Any], None] | None) -> None:
-        self.ledger, self.opts, self.wordlist, self.check = ledger, opts, wordlist, check
-        self.ghosts: dict[str, OwnerGhost] = {}
-        self.new = 0
-
-    def ghost_for(self, owner: str) -> OwnerGhost:
-        g = self.ghosts.get(owner)
-        if g is None:
-            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
-            self.new += new
-            if self.check is not None:
-                self.check(ident)
-            g = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
-        return g
-
-
-def _thresholds(rows: list[dict], rules: RecordRules, ghosts: _LedgerGhosts) -> dict[str, int]:
+def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> dict[str, int]:
     ranks = SmallestRanks(rules.selection.max_per_owner)
     for pos, rec in enumerate(rows, 1):
         try:
@@ -95,7 +78,7 @@ def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt:
         raise InputError(f"{in_path}: no column {policy.text_field!r} (the text field must be a top-level column)")
     rows = table.to_pylist()
     rules = RecordRules(policy, job_selection(ledger, opts))
-    ghosts = _LedgerGhosts(ledger, opts, wordlist, check_ghost)
+    ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
     if rules.selection.needs_first_pass:
         rules.selection.thresholds = _thresholds(rows, rules, ghosts)
     label = path_label(in_path)
