@@ -920,7 +920,8 @@ def demo(out_dir, corpus, ledger_path, seed, as_json):
 # --- platform scale (issue 12): `tag` (any format, local or Spark) and `ledger merge` -------------
 # One block, to move into cli/tagging.py and cli/ledger.py with the cli/ package.
 
-_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv"}
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv",
+            ".jsonl.gz": "jsonl", ".jsonl.zst": "jsonl", ".json.gz": "jsonl", ".json.zst": "jsonl"}
 
 
 def _tag_format(path: str, fmt: str | None) -> str:
@@ -935,8 +936,8 @@ def _tag_format(path: str, fmt: str | None) -> str:
         found = {_FORMATS[e] for e in exts if e in _FORMATS}
         if len(found) == 1:
             return found.pop()
-    elif p.suffix.lower() in _FORMATS:
-        return _FORMATS[p.suffix.lower()]
+    elif "".join(p.suffixes[-2:]).lower() in _FORMATS or p.suffix.lower() in _FORMATS:
+        return _FORMATS.get("".join(p.suffixes[-2:]).lower()) or _FORMATS[p.suffix.lower()]
     raise click.UsageError(f"cannot tell the format of {path} from its name; pass --format")
 
 

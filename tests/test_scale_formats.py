@@ -102,3 +102,46 @@ def test_ledger_merge_is_all_or_nothing_and_idempotent(tmp_path):
     assert r.exit_code == 4 and "gs-0000000000 is not in" in r.output
     with Ledger(led) as l:
         assert len(l.insertions()) == 5  # neither bad manifest added its good rows
+
+
+@pytest.mark.parametrize("ext", [".jsonl.gz", ".jsonl.zst"])
+def test_tag_compressed_jsonl_equals_plain_and_resumes(tmp_path, ext):
+    import gzip
+
+    import zstandard
+
+    from ghostsent.tagging import tag_jsonl
+    from ghostsent.tagging.jsonl import JsonlOptions
+
+    plain = b"".join(json.dumps({"owner": f"o{i % 3}", "text": f"Line {i} here. Then more. End."}).encode() + b"\n"
+                     for i in range(300))
+    comp = gzip.compress(plain) if ext.endswith("gz") else zstandard.ZstdCompressor().compress(plain)
+    (tmp_path / "in.jsonl").write_bytes(plain)
+    (tmp_path / f"in{ext}").write_bytes(comp)
+    r = run("tag", tmp_path / "in.jsonl", tmp_path / "ref.jsonl", "--max-per-owner", "20", "--seed", "4",
+            "--ledger", tmp_path / "ref.db")
+    assert r.exit_code == 0, r.output
+    opts = JsonlOptions(max_per_owner=20, seed=4, checkpoint_every=50)
+
+    class Crash(Exception):
+        pass
+
+    def crash(n):
+        if n == 2:
+            raise Crash()
+
+    out = tmp_path / f"out{ext}"
+    with Ledger(tmp_path / "l.db") as led:
+        with pytest.raises(Crash):
+            tag_jsonl(led, str(tmp_path / f"in{ext}"), str(out), opts, after_checkpoint=crash)
+        assert not out.exists()
+        s = tag_jsonl(led, str(tmp_path / f"in{ext}"), str(out), JsonlOptions(max_per_owner=20, seed=4,
+                                                                               checkpoint_every=50, resume=True))
+        assert s["resumed_from_line"] == 100 and s["inserted"] == 60 and len(led.insertions()) == 60
+    data = out.read_bytes()
+    got = gzip.decompress(data) if ext.endswith("gz") else zstandard.ZstdDecompressor().decompress(data)
+    assert got == (tmp_path / "ref.jsonl").read_bytes() and got != plain
+    assert not (tmp_path / f"out{ext}.partial").exists()
+    (tmp_path / f"cut{ext}").write_bytes(comp[: len(comp) // 2])
+    r = run("tag", tmp_path / f"cut{ext}", tmp_path / f"o2{ext}", "--ledger", tmp_path / "l.db")
+    assert r.exit_code == 3 and "Traceback" not in r.output and not (tmp_path / f"o2{ext}").exists(), r.output

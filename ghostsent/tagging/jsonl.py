@@ -36,6 +36,7 @@ from ghostsent.insert import DEFAULT_POSITION
 from ghostsent.names import path_label
 from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, RecordRules,
                                     TagPolicy, eligible, rank_record, sha256_hex, tag_record)
+from ghostsent.tagging.codecs import codec_of, compress_into, open_read
 from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
 from ghostsent.tagging.splice import splice
 
@@ -323,9 +324,12 @@ class JsonlTagger:
         if not sel.needs_first_pass:
             return
         ranks = SmallestRanks(sel.max_per_owner)
-        start = self.fin.tell()
-        self.fin.seek(0)
-        for lineno, raw in enumerate(self.fin, 1):
+        compressed = self.paths.inp != "-" and codec_of(self.paths.inp) is not None
+        start = None if compressed else self.fin.tell()
+        fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
+        if not compressed:
+            fin.seek(0)
+        for lineno, raw in enumerate(fin, 1):
             try:
                 obj, _ = _parse(raw, 0)
                 if obj is None:
@@ -335,7 +339,10 @@ class JsonlTagger:
                 continue
             if sel.admits(r.digest):
                 ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, self))
-        self.fin.seek(start)
+        if compressed:
+            fin.close()
+        else:
+            fin.seek(start)
         sel.thresholds = ranks.thresholds()
 
     # -- files -------------------------------------------------------------------------------------
@@ -349,10 +356,10 @@ class JsonlTagger:
                 self.fin.seek(0)
             return
         try:
-            self.fin = open(self.paths.inp, "rb")
+            self.fin = open_read(self.paths.inp, codec_of(self.paths.inp))
         except OSError as e:
             raise InputError(f"{self.paths.inp}: cannot read ({e.strerror})") from None
-        self.total = os.fstat(self.fin.fileno()).st_size
+        self.total = os.path.getsize(self.paths.inp) if codec_of(self.paths.inp) is None else None
         if cp is not None:
             try:
                 self._restore(cp)
@@ -417,8 +424,13 @@ class JsonlTagger:
                 raise OutputError(f"{path}: cannot remove the stale temporary file ({e.strerror})") from None
 
     def _rename(self) -> None:
+        codec = codec_of(self.paths.out)
         try:
-            os.replace(self.paths.partial, self.paths.out)
+            if codec is not None:  # OUT.partial holds the plain lines (resumable); OUT gets them compressed
+                compress_into(self.paths.partial, self.paths.out, codec)
+                os.unlink(self.paths.partial)
+            else:
+                os.replace(self.paths.partial, self.paths.out)
         except OSError as e:
             raise OutputError(f"{self.paths.out}: cannot rename {self.paths.partial} to it ({e.strerror}); the run "
                               f"is recorded as finished: run the same command again to complete it") from None
@@ -465,6 +477,8 @@ class JsonlTagger:
         and its start checkpoint go: nothing is left. After, both stay (the ledger describes the file's
         first bytes) and the error says to resume."""
         self._close()
+        if isinstance(exc, EOFError) or type(exc).__name__ == "ZstdError":
+            exc = InputError(f"{self.paths.in_label}: the compressed input is corrupt or cut short ({exc})")
         if isinstance(exc, OSError):
             where = self.paths.partial or "<stdout buffer>"
             exc = (OutputError(f"{where}: cannot write ({exc.strerror or exc})") if exc.errno in _WRITE_ERRNOS
