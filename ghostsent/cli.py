@@ -931,6 +931,8 @@ def _tag_format(path: str, fmt: str | None) -> str:
     p = Path(path)
     if path == "-":
         return "jsonl"
+    if p.is_dir() and (p / "dataset_info.json").exists() and (p / "state.json").exists():
+        return "hf"  # datasets' save_to_disk
     if p.is_dir():
         exts = {f.suffix.lower() for f in p.iterdir() if not f.name.startswith(("_", "."))}
         found = {_FORMATS[e] for e in exts if e in _FORMATS}
@@ -942,7 +944,8 @@ def _tag_format(path: str, fmt: str | None) -> str:
 
 
 def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
-    """Tag a corpus in any format: JSONL (as tag-jsonl), Parquet or CSV; --engine spark on a cluster."""
+    """Tag a corpus in any format: JSONL (as tag-jsonl; .gz/.zst too), Parquet, CSV or a Hugging Face
+    dataset folder; --engine spark runs it as a Spark job (OUT and --manifest are Spark folders)."""
     fmt = _tag_format(in_path, fmt)
     if engine == "local" and fmt == "jsonl":
         return click.get_current_context().invoke(tag_jsonl_cmd, in_path=in_path, out_path=out_path, **kw)
@@ -969,6 +972,9 @@ def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
             from ghostsent.spark import local_session, tag_spark
             summary = tag_spark(local_session(spark_master), led, in_path, out_path, manifest, opts, fmt,
                                 check).to_dict()
+        elif fmt == "hf":
+            from ghostsent.tagging.tables import tag_hf_dataset
+            summary = tag_hf_dataset(led, in_path, out_path, opts, check)
         else:
             from ghostsent.tagging.tables import tag_table
             summary = tag_table(led, in_path, out_path, opts, fmt, check)
@@ -981,8 +987,9 @@ def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
 tag_cmd = click.Command(
     "tag", callback=handle_errors(_tag), help=_tag.__doc__ + "\n\n`tag-jsonl` is the same for JSONL.",
     params=[click.Argument(["in_path"], metavar="IN"), click.Argument(["out_path"], metavar="OUT"),
-            click.Option(["--format", "fmt"], type=click.Choice(["jsonl", "parquet", "csv"]), default=None,
-                         help="Input and output format [default: from IN's extension]."),
+            click.Option(["--format", "fmt"], type=click.Choice(["jsonl", "parquet", "csv", "hf"]), default=None,
+                         help="Input and output format; hf: a `datasets` Dataset saved with save_to_disk "
+                              "[default: from IN's name (.jsonl[.gz|.zst], .parquet, .csv) or folder]."),
             click.Option(["--engine"], type=click.Choice(["local", "spark"]), default="local", show_default=True,
                          help="local: this process; spark: a PySpark job (OUT and --manifest are Spark folders)."),
             click.Option(["--manifest"], default=None, help="With --engine spark: where the insertion manifest goes."),

@@ -145,3 +145,24 @@ def test_tag_compressed_jsonl_equals_plain_and_resumes(tmp_path, ext):
     (tmp_path / f"cut{ext}").write_bytes(comp[: len(comp) // 2])
     r = run("tag", tmp_path / f"cut{ext}", tmp_path / f"o2{ext}", "--ledger", tmp_path / "l.db")
     assert r.exit_code == 3 and "Traceback" not in r.output and not (tmp_path / f"o2{ext}").exists(), r.output
+
+
+def test_tag_hf_dataset_saved_to_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    t = table(40)
+    datasets.Dataset(datasets.table.InMemoryTable(t)).save_to_disk(str(tmp_path / "ds"))
+    pq.write_table(t, tmp_path / "same.parquet")
+    led = tmp_path / "l.db"
+    common = ["--text-field", "body", "--owner-field", "author", "--fraction", "0.5", "--ledger", led, "--json"]
+    r = run("tag", tmp_path / "ds", tmp_path / "out", *common)
+    assert r.exit_code == 0, r.output
+    r2 = run("tag", tmp_path / "same.parquet", tmp_path / "out.parquet", *common)
+    assert r2.exit_code == 0, r2.output
+    out = datasets.load_from_disk(str(tmp_path / "out"))
+    before = datasets.load_from_disk(str(tmp_path / "ds"))
+    assert out.features == before.features and out.num_rows == 40
+    # the dataset and the same rows as Parquet get the same ghosts in the same places (one rule)
+    assert out.data.table.equals(pq.read_table(tmp_path / "out.parquet"))
+    assert 0 < json.loads(r.stdout)["inserted"] < 40
+    for col in ("id", "author", "score", "meta"):
+        assert out[col] == before[col]

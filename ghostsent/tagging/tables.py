@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ghostsent.errors import InputError
@@ -62,26 +63,18 @@ def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> d
     return ranks.thresholds()
 
 
-def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt: str,
-              check_ghost: Callable[[Any], None] | None = None) -> dict:
-    """Tag the table at `in_path` into `out_path` (same format and schema); returns the summary."""
-    import pyarrow as pa
+@dataclass
+class ArrowTag:
+    """A tagged Arrow table, the insertions to record and the run's summary."""
 
-    wordlist = opts.validate()
-    if os.path.lexists(out_path):
-        raise InputError(f"{out_path}: already exists; remove it or choose another output")
-    if os.path.exists(in_path) and (same_file(in_path, out_path) or same_file(ledger.path, out_path)):
-        raise InputError(f"{out_path}: is the input or the ledger; choose another output")
-    policy = opts.policy()
-    table = read_table(in_path, fmt)
-    if policy.text_field not in table.column_names:
-        raise InputError(f"{in_path}: no column {policy.text_field!r} (the text field must be a top-level column)")
-    rows = table.to_pylist()
-    rules = RecordRules(policy, job_selection(ledger, opts))
-    ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
-    if rules.selection.needs_first_pass:
-        rules.selection.thresholds = _thresholds(rows, rules, ghosts)
-    label = path_label(in_path)
+    table: Any
+    pending: list[tuple]
+    summary: dict
+
+
+def _tag_rows(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts, label: str,
+              skip_bad: bool) -> tuple[list, list, dict, list, set]:
+    policy = rules.policy
     counts = dict(records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, bad=0)
     texts, pending, bad, owners = [], [], [], set()
     for pos, rec in enumerate(rows, 1):
@@ -89,7 +82,7 @@ def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt:
         try:
             rt = tag_record(rec, ghosts, rules, pos)
         except BadRecord as e:
-            if not opts.skip_bad:
+            if not skip_bad:
                 raise InputError(f"{label}, row {pos}: {e}; such rows can be copied through unchanged",
                                  hint="skip_bad") from None
             counts["bad"] += 1
@@ -107,16 +100,85 @@ def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt:
         pending.append(rt.tag.insertion(rt.ghost.identifier_id, doc, policy.position))
         counts["inserted"] += 1
         texts.append(rt.tag.new_text)
+    return texts, pending, counts, bad, owners
+
+
+def tag_arrow(ledger: Any, table: Any, label: str, opts: JsonlOptions,
+              check_ghost: Callable[[Any], None] | None = None) -> ArrowTag:
+    """Tag a pyarrow Table's text column (rows numbered from 1); nothing is recorded yet."""
+    import pyarrow as pa
+
+    wordlist = opts.validate()
+    policy = opts.policy()
+    if policy.text_field not in table.column_names:
+        raise InputError(f"{label}: no column {policy.text_field!r} (the text field must be a top-level column)")
+    rows = table.to_pylist()
+    rules = RecordRules(policy, job_selection(ledger, opts))
+    ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
+    if rules.selection.needs_first_pass:
+        rules.selection.thresholds = _thresholds(rows, rules, ghosts)
+    texts, pending, counts, bad, owners = _tag_rows(rows, rules, ghosts, label, opts.skip_bad)
     i = table.column_names.index(policy.text_field)
     out = table.set_column(i, table.schema.field(i), pa.array(texts, type=table.schema.field(i).type))
-    summary = {"input": label, "output": out_path, "format": fmt, "rows": len(rows), **counts,
-               "owners": len(owners), "new_identifiers": ghosts.new, "bad_rows": bad,
-               "selection": rules.selection.rule()}
+    summary = {"input": label, "rows": len(rows), **counts, "owners": len(owners), "new_identifiers": ghosts.new,
+               "bad_rows": bad, "selection": rules.selection.rule()}
+    return ArrowTag(out, pending, summary)
 
+
+def _recorder(ledger: Any, opts: JsonlOptions, fmt: str, tagged: ArrowTag) -> Callable[[], None]:
+    """What the ledger records when the output is renamed into place: insertions and a 'tag' run."""
     def record() -> None:
-        ledger.add_insertions(pending)
-        ledger.add_run("tag", {}, opts.settings() | {"format": fmt, "selection": rules.selection.rule()},
-                       {k: v for k, v in summary.items() if k != "bad_rows"})
+        ledger.add_insertions(tagged.pending)
+        ledger.add_run("tag", {}, opts.settings() | {"format": fmt, "selection": tagged.summary["selection"]},
+                       {k: v for k, v in tagged.summary.items() if k != "bad_rows"})
+    return record
 
-    atomic_write(out_path, write_table(out, fmt), ledger=ledger, before_rename=record)
-    return summary
+
+def _check_output(ledger: Any, in_path: str, out_path: str) -> None:
+    if os.path.lexists(out_path):
+        raise InputError(f"{out_path}: already exists; remove it or choose another output")
+    if os.path.exists(in_path) and (same_file(in_path, out_path) or same_file(ledger.path, out_path)):
+        raise InputError(f"{out_path}: is the input or the ledger; choose another output")
+
+
+def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt: str,
+              check_ghost: Callable[[Any], None] | None = None) -> dict:
+    """Tag the table at `in_path` into `out_path` (same format and schema); returns the summary."""
+    opts.validate()
+    _check_output(ledger, in_path, out_path)
+    tagged = tag_arrow(ledger, read_table(in_path, fmt), path_label(in_path), opts, check_ghost)
+    tagged.summary |= {"output": out_path, "format": fmt}
+    atomic_write(out_path, write_table(tagged.table, fmt), ledger=ledger,
+                 before_rename=_recorder(ledger, opts, fmt, tagged))
+    return tagged.summary
+
+
+def tag_hf_dataset(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions,
+                   check_ghost: Callable[[Any], None] | None = None) -> dict:
+    """Tag a Hugging Face `datasets` Dataset saved with save_to_disk into a new one at `out_path` (same
+    features). Written to a temp folder beside OUT, renamed inside the ledger transaction."""
+    import shutil
+    import tempfile
+
+    import datasets
+
+    opts.validate()
+    _check_output(ledger, in_path, out_path)
+    try:
+        ds = datasets.load_from_disk(in_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise InputError(f"{in_path}: not a dataset saved with save_to_disk ({e})") from None
+    if not isinstance(ds, datasets.Dataset):
+        raise InputError(f"{in_path}: a DatasetDict; tag each split's folder on its own")
+    tagged = tag_arrow(ledger, ds.data.table, path_label(in_path), opts, check_ghost)
+    tagged.summary |= {"output": out_path, "format": "hf"}
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out_path)), prefix=".ghostsent-")
+    try:
+        datasets.Dataset(datasets.table.InMemoryTable(tagged.table), info=ds.info.copy()).save_to_disk(tmp)
+        with ledger.transaction():
+            _recorder(ledger, opts, "hf", tagged)()
+            os.rename(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return tagged.summary
