@@ -66,3 +66,32 @@ def test_spark_matches_single_process_row_by_row_and_merge_is_idempotent(tmp_pat
         for i in spark_rows:
             per_owner[i[0]] = per_owner.get(i[0], 0) + 1
         assert set(per_owner.values()) == {3}
+
+
+def test_spark_without_id_field_uses_row_numbers_and_reports_bad_rows(tmp_path, spark):
+    from ghostsent.errors import InputError
+    from ghostsent.spark import tag_spark
+
+    inp = tmp_path / "in.jsonl"
+    corpus(inp, n=60, owners=3)
+    lines = inp.read_text().splitlines()
+    lines[7] = json.dumps({"id": "p7", "body": "No owner here. At all.", "likes": 21})  # no author: a bad row
+    inp.write_text("\n".join(lines) + "\n")
+    opts = dict(text_field="body", owner_field="author", fraction=0.5, words=6)
+    with Ledger(tmp_path / "l.db") as led:
+        with pytest.raises(InputError, match="row 8: missing owner field 'author'"):
+            tag_spark(spark, led, str(inp), str(tmp_path / "o1"), str(tmp_path / "m1"), JsonlOptions(**opts),
+                      fmt="jsonl")
+        assert not (tmp_path / "o1").exists() and not (tmp_path / "m1").exists()
+        res = tag_spark(spark, led, str(inp), str(tmp_path / "out"), str(tmp_path / "man"),
+                        JsonlOptions(skip_bad=True, **opts), fmt="jsonl")
+        assert res.counts["bad"] == 1 and res.counts["records"] == 59
+        merge_manifest(led, tmp_path / "man")
+        spark_rows = sorted((int(i.document.rsplit(" ", 1)[1]), i.sha256_after) for i in led.insertions())
+        n = len(spark_rows)
+        tag_jsonl(led, str(inp), str(tmp_path / "single.jsonl"), JsonlOptions(skip_bad=True, **opts))
+        single_rows = sorted((int(i.document.rsplit(" ", 1)[1]), i.sha256_after) for i in led.insertions()[n:])
+    assert spark_rows == single_rows and 0 < n < 59  # row N of the table is line N of the file
+    got = [json.loads(l) for p in sorted((tmp_path / "out").glob("part-*")) for l in p.read_text().splitlines()]
+    single = [json.loads(l) for l in (tmp_path / "single.jsonl").read_text().splitlines()]
+    assert [{k: v for k, v in g.items() if v is not None} for g in got] == single  # same rows, same order
