@@ -458,13 +458,15 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
 @click.option("--checkpoint-every", default=5000, show_default=True, type=click.IntRange(1),
               help="Lines between durable checkpoints.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: if a terminal].")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes tagging lines; the output and ledger are the same for any number.")
 @allow_filtered_option
 @ledger_option
 @json_option
 @handle_errors
 def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_owner, fraction, n_words, wordlist,
-                  template, position, skip_bad, resume, seed, checkpoint_every, progress, allow_filtered, ledger_path,
-                  as_json):
+                  template, position, skip_bad, resume, seed, checkpoint_every, progress, workers, allow_filtered,
+                  ledger_path, as_json):
     """Tag a JSONL corpus: one identifier per owner, inserted into up to N of their records.
 
     Streams (flat memory), checkpoints into the ledger and resumes after a crash with --resume.
@@ -477,7 +479,7 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
     opts = JsonlOptions(text_field=text_field, owner_field=owner_field, id_field=id_field,
                         max_per_owner=max_per_owner, fraction=fraction, words=n_words, wordlist=wordlist,
                         template=template, position=position, skip_bad=skip_bad, resume=resume, seed=seed,
-                        checkpoint_every=checkpoint_every,
+                        checkpoint_every=checkpoint_every, workers=workers,
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
     warn = lambda m: line(m)  # noqa: E731

@@ -333,3 +333,31 @@ def test_jsonl_existing_identifier_is_reused(tmp_path, ledger, ident):
     s = tag_jsonl(ledger, str(inp), str(out), opts())
     assert s["new_identifiers"] == 0 and ident.text in out.read_text()
     assert ledger.count_insertions(ident.id) == 1
+
+
+def test_jsonl_workers_give_the_same_output_and_ledger_and_resume(tmp_path):
+    """--workers 2 (real processes): the same bytes and insertions as one process, bad lines in the same
+    places, and a crash after a checkpoint resumes to the same result."""
+    inp = tmp_path / "in.jsonl"
+    write_corpus(inp, 2600, owners=7, extra={5: b"{broken", 1999: {"author": "x"}})
+    o = dict(max_per_owner=150, skip_bad=True, checkpoint_every=500)
+    with Ledger(tmp_path / "one.db") as led:
+        one = tag_jsonl(led, str(inp), str(tmp_path / "one.jsonl"), opts(**o))
+        one_rows = sorted((i.document, i.offset, i.sha256_after) for i in led.insertions())
+        one_words = sorted((i.owner, i.text) for i in led.identifiers())
+    assert one["inserted"] == 7 * 150 and [b["line"] for b in one["bad_lines"]] == [6, 2000]
+    out = tmp_path / "two.jsonl"
+    with Ledger(tmp_path / "two.db") as led:
+        def crash(n):
+            if n == 2:
+                raise Crash()
+        with pytest.raises(Crash):
+            tag_jsonl(led, str(inp), str(out), opts(workers=2, **o), after_checkpoint=crash)
+        two = tag_jsonl(led, str(inp), str(out), opts(workers=2, resume=True, **o))
+        two_rows = sorted((i.document, i.offset, i.sha256_after) for i in led.insertions())
+        two_words = sorted((i.owner, i.text) for i in led.identifiers())
+    assert two["resumed_from_line"] == 1000
+    assert out.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert two_rows == one_rows and two_words == one_words
+    assert {k: two[k] for k in ("inserted", "records", "bad", "owners", "lines")} == \
+           {k: one[k] for k in ("inserted", "records", "bad", "owners", "lines")}

@@ -200,6 +200,10 @@ class RecordRules:
         self.get_owner = field_getter(self.policy.owner_field)
         self.get_text = field_getter(self.policy.text_field)
 
+    def __reduce__(self) -> tuple:
+        """Pickled as its policy and selection (for --workers processes); the getters are rebuilt."""
+        return (RecordRules, (self.policy, self.selection))
+
 
 @dataclass(frozen=True)
 class RankedRecord:

@@ -28,14 +28,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from ghostsent.errors import GhostsentError, InputError, OutputClosedError, OutputError
 from ghostsent.fsio import create_exclusive, exclusive_lock, fsync_dir, same_file
 from ghostsent.insert import DEFAULT_POSITION
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, RecordRules,
-                                    TagPolicy, eligible, rank_record, sha256_hex, tag_record)
+from ghostsent.tagging.core import (ALREADY_TAGGED, TAGGED, BadRecord, OwnerGhost, RecordRules, TagPolicy, eligible,
+                                    rank_record, sha256_hex, tag_record)
 from ghostsent.tagging.codecs import codec_of, compress_into, open_read
 from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
 from ghostsent.tagging.splice import splice
@@ -63,6 +63,7 @@ class JsonlOptions:
     seed: int | None = None
     checkpoint_every: int = CHECKPOINT_EVERY
     progress: bool = False
+    workers: int = 1            # processes tagging lines (the output and ledger are the same for any N)
 
     def policy(self) -> TagPolicy:
         return TagPolicy(self.text_field, self.owner_field, self.id_field, self.position, self.max_per_owner,
@@ -84,6 +85,8 @@ class JsonlOptions:
         self.policy().validate()
         if self.checkpoint_every < 1:
             raise InputError("the checkpoint interval must be >= 1")
+        if self.workers < 1:
+            raise InputError("the number of workers must be >= 1")
         if self.words < 1:
             raise InputError(f"a passphrase needs at least 1 word (got {self.words})")
         resolve_template(self.template)
@@ -553,55 +556,29 @@ class JsonlTagger:
             got = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
         return got
 
-    def _line(self, raw: bytes, lineno: int, in_offset: int) -> bytes:
-        """What one input line becomes in the output."""
-        obj, line = _parse(raw, in_offset)
-        if obj is None and line is None:
-            self.cp.counts["blank"] += 1
-            return raw
-        try:
-            rt = tag_record(obj, self, self.rules, lineno)
-        except BadRecord as e:
-            if e.read:
-                self.cp.counts["records"] += 1
-            raise _BadLine(str(e)) from None
+    def _apply(self, raw: bytes, res: tuple, lineno: int) -> bytes:
+        """Count one line's result (tag_line) and queue its insertion; the bytes to write."""
+        out, status, owner, ins, reason, read = res
         counts = self.cp.counts
+        if status == "blank":
+            counts["blank"] += 1
+            return raw
+        if status == "bad":
+            counts["records"] += read
+            raise _BadLine(reason)
         counts["records"] += 1
-        st = self.cp.owners.get(rt.owner)
+        st = self.cp.owners.get(owner)
         if st is None:
-            st = self.cp.owners[rt.owner] = [0, 0]
+            st = self.cp.owners[owner] = [0, 0]
         st[0] += 1
-        status = rt.tag.status
-        if status == NOT_SELECTED or status == ALREADY_TAGGED or status == NO_BOUNDARY:
+        if status != TAGGED:
             counts[status.replace("-", "_")] += 1
             st[1] += status == ALREADY_TAGGED
             return raw
         st[1] += 1
-        new_raw = self._splice(raw, line, rt.tag)
-        label = self.paths.in_label
-        document = (f"{label}:{self.policy.id_field}={rt.record_id}" if self.policy.id_field is not None
-                    else f"{label}:line {lineno}")
-        self.pending.append(rt.tag.insertion(rt.ghost.identifier_id, document, self.opts.position))
+        self.pending.append(ins)
         counts["inserted"] += 1
-        return new_raw
-
-    def _splice(self, raw: bytes, line: str | None, tag: Any) -> bytes:
-        """The line with the inserted span spliced into its text field, checked by reading it back."""
-        new_text, get_text = tag.new_text, self.rules.get_text
-
-        def reads_back(new_line: str) -> bool:
-            """The spliced line parses, and its text field is the new text (so the span went there)."""
-            try:
-                return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
-            except ValueError:
-                return False
-
-        spliced = None if line is None else splice(line, self.policy.text_field, tag.offset, tag.inserted,
-                                                   raw.isascii(), tag.text, reads_back)
-        if spliced is None:
-            raise _BadLine(f"cannot insert into text field {self.policy.text_field!r} without rewriting the rest "
-                           f"of the line")
-        return spliced.encode("utf-8", "surrogatepass")
+        return out
 
     def _bad(self, e: _BadLine, lineno: int) -> None:
         if not self.opts.skip_bad:
@@ -610,6 +587,18 @@ class JsonlTagger:
         self.cp.counts["bad"] += 1
         if len(self.cp.bad) < MAX_LISTED_BAD:
             self.cp.bad.append({"line": lineno, "reason": str(e)})
+
+    def _results(self, lineno: int, in_offset: int) -> Iterator[tuple[bytes, tuple]]:
+        """(line, tag_line result) in input order: here, or from --workers processes (parallel.py)."""
+        lr = LineRules(self.rules, self.paths.in_label, self.opts.position)
+        if self.opts.workers > 1:
+            from ghostsent.tagging.parallel import parallel_results
+            yield from parallel_results(self, lr, lineno, in_offset)
+            return
+        for raw in self.fin:
+            lineno += 1
+            in_offset += len(raw)
+            yield raw, tag_line(raw, lineno, in_offset, self, lr)
 
     def _loop(self) -> None:
         """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
@@ -620,18 +609,18 @@ class JsonlTagger:
         bar = tqdm(total=self.total, initial=cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
                    file=sys.stderr, disable=not opts.progress, desc="tag", leave=False)
         hash_update = self.in_hash.update if self.resumable else None
-        line_out, write = self._line, self.fout.write
+        apply, write = self._apply, self.fout.write
         lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
         since_bar = since_cp = 0
         try:
-            for raw in self.fin:
+            for raw, res in self._results(lineno, in_offset):
                 lineno += 1
                 in_offset += len(raw)
                 since_bar += len(raw)
                 if hash_update is not None:
                     hash_update(raw)
                 try:
-                    out = line_out(raw, lineno, in_offset)
+                    out = apply(raw, res, lineno)
                 except _BadLine as e:
                     self._bad(e, lineno)
                     out = raw
@@ -651,6 +640,60 @@ class JsonlTagger:
         finally:
             bar.close()
         cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+
+
+@dataclass(frozen=True)
+class LineRules:
+    """What tag_line needs besides the ghosts: the rules, the input's label and the position strategy
+    (picklable, so --workers processes get the same)."""
+
+    rules: RecordRules
+    label: str
+    position: str
+
+
+def tag_line(raw: bytes, lineno: int, in_offset: int, ghosts: Any, lr: LineRules) -> tuple:
+    """What one input line becomes: (output bytes, status, owner, insertion row, bad-line reason, whether a
+    bad line still counts as a record). Status: blank, bad, or core's tagged / already-tagged /
+    no-boundary / not-selected. Pure apart from ghosts.ghost_for (which may draw an identifier)."""
+    try:
+        obj, line = _parse(raw, in_offset)
+    except _BadLine as e:
+        return raw, "bad", None, None, str(e), False
+    if obj is None and line is None:
+        return raw, "blank", None, None, None, False
+    try:
+        rt = tag_record(obj, ghosts, lr.rules, lineno)
+    except BadRecord as e:
+        return raw, "bad", None, None, str(e), e.read
+    if rt.tag.status != TAGGED:
+        return raw, rt.tag.status, rt.owner, None, None, False
+    try:
+        out = _splice(raw, line, rt.tag, lr.rules)
+    except _BadLine as e:
+        return raw, "bad", None, None, str(e), True
+    policy = lr.rules.policy
+    document = (f"{lr.label}:{policy.id_field}={rt.record_id}" if policy.id_field is not None
+                else f"{lr.label}:line {lineno}")
+    return out, TAGGED, rt.owner, rt.tag.insertion(rt.ghost.identifier_id, document, lr.position), None, False
+
+
+def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules) -> bytes:
+    """The line with the inserted span spliced into its text field, checked by reading it back."""
+    new_text, get_text, field = tag.new_text, rules.get_text, rules.policy.text_field
+
+    def reads_back(new_line: str) -> bool:
+        """The spliced line parses, and its text field is the new text (so the span went there)."""
+        try:
+            return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
+        except ValueError:
+            return False
+
+    spliced = None if line is None else splice(line, field, tag.offset, tag.inserted, raw.isascii(), tag.text,
+                                               reads_back)
+    if spliced is None:
+        raise _BadLine(f"cannot insert into text field {field!r} without rewriting the rest of the line")
+    return spliced.encode("utf-8", "surrogatepass")
 
 
 def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
