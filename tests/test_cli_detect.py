@@ -153,3 +153,30 @@ def test_library_api_is_importable_without_loading_torch():
             "[getattr(ghostsent, n) for n in ghostsent.__all__]; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_model_options_are_checked_before_anything_is_counted(ledger_with_ids):
+    """-M key=value: an option the kind of model does not take (or a malformed one) is one line naming
+    what it takes, exit 5, and the identifier's history gains no test."""
+    from ghostsent.ledger.history import history
+
+    path, a, _ = ledger_with_ids
+    r = invoke("probe", a.id, "--ledger", path, "-M", "colour=blue")
+    assert r.exit_code == 5 and "model option 'colour' does not apply to default models" in r.output
+    assert "dtype" in r.output and "Traceback" not in r.output
+    r = invoke("ppl-test", a.id, "--ledger", path, "-M", "dtype")
+    assert r.exit_code == 5 and "not of the form key=value" in r.output
+    with Ledger(path) as led:
+        assert history(led, a.id).n_tests == 0
+
+
+def test_ctrl_c_is_one_message_and_exit_130(monkeypatch, tmp_path):
+    """Ctrl-C in any command ends in the one handler of the CLI (exit 130, one line, no traceback)."""
+    import ghostsent.wordlists
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ghostsent.wordlists, "load_wordlist", interrupted)
+    r = CliRunner().invoke(main, ["new", "--ledger", str(tmp_path / "l.db")])
+    assert r.exit_code == 130 and r.output.strip() == "Interrupted." and not (tmp_path / "l.db").exists()

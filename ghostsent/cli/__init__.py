@@ -1,0 +1,227 @@
+"""The `ghostsent` command: a thin click layer over the library.
+
+One module per command group, each command parse -> one library call -> render:
+
+    ledger.py    new, list, show, export, import, commit, ledger merge
+    tagging.py   insert, tag-jsonl, tag
+    detect.py    probe, ppl-test, audit, card, check
+    survive.py   survive
+    study.py     study, demo
+
+This module holds what they share: the group (which imports a command's module only when that command
+runs, so `ghostsent new` never loads torch), the shared options, output (`emit`, `echo`), and the ONE
+place where errors and Ctrl-C become a line on stderr and an exit code (`guarded`). Every command takes
+`--json`. Library errors carry a hint key (never a flag name); HINTS turns it into the flag to change.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ghostsent.errors import (EXIT_BROKEN_PIPE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LEDGER, GhostsentError,
+                              OutputClosedError)
+from ghostsent.names import json_printable, printable
+
+LEDGER_ENV = "GHOSTSENT_LEDGER"
+TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another process is writing
+
+# command name -> "module:function" under ghostsent.cli (help lists them in this order)
+COMMANDS = {
+    "new": "ledger:new", "list": "ledger:list_cmd", "show": "ledger:show", "export": "ledger:export",
+    "import": "ledger:import_cmd", "commit": "ledger:commit",
+    "ledger": "ledger:ledger_group",
+    "insert": "tagging:insert", "tag-jsonl": "tagging:tag_jsonl_cmd", "tag": "tagging:tag_cmd",
+    "probe": "detect:probe", "ppl-test": "detect:ppl_test", "audit": "detect:audit", "card": "detect:card",
+    "check": "detect:check",
+    "survive": "survive:survive",
+    "study": "study:study", "demo": "study:demo",
+}
+
+INTERRUPTED = "Interrupted."  # what was kept (if anything) the library has said in a warning before
+
+
+def default_ledger_path() -> Path:
+    return Path(os.environ.get(LEDGER_ENV) or "ghostsent.db")
+
+
+# ------------------------------------------------------------------------------------------- output
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """click.echo with control, bidi and surrogate characters escaped line by line: nothing printed may
+    reach a terminal as an escape sequence. Values that come from files and ledgers (owner names, file
+    names, documents) are wrapped in q() by the caller, so a line break inside one is shown as \\n."""
+    text = "\n".join(printable(line) for line in str(message).split("\n"))
+    click.echo(text, err=err, nl=nl)
+
+
+def q(value: Any) -> str:
+    """An untrusted value for human output: every control character escaped, line breaks included."""
+    return printable(str(value))
+
+
+def line(message: str, err: bool = True) -> None:
+    """One line (errors, warnings): everything escaped, line breaks included."""
+    click.echo(printable(message), err=err)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None] | str | None = None, err: bool = False) -> None:
+    """Print `data` as one JSON document, or the human form (on stderr with err=True)."""
+    if as_json:
+        click.echo(json_printable(json.dumps(data, indent=2, ensure_ascii=False, default=str)), err=err)
+    elif callable(human):
+        human()
+    elif human is not None:
+        echo(human, err=err)
+
+
+def fmt_p(p: float) -> str:
+    from ghostsent.stats import format_p
+
+    return format_p(p)
+
+
+# ------------------------------------------------------------------------------- errors and Ctrl-C
+# What the user can change, for errors that carry a hint key (library messages never name flags).
+HINTS = {
+    "resume": "rerun with --resume",
+    "resume_or_skip_bad": "rerun with --resume (or add --skip-bad)",
+    "skip_bad": "--skip-bad copies them",
+    "encoding": "--encoding",
+    "out": "--out DIR or --in-place",
+    "wordlist": "pass --wordlist with the original list",
+    "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
+    "allow_filtered": "pass --allow-filtered to use it anyway",
+    "base_url": "--base-url",
+}
+
+
+def error_line(e: Exception) -> str:
+    """`Error: <message> (<flag hint>)`: the one line a failed command prints."""
+    hint = HINTS.get(getattr(e, "hint", None) or "")
+    return f"Error: {e}" + (f" ({hint})" if hint else "")
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush stays silent."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def guarded(run: Callable[[], Any]) -> Any:
+    """Run a command; library errors become one `Error: ...` line on stderr plus the documented exit
+    code (ghostsent/errors.py), Ctrl-C becomes exit 130. The only place the CLI handles either."""
+    import sqlite3
+
+    try:
+        return run()
+    except GhostsentError as e:
+        if isinstance(e, OutputClosedError):
+            _quiet_stdout()
+        line(error_line(e))
+        sys.exit(e.exit_code)
+    except BrokenPipeError:
+        _quiet_stdout()  # `ghostsent list | head`: the reader has all it wanted
+        sys.exit(EXIT_BROKEN_PIPE)
+    except KeyboardInterrupt:
+        echo(INTERRUPTED, err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except sqlite3.Error as e:  # a path the ledger wrapper missed: still one line, exit 4
+        line(f"Error: ledger: {e}")
+        sys.exit(EXIT_LEDGER)
+    except OSError as e:
+        line(f"Error: {str(e.filename) + ': ' if e.filename else ''}{e.strerror or e}")
+        sys.exit(EXIT_INPUT)
+
+
+# ------------------------------------------------------------------------------------------- group
+class LazyGroup(click.Group):
+    """Commands from COMMANDS, each module imported when its command is asked for; every command runs
+    inside `guarded`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(f"ghostsent.cli.{module}"), attr)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return guarded(lambda: super(LazyGroup, self).invoke(ctx))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ghostsent")
+def main() -> None:
+    """ghostsent: insert ghost sentences into your text, then test whether a model memorised them.
+
+    \b
+    Exit codes: 0 ok / not detected, 1 detected (with --exit-code), 2 usage,
+    3 bad input, 4 ledger problem, 5 model or API problem, 130 interrupted.
+    """
+
+
+# ------------------------------------------------------------------------------------ shared options
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Ledger SQLite file [env {LEDGER_ENV}; default ./ghostsent.db].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+allow_filtered_option = click.option(
+    "--allow-filtered", is_flag=True,
+    help="Use a word list, template or ghost even if it would trip pretraining filters (C4 bad words, '{', ...).")
+
+SEED_WARNING = ("Warning: --seed makes the passphrase predictable to anyone who knows the seed; use it for "
+                "tests and studies only, never for a real watermark.")
+
+
+def position_option(fn: Callable) -> Callable:
+    from ghostsent.insert import DEFAULT_POSITION, POSITIONS
+
+    return click.option("--position", type=click.Choice(POSITIONS), default=DEFAULT_POSITION, show_default=True,
+                        help="Which sentence boundary: one in the second half, the first, the last, or any.")(fn)
+
+
+def int_list(value: str, name: str, minimum: int | None = None) -> tuple[int, ...]:
+    """A comma-separated list of integers for option `name` (a usage error otherwise)."""
+    try:
+        out = tuple(int(x) for x in value.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{name} takes comma-separated integers, got {value!r}") from None
+    if not out:
+        raise click.BadParameter(f"{name} is empty")
+    if minimum is not None and min(out) < minimum:
+        raise click.BadParameter(f"{name} values must be >= {minimum}")
+    return out
+
+
+def str_list(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
+def open_ledger(path: Path | None, create: bool = False):
+    """The ledger at `path` (or the default). Only commands that write identifiers pass create=True;
+    they say on stderr when they started a new ledger, so a typo in the path is noticed."""
+    from ghostsent.errors import InputError
+    from ghostsent.ledger import DEFAULT_TIMEOUT, Ledger
+
+    try:
+        timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
+    except ValueError:
+        raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
+    led = Ledger(path or default_ledger_path(), create=create, timeout=timeout)
+    if led.created:
+        echo(f"created new ledger at {led.path}", err=True)
+    return led

@@ -1,0 +1,92 @@
+"""Measuring detection: study (the grid), demo (the whole loop in minutes)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ghostsent.cli import echo, emit, int_list, json_option, str_list
+
+@click.command()
+@click.option("--corpus", default="builtin:kjv", show_default=True,
+              help="Folder of text files, a JSONL file, builtin:kjv (Debian bible-kjv) or builtin:pydoc.")
+@click.option("--text-field", default="text", show_default=True, help="JSONL field holding the text.")
+@click.option("--owner-field", default=None, help="JSONL field holding the owner.")
+@click.option("--documents", "n_documents", default=300, show_default=True, type=click.IntRange(1))
+@click.option("--min-words", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--max-words", default=160, show_default=True, type=click.IntRange(1),
+              help="Cut each document to an excerpt of at most this many words (at a sentence boundary).")
+@click.option("--repetitions", default="1,2,3,5,10,20", show_default=True, help="Repetition counts (grid axis).")
+@click.option("--ids-per-cell", default=2, show_default=True, type=click.IntRange(1))
+@click.option("--controls", "n_controls", default=12, show_default=True, type=click.IntRange(1))
+@click.option("--words", default="12", show_default=True, help="Passphrase lengths (grid axis).")
+@click.option("--position", "positions", default="latter-half", show_default=True, help="Position strategies (grid axis).")
+@click.option("--template", "templates", default="none", show_default=True, help="Prefix templates (grid axis; names only).")
+@click.option("--wordlist", "wordlists", default="en", show_default=True, help="Word lists (grid axis).")
+@click.option("--model", "-m", default=None, help="Local model to fine-tune [default: embedded model].")
+@click.option("--gguf", default=None)
+@click.option("--method", type=click.Choice(["full", "lora"]), default="full", show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate [default: 2e-4 full, 1e-3 LoRA].")
+@click.option("--epochs", default=2, show_default=True, type=click.IntRange(1),
+              help="Passes over the corpus (repetitions count documents, not passes).")
+@click.option("--seq-len", default=256, show_default=True, type=click.IntRange(8))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--max-steps", default=None, type=click.IntRange(1), help="Stop training early (smoke tests).")
+@click.option("--nulls", "n_nulls", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--k", "k_values", default="2,3,4", show_default=True)
+@click.option("--alpha", default=1e-3, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--pipeline", type=click.Choice(["none", "default"]), default="none", show_default=True,
+              help="Train on what `ghostsent survive`'s extraction, filters and dedup keep.")
+@click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder; rerunning with the same folder resumes.")
+@json_option
+def study(corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls, words,
+          positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum, max_steps,
+          n_nulls, k_values, alpha, seed, pipeline, out_dir, as_json):
+    """Insert, fine-tune, detect: measure how many repetitions each test needs."""
+    from ghostsent.study import StudyConfig, run_study
+
+    cfg = StudyConfig(
+        corpus=corpus, text_field=text_field, owner_field=owner_field, min_words=min_words, max_words=max_words,
+        n_documents=n_documents, repetitions=int_list(repetitions, "--repetitions"), ids_per_cell=ids_per_cell,
+        n_controls=n_controls, words=int_list(words, "--words"), positions=str_list(positions),
+        templates=str_list(templates), wordlists=str_list(wordlists), model=model, gguf=gguf, method=method, lr=lr,
+        epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
+        n_nulls=n_nulls, ks=int_list(k_values, "--k", 1), alpha=alpha, seed=seed, pipeline=None if pipeline == "none" else pipeline,
+    )
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
+    res = run_study(cfg, out_dir, progress=not as_json, log=log)
+    summary = {r["key"]: {k: v for k, v in r["summary"].items() if k not in ("roc", "control_p_values")} for r in res["runs"]}
+    emit({"out": str(out_dir), "results": str(Path(out_dir) / "results.json"), "summary": summary,
+          "seconds": res["seconds"]}, as_json,
+         lambda: echo(f"\n{(Path(out_dir) / 'results.md').read_text()}\nResults: {out_dir}/results.json"))
+
+
+@click.command()
+@click.option("--out", "out_dir", default="ghostsent-demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the reports go (the only thing the demo leaves behind).")
+@click.option("--corpus", default=None, help="Corpus [default: builtin:kjv if installed, else builtin:pydoc].")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Record the demo identifier in this ledger [default: a throw-away one].")
+@click.option("--seed", type=int, default=None, help="Reproducible run (tests only).")
+@json_option
+def demo(out_dir, corpus, ledger_path, seed, as_json):
+    """The whole loop in about 5 minutes: tag, fine-tune, detect, report."""
+    from ghostsent.demo import run_demo
+    from ghostsent.stats import format_p
+
+    log = (lambda m: echo(m, err=True)) if as_json else click.echo
+    res = run_demo(out_dir, corpus=corpus, ledger_path=ledger_path, progress=not as_json, log=log, seed=seed)
+
+    def human() -> None:
+        echo("")
+        echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
+        for r in res.rows:
+            echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
+                       f"{format_p(r['ppl_p']):>9}  {'DETECTED' if r['detected'] else 'not detected'}")
+        echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
+                   f"({res.seconds:.0f} s in all)")
+
+    emit(res.__dict__, as_json, human)
