@@ -1,11 +1,17 @@
 """Putting ghosts into documents and recording every insertion in the ledger.
 
-    core.py       THE rules: tag_text / tag_record, TagPolicy (every front end calls these)
-    selection.py  which of an owner's records get the ghost
+    core.py       THE rules: tag_text / tag_record, TagPolicy, RecordRules (every front end calls these)
+    selection.py  which of an owner's records get the ghost and where: a keyed hash (docs/scale.md)
     documents.py  text files as bytes and text (encoding, BOM kept)
     files.py      tag_files: files and folders, with --out or in place
     jsonl.py      tag_jsonl: a JSONL corpus, streaming, checkpointed, resumable (JsonlTagger, Checkpoint)
+    codecs.py     .gz / .zst JSONL in and out
+    parallel.py   --workers N: jsonl.tag_line in processes, results in input order
+    tables.py     Parquet, CSV and Hugging Face datasets through pyarrow (tag_table, tag_hf_dataset)
     splice.py     inserting into one string field of a raw JSON line
+
+Engines outside this package use the same core: ghostsent.spark (a Spark job) and ghostsent.datatrove
+(a datatrove PipelineStep); their insertions come back through ledger/manifest.py.
 """
 from __future__ import annotations
 
