@@ -361,3 +361,36 @@ def test_jsonl_workers_give_the_same_output_and_ledger_and_resume(tmp_path):
     assert two_rows == one_rows and two_words == one_words
     assert {k: two[k] for k in ("inserted", "records", "bad", "owners", "lines")} == \
            {k: one[k] for k in ("inserted", "records", "bad", "owners", "lines")}
+
+
+def test_smallest_ranks_picks_the_n_smallest_eligible_in_any_order_and_sharding():
+    from ghostsent.tagging.selection import SmallestRanks
+
+    rng = random.Random(7)
+    recs = [(f"o{rng.randrange(5)}", rng.getrandbits(64), rng.random() < 0.8) for _ in range(3000)]
+    want = {}
+    for o in {r[0] for r in recs}:
+        ranks = sorted(r for oo, r, ok in recs if oo == o and ok)[:4]
+        want[o] = ranks[-1]
+    calls = 0
+
+    def run(order):
+        nonlocal calls
+        sr = SmallestRanks(4)
+        for o, r, ok in order:
+            def ev(ok=ok, o=o, r=r):
+                nonlocal calls
+                calls += 1
+                return (o, r) if ok else None
+            sr.offer(o, r, ev)
+        return sr
+
+    whole = run(recs)
+    assert whole.thresholds() == want
+    assert sorted(whole.payload.values()) == sorted((o, r) for o, r, ok in recs if ok and r <= want[o])
+    assert calls < len(recs) / 5  # eligibility is evaluated only for ranks that would enter a heap
+    shuffled = recs[:]
+    rng.shuffle(shuffled)
+    a, b = run(shuffled[:1000]), run(shuffled[1000:])
+    a.merge(b)
+    assert a.thresholds() == want

@@ -215,9 +215,10 @@ class RankedRecord:
     digest: bytes
 
 
-def rank_record(record: Any, rules: RecordRules, position: int) -> RankedRecord:
-    """Read a record's owner, text and id and compute its keyed digest; BadRecord if it cannot be
-    tagged. `position` is its 1-based line or row number (its key when the policy has no id field)."""
+def rank_record(record: Any, rules: RecordRules, position: int, keyed: bool = True) -> RankedRecord:
+    """Read a record's owner, text and id and compute its keyed digest (b"" when not `keyed`); BadRecord
+    if it cannot be tagged. `position` is its 1-based line or row number (its key when the policy has no
+    id field)."""
     if type(record) is not dict:
         raise BadRecord(f"expected a JSON object, got {type(record).__name__}")
     policy = rules.policy
@@ -226,21 +227,26 @@ def rank_record(record: Any, rules: RecordRules, position: int) -> RankedRecord:
     text = record_text(record, policy, rules.get_text)
     owner = owner_name(raw_owner, policy.owner_field)
     rid = record_id(record, policy)
-    return RankedRecord(owner, text, rid, rules.digest(owner, record_key(rid, position)))
+    return RankedRecord(owner, text, rid, rules.digest(owner, record_key(rid, position)) if keyed else b"")
 
 
 def tag_record(record: Any, ghosts: Ghosts, rules: RecordRules, position: int) -> RecordTag:
     """Tag one record's text field with its owner's ghost if the selection rule picks it, at the place
     the record's keyed digest chooses (the same on every shard and re-run). Raises BadRecord for a
     record the rules cannot tag. Stateless: the front end writes the record and the insertion."""
-    r = rank_record(record, rules, position)
-    if not rules.selection.wants(r.owner, r.digest):
+    sel = rules.selection
+    r = rank_record(record, rules, position, keyed=sel.max_per_owner != 0)  # a cap of 0 needs no hash
+    if not sel.wants(r.owner, r.digest):
         return RecordTag(TextTag(NOT_SELECTED, r.text), r.owner, None, r.record_id)
     ghost = ghosts.ghost_for(r.owner)
-    return RecordTag(tag_text(r.text, ghost, rng_of(r.digest)), r.owner, ghost, r.record_id)
+    known = sel.placed.get(r.digest) if sel.placed else None  # placed by the first pass already
+    tag = TextTag(known[0], r.text, known[1], known[2]) if known else tag_text(r.text, ghost, rng_of(r.digest))
+    return RecordTag(tag, r.owner, ghost, r.record_id)
 
 
-def eligible(r: RankedRecord, ghosts: Ghosts) -> bool:
+def eligible(r: RankedRecord, ghosts: Ghosts) -> tuple[bytes, str, int, str] | None:
     """Whether a record would count as one of its owner's tagged records if chosen (selection.py): it
-    carries the ghost already, or has a sentence boundary for it."""
-    return tag_text(r.text, ghosts.ghost_for(r.owner), rng_of(r.digest)).status != NO_BOUNDARY
+    carries the ghost already, or has a sentence boundary for it. Eligible: (digest, status, offset,
+    inserted span), which the tagging pass reuses instead of placing the ghost again; else None."""
+    t = tag_text(r.text, ghosts.ghost_for(r.owner), rng_of(r.digest))
+    return None if t.status == NO_BOUNDARY else (r.digest, t.status, t.offset, t.inserted)

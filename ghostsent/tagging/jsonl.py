@@ -347,6 +347,7 @@ class JsonlTagger:
         else:
             fin.seek(start)
         sel.thresholds = ranks.thresholds()
+        sel.placed = ranks.placed()
 
     # -- files -------------------------------------------------------------------------------------
 

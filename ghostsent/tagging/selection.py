@@ -115,6 +115,8 @@ class Selection:
     max_per_owner: int | None = None
     fraction: float | None = None
     thresholds: dict[str, int] | None = None
+    # digest -> (status, offset, inserted span) of the chosen records the first pass already placed
+    placed: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)
 
     @property
     def needs_first_pass(self) -> bool:
@@ -146,30 +148,41 @@ class Selection:
 @dataclass
 class SmallestRanks:
     """The first pass for max_per_owner: per owner, a max-heap (negated) of the N smallest eligible ranks.
-    `offer` asks `eligible()` only when the rank would enter the heap."""
+    `offer` calls `evaluate()` only when the rank would enter the heap; a truthy result (the record's
+    placement, core.eligible) is kept while the rank stays in the heap, so the tagging pass need not
+    place the chosen records again (memory O(owners x N) small tuples)."""
 
     n: int
     heaps: dict[str, list[int]] = field(default_factory=dict)
+    payload: dict[tuple[str, int], Any] = field(default_factory=dict)
 
     def would_enter(self, owner: str, rank: int) -> bool:
         h = self.heaps.get(owner)
         return self.n > 0 and (h is None or len(h) < self.n or rank < -h[0])
 
-    def offer(self, owner: str, rank: int, eligible: Callable[[], bool]) -> None:
-        if not self.would_enter(owner, rank) or not eligible():
+    def offer(self, owner: str, rank: int, evaluate: Callable[[], Any]) -> None:
+        if not self.would_enter(owner, rank):
+            return
+        got = evaluate()
+        if not got:
             return
         h = self.heaps.setdefault(owner, [])
         if len(h) < self.n:
             heapq.heappush(h, -rank)
         else:
-            heapq.heapreplace(h, -rank)
+            self.payload.pop((owner, -heapq.heapreplace(h, -rank)), None)
+        self.payload[(owner, rank)] = got
 
     def merge(self, other: "SmallestRanks") -> None:
         """Combine another shard's heaps (the same N)."""
         for owner, h in other.heaps.items():
             for r in h:
-                self.offer(owner, -r, lambda: True)
+                self.offer(owner, -r, lambda: other.payload.get((owner, -r), True))
 
     def thresholds(self) -> dict[str, int]:
         """Each owner's largest chosen rank: records with rank <= it are the owner's N."""
         return {owner: -h[0] for owner, h in self.heaps.items() if h}
+
+    def placed(self) -> dict[bytes, tuple[str, int, str]]:
+        """digest -> (status, offset, inserted) for the chosen records whose payload is core.eligible's."""
+        return {p[0]: p[1:] for p in self.payload.values() if isinstance(p, tuple)}

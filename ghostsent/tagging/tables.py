@@ -51,7 +51,7 @@ def write_table(table: Any, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> dict[str, int]:
+def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> tuple[dict[str, int], dict]:
     ranks = SmallestRanks(rules.selection.max_per_owner)
     for pos, rec in enumerate(rows, 1):
         try:
@@ -60,7 +60,7 @@ def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> d
             continue
         if rules.selection.admits(r.digest):
             ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, ghosts))
-    return ranks.thresholds()
+    return ranks.thresholds(), ranks.placed()
 
 
 @dataclass
@@ -116,7 +116,7 @@ def tag_arrow(ledger: Any, table: Any, label: str, opts: JsonlOptions,
     rules = RecordRules(policy, job_selection(ledger, opts))
     ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
     if rules.selection.needs_first_pass:
-        rules.selection.thresholds = _thresholds(rows, rules, ghosts)
+        rules.selection.thresholds, rules.selection.placed = _thresholds(rows, rules, ghosts)
     texts, pending, counts, bad, owners = _tag_rows(rows, rules, ghosts, label, opts.skip_bad)
     i = table.column_names.index(policy.text_field)
     out = table.set_column(i, table.schema.field(i), pa.array(texts, type=table.schema.field(i).type))
