@@ -92,7 +92,7 @@ def _smallest_of(rules_args: tuple, ghosts_bc: Any, position: str) -> Callable:
                 except BadRecord:
                     continue
                 if rules.selection.admits(r.digest):
-                    ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, ghosts))
+                    ranks.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, ghosts))
         owners = list(ranks.heaps)  # ranks are unsigned 64-bit: shifted into int64 for Spark's LongType
         yield pa.RecordBatch.from_arrays([pa.array(owners, pa.string()), pa.array(
             [sorted(-x - _SHIFT for x in ranks.heaps[o]) for o in owners], pa.list_(pa.int64()))],

@@ -21,7 +21,6 @@ import errno
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -341,7 +340,7 @@ class JsonlTagger:
             except (_BadLine, BadRecord):
                 continue
             if sel.admits(r.digest):
-                ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, self))
+                ranks.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
         if compressed:
             fin.close()
         else:

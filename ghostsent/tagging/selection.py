@@ -177,7 +177,7 @@ class SmallestRanks:
         """Combine another shard's heaps (the same N)."""
         for owner, h in other.heaps.items():
             for r in h:
-                self.offer(owner, -r, lambda: other.payload.get((owner, -r), True))
+                self.offer(owner, -r, lambda o=owner, r=r: other.payload.get((o, -r), True))
 
     def thresholds(self) -> dict[str, int]:
         """Each owner's largest chosen rank: records with rank <= it are the owner's N."""

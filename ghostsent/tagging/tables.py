@@ -59,7 +59,7 @@ def _thresholds(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts) -> t
         except BadRecord:
             continue
         if rules.selection.admits(r.digest):
-            ranks.offer(r.owner, rank_of(r.digest), lambda: eligible(r, ghosts))
+            ranks.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, ghosts))
     return ranks.thresholds(), ranks.placed()
 
 
