@@ -95,3 +95,25 @@ def test_spark_without_id_field_uses_row_numbers_and_reports_bad_rows(tmp_path, 
     got = [json.loads(l) for p in sorted((tmp_path / "out").glob("part-*")) for l in p.read_text().splitlines()]
     single = [json.loads(l) for l in (tmp_path / "single.jsonl").read_text().splitlines()]
     assert [{k: v for k, v in g.items() if v is not None} for g in got] == single  # same rows, same order
+
+
+def test_cli_tag_engine_spark_then_ledger_merge(tmp_path, spark):
+    """The commands as a user runs them (the CLI's session is the fixture's: one JVM per test run)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from ghostsent.cli import main
+
+    pq.write_table(pa.table({"post": [f"q{i}" for i in range(30)], "who": [f"w{i % 2}" for i in range(30)],
+                             "text": [f"Entry {i} here. It ends." for i in range(30)]}), tmp_path / "in.parquet")
+    led = str(tmp_path / "l.db")
+    r = CliRunner().invoke(main, ["tag", str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--engine", "spark",
+                                  "--manifest", str(tmp_path / "man"), "--owner-field", "who", "--id-field", "post",
+                                  "--max-per-owner", "4", "--ledger", led, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["inserted"] == 8
+    r = CliRunner().invoke(main, ["ledger", "merge", str(tmp_path / "man"), "--ledger", led, "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["added"] == 8, r.output
+    out = pq.read_table(tmp_path / "out")
+    assert out.column_names == ["post", "who", "text"] and out.num_rows == 30
