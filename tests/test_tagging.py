@@ -394,3 +394,24 @@ def test_smallest_ranks_picks_the_n_smallest_eligible_in_any_order_and_sharding(
     a, b = run(shuffled[:1000]), run(shuffled[1000:])
     a.merge(b)
     assert a.thresholds() == want
+
+
+def test_jsonl_workers_that_cannot_open_the_ledger_fail_in_one_error_not_a_hang(tmp_path, monkeypatch):
+    """Fault injection: the workers' ledger open fails (the path vanished). multiprocessing.Pool would
+    restart a failing initializer forever; the error must come back as the run's one error instead."""
+    import signal
+
+    from ghostsent.errors import LedgerError
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_corpus(inp, 50)
+    with Ledger(tmp_path / "l.db") as led:
+        monkeypatch.setattr(led, "path", tmp_path / "gone.db")  # what the workers are told to open
+        signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("workers hung")))
+        signal.alarm(120)
+        try:
+            with pytest.raises(LedgerError, match="gone.db"):
+                tag_jsonl(led, str(inp), str(out), opts(workers=2))
+        finally:
+            signal.alarm(0)
+    assert not out.exists() and not Path(str(out) + ".partial").exists()

@@ -43,16 +43,23 @@ class _WorkerGhosts:
 
 
 def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost: Any) -> None:
-    from ghostsent.ledger import open_ledger
+    """Open the worker's ledger connection. A failure is kept and raised by the first chunk: an
+    initializer that raises makes multiprocessing.Pool start workers again forever."""
+    try:
+        from ghostsent.ledger import open_ledger
 
-    led = open_ledger(ledger_location, timeout=timeout)
-    _STATE.update(ghosts=_WorkerGhosts(led, opts, check_ghost), lr=lr)
+        led = open_ledger(ledger_location, timeout=timeout)
+        _STATE.update(ghosts=_WorkerGhosts(led, opts, check_ghost), lr=lr)
+    except Exception as e:  # noqa: BLE001 - re-raised in _chunk, in the parent
+        _STATE["error"] = e
 
 
 def _chunk(lines: list[bytes], lineno: int, in_offset: int) -> tuple[list[tuple], int]:
     """tag_line for consecutive lines; an unchanged line's bytes are not sent back (None)."""
     from ghostsent.tagging.jsonl import tag_line
 
+    if "error" in _STATE:
+        raise _STATE["error"]
     ghosts, lr = _STATE["ghosts"], _STATE["lr"]
     before = ghosts.new
     out = []
