@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -33,7 +34,8 @@ from ghostsent.errors import GhostsentError, InputError, OutputClosedError, Outp
 from ghostsent.fsio import create_exclusive, exclusive_lock, fsync_dir, same_file
 from ghostsent.insert import DEFAULT_POSITION
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, TAGGED, BadRecord, OwnerGhost, RecordRules, TagPolicy, eligible,
+from ghostsent.tagging.core import (ALREADY_TAGGED, NOT_SELECTED, TAGGED, BadRecord, OwnerGhost, RecordRules,
+                                    TagPolicy, eligible,
                                     rank_record, sha256_hex, tag_record)
 from ghostsent.tagging.codecs import codec_of, compress_into, open_read
 from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
@@ -214,6 +216,30 @@ class _BadLine(Exception):
     pass
 
 
+_UNREAD = 0xFFFFFFFF  # owner index of a blank or unreadable line
+
+
+class _FirstPass:
+    """Per input line: its keyed rank and its owner (an index into `owners`), or _UNREAD."""
+
+    def __init__(self) -> None:
+        self.ranks, self.owner_of = array("Q"), array("I")
+        self.owners: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, r: Any) -> None:
+        if r is None:
+            self.ranks.append(0)
+            self.owner_of.append(_UNREAD)
+            return
+        i = self._index.get(r.owner)
+        if i is None:
+            i = self._index[r.owner] = len(self.owners)
+            self.owners.append(r.owner)
+        self.ranks.append(rank_of(r.digest))
+        self.owner_of.append(i)
+
+
 class JsonlTagger:
     """One run over IN: which checkpoint to continue, the line loop, the final commit and rename.
     `self.cp` is the live progress (what the next checkpoint commits)."""
@@ -236,6 +262,7 @@ class JsonlTagger:
         self.fout: Any = None
         self.created_partial = False
         self.total: int | None = None
+        self.first: _FirstPass | None = None   # what the first pass read (max_per_owner only)
 
     # -- which run this is -------------------------------------------------------------------------
 
@@ -321,11 +348,13 @@ class JsonlTagger:
 
     def _first_pass(self) -> None:
         """For max_per_owner: read the whole input once for each owner's N smallest eligible ranks
-        (selection.py). Lines the rules cannot read are left to the tagging pass to report."""
+        (selection.py), keeping each line's rank and owner (12 bytes a line) so that the tagging pass
+        copies the lines not chosen without parsing them again. Lines the rules cannot read are left to
+        the tagging pass to report."""
         sel = self.rules.selection
         if not sel.needs_first_pass:
             return
-        ranks = SmallestRanks(sel.max_per_owner)
+        ranks, seen = SmallestRanks(sel.max_per_owner), _FirstPass()
         compressed = self.paths.inp != "-" and codec_of(self.paths.inp) is not None
         start = None if compressed else self.fin.tell()
         fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
@@ -334,12 +363,11 @@ class JsonlTagger:
         for lineno, raw in enumerate(fin, 1):
             try:
                 obj, _ = _parse(raw, 0)
-                if obj is None:
-                    continue
-                r = rank_record(obj, self.rules, lineno)
+                r = None if obj is None else rank_record(obj, self.rules, lineno)
             except (_BadLine, BadRecord):
-                continue
-            if sel.admits(r.digest):
+                r = None
+            seen.add(r)
+            if r is not None and sel.admits(r.digest):
                 ranks.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
         if compressed:
             fin.close()
@@ -347,6 +375,18 @@ class JsonlTagger:
             fin.seek(start)
         sel.thresholds = ranks.thresholds()
         sel.placed = ranks.placed()
+        self.first = seen
+
+    def _not_chosen(self, lineno: int) -> str | None:
+        """The owner of line `lineno` if the first pass read it as a record its rule does not choose
+        (it is copied as it is), else None (tag_line decides)."""
+        fp = self.first
+        i = lineno - 1
+        if fp is None or i >= len(fp.owner_of) or fp.owner_of[i] == _UNREAD:
+            return None
+        owner = fp.owners[fp.owner_of[i]]
+        t = self.rules.selection.thresholds.get(owner)
+        return owner if t is None or fp.ranks[i] > t or fp.ranks[i] >= self.rules.selection.cutoff else None
 
     # -- files -------------------------------------------------------------------------------------
 
@@ -595,10 +635,13 @@ class JsonlTagger:
             from ghostsent.tagging.parallel import parallel_results
             yield from parallel_results(self, lr, lineno, in_offset)
             return
+        not_chosen = self._not_chosen if self.first is not None else None
         for raw in self.fin:
             lineno += 1
             in_offset += len(raw)
-            yield raw, tag_line(raw, lineno, in_offset, self, lr)
+            owner = not_chosen(lineno) if not_chosen is not None else None
+            yield raw, ((raw, NOT_SELECTED, owner, None, None, False) if owner is not None
+                        else tag_line(raw, lineno, in_offset, self, lr))
 
     def _loop(self) -> None:
         """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
