@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "load_wordlist": "ghostsent.wordlists",
@@ -39,8 +39,8 @@ _EXPORTS = {
     "Subject": "ghostsent.detection.subjects",
     "subjects_from_ledger": "ghostsent.detection.subjects",
     "write_report": "ghostsent.detection.report",
-    "run_study": "ghostsent.study",
-    "StudyConfig": "ghostsent.study",
+    "run_study": "ghostsent.study.runner",
+    "StudyConfig": "ghostsent.study.config",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

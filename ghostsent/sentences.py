@@ -232,7 +232,7 @@ def _block_spans(text: str) -> list[tuple[int, int]]:
     # Tables: any block of consecutive non-blank lines that contains a delimiter row. Setext headings:
     # a block whose later line is all "=" or "-" is heading text up to that line.
     block_start = None
-    for k, (start, end, line) in enumerate(lines + [(len(text), len(text), "")]):
+    for k, (_start, _end, line) in enumerate(lines + [(len(text), len(text), "")]):
         if _is_blank(line):
             if block_start is not None:
                 block = lines[block_start:k]

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ghostsent.corpus import load_corpus  # noqa: E402
+from ghostsent.study.corpus import load_corpus  # noqa: E402
 from ghostsent.insert import insert  # noqa: E402
 from ghostsent.passphrase import TEMPLATES, draw_words  # noqa: E402
 from ghostsent.survive.inputs import load_tokenizer  # noqa: E402

@@ -14,6 +14,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `import servers`
 
 
+# ------------------------------------------------------------------------------------------ user folders
+@pytest.fixture(autouse=True)
+def _private_user_data(tmp_path_factory, monkeypatch):
+    """The default ledger lives in the user data folder (platformdirs honours XDG_DATA_HOME): point it
+    into the test's temporary tree, so no test ever writes the real user's ledger."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
+
+
 # ------------------------------------------------------------------------------------------ models
 @pytest.fixture(scope="session")
 def default_target():

@@ -6,7 +6,7 @@ import zlib
 import numpy as np
 import pytest
 
-from ghostsent.baselines import loss_score, min_k_pp_score, min_k_score, roc_auc, roc_curve, tpr_at_fpr, zlib_score
+from ghostsent.study.baselines import loss_score, min_k_pp_score, min_k_score, roc_auc, roc_curve, tpr_at_fpr, zlib_score
 from ghostsent.errors import InputError
 from ghostsent.targets.base import Scored
 

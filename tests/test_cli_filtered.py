@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ghostsent.cli import main
 from ghostsent.ledger import Ledger
 from ghostsent.wordlists import load_wordlist
+
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
 
 JS_TEMPLATE = "Please enable javascript for {words}."
 

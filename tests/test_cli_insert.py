@@ -9,10 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from ghostsent.cli import main
 from ghostsent.ledger import Ledger
+
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
 
 
 def run(args, ledger, **kw):
@@ -117,3 +120,28 @@ def test_tag_jsonl_sigkill_then_resume(tmp_path):
         got = sorted((i.document, i.offset, i.sha256_after) for i in l.insertions())
         want = sorted((i.document, i.offset, i.sha256_after) for i in rl.insertions())
     assert got == want and len(got) == 700
+
+
+def test_insert_walks_folders_like_black_and_ruff(tmp_path, monkeypatch):
+    """A folder argument: its text files (default patterns, or --glob), sorted; hidden names skipped;
+    the output keeps the folder structure; an explicitly named file always counts."""
+    monkeypatch.chdir(tmp_path)
+    led = tmp_path / "l.db"
+    ident = json.loads(CliRunner().invoke(main, ["new", "--ledger", str(led), "--json"]).stdout)["id"]
+    prose = "First sentence here. Second one follows. A third closes it.\n"
+    for rel in ("docs/a.txt", "docs/sub/b.md", "docs/.hidden/c.txt", "docs/.d.txt", "docs/e.py", "docs/f.rst"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(prose)
+    r = CliRunner().invoke(main, ["insert", ident, "docs", "--out", "out", "--ledger", str(led), "--json"])
+    assert r.exit_code == 0, r.output
+    got = sorted(f["path"] for f in json.loads(r.stdout)["files"])
+    assert got == ["docs/a.txt", "docs/f.rst", "docs/sub/b.md"]
+    assert (tmp_path / "out/docs/sub/b.md").read_text() != prose and not (tmp_path / "out/docs/e.py").exists()
+
+    r = CliRunner().invoke(main, ["insert", ident, "docs", "--glob", "*.py", "--out", "out2", "--ledger", str(led),
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    assert [f["path"] for f in json.loads(r.stdout)["files"]] == ["docs/e.py"]
+
+    r = CliRunner().invoke(main, ["insert", ident, "docs", "--glob", "*.nothing", "--ledger", str(led)])
+    assert r.exit_code == 3 and "no files to tag" in r.output and "--glob" in r.output

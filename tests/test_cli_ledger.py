@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from ghostsent.cli import main
 from ghostsent.wordlists import load_wordlist
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
@@ -143,3 +145,39 @@ def test_commit_human(run):
     a = _json(run("new", "--json"))
     res = run("commit")
     assert res.stdout.startswith("root: ") and "(1 identifiers" in res.stdout and a["id"] in res.stdout
+
+
+def test_default_ledger_is_in_the_user_data_folder_and_an_old_one_is_not_switched_silently(tmp_path, monkeypatch):
+    """Without --ledger or $GHOSTSENT_LEDGER the ledger is ghostsent.db in the user data folder
+    (`ghostsent ledger path` prints it); a 0.1 ledger in the current folder gets a note saying how to
+    keep using it, and is left alone."""
+    monkeypatch.delenv("GHOSTSENT_LEDGER", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["ledger", "path", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["path"] == str(tmp_path / "data/ghostsent/ghostsent.db")
+    r = CliRunner().invoke(main, ["new", "--json"])
+    assert r.exit_code == 0 and (tmp_path / "data/ghostsent/ghostsent.db").is_file()
+    assert not (tmp_path / "ghostsent.db").exists()
+
+    (tmp_path / "ghostsent.db").write_bytes(b"")  # stands for a 0.1 ledger here
+    r = CliRunner().invoke(main, ["list"])
+    assert r.exit_code == 0 and "--ledger ghostsent.db" in r.stderr
+    assert (tmp_path / "ghostsent.db").read_bytes() == b""
+    r = CliRunner().invoke(main, ["ledger", "path"])
+    assert r.stdout.strip() == str(tmp_path / "data/ghostsent/ghostsent.db") and "Note:" in r.stderr
+
+
+def test_every_option_can_come_from_the_environment(tmp_path, monkeypatch):
+    """GHOSTSENT_<COMMAND>_<OPTION> (click's auto_envvar_prefix) and GHOSTSENT_LEDGER for every command."""
+    led = tmp_path / "env.db"
+    monkeypatch.setenv("GHOSTSENT_LEDGER", str(led))
+    monkeypatch.setenv("GHOSTSENT_NEW_OWNER", "from-env")
+    monkeypatch.setenv("GHOSTSENT_NEW_WORDS", "7")
+    r = CliRunner().invoke(main, ["new", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["owner"] == "from-env" and d["n_words"] == 7 and led.is_file()
+    monkeypatch.setenv("GHOSTSENT_LIST_OWNER", "nobody")
+    r = CliRunner().invoke(main, ["list", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == []

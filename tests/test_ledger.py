@@ -18,6 +18,8 @@ from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.passphrase import Ghost, draw_words
 from ghostsent.wordlists import load_wordlist, parse_wordlist
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 EN = load_wordlist("en")
 # A minimal legal custom list: 1024 words, so 1-word passphrases collide quickly.
 TINY = parse_wordlist("\n".join(EN.words[:1024]), "tiny.txt")

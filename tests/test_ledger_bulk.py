@@ -10,6 +10,8 @@ import pytest
 from ghostsent.errors import LedgerError
 from ghostsent.ledger import Ledger
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 
 def _sha(x: str) -> str:
     return hashlib.sha256(x.encode()).hexdigest()

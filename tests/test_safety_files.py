@@ -14,6 +14,8 @@ from ghostsent.ledger import Ledger
 from ghostsent.sentences import sentence_boundaries
 from proc import gs, one_line_error
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 TEXT = "First sentence here. Second one follows. Third is last.\n"
 
 

@@ -16,6 +16,8 @@ from ghostsent.ledger.transfer import export_jsonl, import_jsonl
 from ghostsent.wordlists import load_wordlist
 from proc import gs, one_line_error, popen
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 EN = load_wordlist("en")
 
 

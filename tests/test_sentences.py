@@ -5,6 +5,8 @@ import pytest
 
 from ghostsent.sentences import line_col, protected_spans, sentence_boundaries
 
+pytestmark = pytest.mark.core  # runs on the light install (no extras)
+
 
 def ends(text: str) -> set[int]:
     return {b.offset for b in sentence_boundaries(text) if b.kind == "after"}

@@ -6,7 +6,8 @@ import json
 import pytest
 
 from ghostsent.errors import InputError
-from ghostsent.study import StudyConfig, run_study, validate
+from ghostsent.study.config import StudyConfig, validate
+from ghostsent.study.runner import run_study
 
 TINY = dict(corpus="builtin:pydoc", n_documents=10, min_words=60, max_words=70, repetitions=(1, 3), ids_per_cell=1,
             n_controls=3, words=(8,), n_nulls=100, alpha=0.01, ks=(2,), seq_len=128, batch_size=4, max_steps=2)
@@ -22,7 +23,7 @@ def test_grid_that_cannot_be_filled_is_refused_before_training():
 
 
 def test_corpus_too_small_is_refused(tmp_path):
-    from ghostsent.study import prepare_corpus
+    from ghostsent.study.runner import prepare_corpus
 
     (tmp_path / "a.txt").write_text("One short real sentence. " * 30)
     with pytest.raises(InputError, match="needs --documents"):

@@ -13,7 +13,7 @@ pytest.importorskip("datatrove")
 pytest.importorskip("trafilatura")
 
 from ghostsent.cli import main  # noqa: E402
-from ghostsent.corpus import load_corpus  # noqa: E402
+from ghostsent.study.corpus import load_corpus  # noqa: E402
 from ghostsent.insert import insert  # noqa: E402
 from ghostsent.ledger import Ledger  # noqa: E402
 from ghostsent.passphrase import draw_words  # noqa: E402

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("datatrove")
 
-from ghostsent.corpus import load_corpus  # noqa: E402
+from ghostsent.study.corpus import load_corpus  # noqa: E402
 from ghostsent.errors import InputError  # noqa: E402
 from ghostsent.insert import insert  # noqa: E402
-from ghostsent.study import StudyConfig, validate  # noqa: E402
+from ghostsent.study.config import StudyConfig, validate  # noqa: E402
 from ghostsent.survive.pipeline import through_pipeline  # noqa: E402
 from ghostsent.survive.stages import regex_tokenizer  # noqa: E402
 
@@ -51,7 +51,7 @@ def test_study_plants_then_trains_on_what_the_pipeline_keeps(tmp_path):
     """The study's own planting, then pipeline_texts (the step run_one takes before fine-tuning when
     --pipeline is set): the survival report lands next to the run, the kept texts carry the ghosts."""
     from ghostsent.ledger import Ledger
-    from ghostsent.study import pipeline_texts, plant, prepare_corpus
+    from ghostsent.study.runner import pipeline_texts, plant, prepare_corpus
 
     cfg = StudyConfig(**TINY, pipeline="default")
     docs = prepare_corpus(cfg)
@@ -64,6 +64,6 @@ def test_study_plants_then_trains_on_what_the_pipeline_keeps(tmp_path):
     assert survival["copies"] == 1 + 3 and survival["documents"] == len(texts)
     assert len(kept) == survival["stages"][-1]["docs_kept"]
     for m in members:
-        ghost = m["ghost"].text
-        assert survival["final_copies"].get(m["id"], 0) == sum(ghost in t for t in kept)
+        ghost = m.ghost.text
+        assert survival["final_copies"].get(m.id, 0) == sum(ghost in t for t in kept)
     assert logs and logs[0].startswith("pipeline kept ")

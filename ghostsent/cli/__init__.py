@@ -2,7 +2,7 @@
 
 One module per command group, each command parse -> one library call -> render:
 
-    ledger.py    new, list, show, export, import, commit, ledger merge
+    ledger.py    new, list, show, export, import, commit, ledger path, ledger merge
     tagging.py   insert, tag-jsonl, tag
     detect.py    probe, ppl-test, audit, card, check
     survive.py   survive
@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import click
 
+from ghostsent import __version__
 from ghostsent.errors import (EXIT_BROKEN_PIPE, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_LEDGER, GhostsentError,
                               OutputClosedError)
 from ghostsent.names import json_printable, printable
@@ -34,8 +35,7 @@ TIMEOUT_ENV = "GHOSTSENT_LEDGER_TIMEOUT"  # seconds to wait for a ledger another
 # command name -> "module:function" under ghostsent.cli (help lists them in this order)
 COMMANDS = {
     "new": "ledger:new", "list": "ledger:list_cmd", "show": "ledger:show", "export": "ledger:export",
-    "import": "ledger:import_cmd", "commit": "ledger:commit",
-    "ledger": "ledger:ledger_group",
+    "import": "ledger:import_cmd", "commit": "ledger:commit", "ledger": "ledger:ledger_group",
     "insert": "tagging:insert", "tag-jsonl": "tagging:tag_jsonl_cmd", "tag": "tagging:tag_cmd",
     "probe": "detect:probe", "ppl-test": "detect:ppl_test", "audit": "detect:audit", "card": "detect:card",
     "check": "detect:check",
@@ -46,8 +46,28 @@ COMMANDS = {
 INTERRUPTED = "Interrupted."  # what was kept (if anything) the library has said in a warning before
 
 
+OLD_DEFAULT = Path("ghostsent.db")  # where 0.1 kept the ledger: the current folder
+
+
 def default_ledger_path() -> Path:
-    return Path(os.environ.get(LEDGER_ENV) or "ghostsent.db")
+    """$GHOSTSENT_LEDGER, else ghostsent.db in the user data folder (platformdirs), not the current folder:
+    one ledger per user, wherever a command runs."""
+    if os.environ.get(LEDGER_ENV):
+        return Path(os.environ[LEDGER_ENV])
+    from platformdirs import user_data_path
+
+    return user_data_path("ghostsent", appauthor=False) / "ghostsent.db"
+
+
+def old_ledger_notice(path: Path | None) -> str | None:
+    """A 0.1 ledger (./ghostsent.db) in the current folder while the default is used: say how to keep
+    using it rather than switching ledgers silently."""
+    if path is not None or os.environ.get(LEDGER_ENV) or not OLD_DEFAULT.is_file():
+        return None
+    if os.path.realpath(OLD_DEFAULT) == os.path.realpath(default_ledger_path()):
+        return None
+    return (f"Note: ./{OLD_DEFAULT} is here, but the default ledger is now {default_ledger_path()}; to keep "
+            f"using ./{OLD_DEFAULT} pass --ledger {OLD_DEFAULT} or set {LEDGER_ENV}={OLD_DEFAULT.resolve()}")
 
 
 # ------------------------------------------------------------------------------------------- output
@@ -97,6 +117,7 @@ HINTS = {
     "ledger_missing": "check --ledger or $GHOSTSENT_LEDGER; `ghostsent new` starts a ledger",
     "allow_filtered": "pass --allow-filtered to use it anyway",
     "base_url": "--base-url",
+    "glob": "--glob PATTERN",
 }
 
 
@@ -141,6 +162,17 @@ def guarded(run: Callable[[], Any]) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- group
+def _with_envvars(cmd: click.Command, name: str) -> click.Command:
+    """GHOSTSENT_<COMMAND>_<OPTION> for each option, named after its long flag (--words: GHOSTSENT_NEW_WORDS),
+    where click's auto_envvar_prefix would use the parameter's internal name (n_words)."""
+    prefix = f"GHOSTSENT_{name.replace('-', '_').upper()}_"
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.envvar is None:
+            p.envvar = prefix + max(p.opts, key=len).lstrip("-").replace("-", "_").upper()
+    return cmd
+
+
+
 class LazyGroup(click.Group):
     """Commands from COMMANDS, each module imported when its command is asked for; every command runs
     inside `guarded`."""
@@ -153,14 +185,17 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module, attr = target.split(":")
-        return getattr(importlib.import_module(f"ghostsent.cli.{module}"), attr)
+        return _with_envvars(getattr(importlib.import_module(f"ghostsent.cli.{module}"), attr), name)
 
     def invoke(self, ctx: click.Context) -> Any:
         return guarded(lambda: super(LazyGroup, self).invoke(ctx))
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ghostsent")
+# Every option can also come from the environment: GHOSTSENT_<COMMAND>_<OPTION> (e.g. GHOSTSENT_PROBE_MODEL,
+# GHOSTSENT_AUDIT_ALPHA); --ledger from GHOSTSENT_LEDGER for every command (docs/cli.md).
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                              "auto_envvar_prefix": "GHOSTSENT"})
+@click.version_option(version=__version__, prog_name="ghostsent")
 def main() -> None:
     """ghostsent: insert ghost sentences into your text, then test whether a model memorised them.
 
@@ -176,7 +211,9 @@ ledger_option = click.option(
     "ledger_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"Ledger SQLite file [env {LEDGER_ENV}; default ./ghostsent.db].",
+    envvar=LEDGER_ENV,
+    help=f"Ledger SQLite file [env {LEDGER_ENV}; default: ghostsent.db in the user data folder, "
+         "see `ghostsent ledger path`].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 allow_filtered_option = click.option(
@@ -221,7 +258,13 @@ def open_ledger(path: Path | None, create: bool = False):
         timeout = float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT)
     except ValueError:
         raise InputError(f"${TIMEOUT_ENV} must be a number of seconds") from None
-    led = Ledger(path or default_ledger_path(), create=create, timeout=timeout)
+    notice = old_ledger_notice(path)
+    if notice:
+        line(notice)
+    target = path or default_ledger_path()
+    if path is None and create:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    led = Ledger(target, create=create, timeout=timeout)
     if led.created:
         echo(f"created new ledger at {led.path}", err=True)
     return led

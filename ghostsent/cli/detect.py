@@ -20,8 +20,8 @@ def model_options(fn: Callable) -> Callable:
         click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
                      help="Environment variable holding the API key (the key itself is never logged)."),
         click.option("-M", "--model-option", "model_args", multiple=True, metavar="KEY=VALUE",
-                     help="Model option, repeatable: device, dtype, batch_size, max_tokens, concurrency, revision, "
-                          "timeout... (which ones depends on the kind of model; docs/cli.md)."),
+                     help="Model option, repeatable. Local models: device, dtype, token_budget, revision; "
+                          "openai: timeout, max_retries, concurrency, batch_size (docs/cli.md)."),
     ]
     for o in reversed(opts):
         fn = o(fn)

@@ -1,4 +1,4 @@
-"""Identifiers and the ledger: new, list, show, export, import, commit, ledger merge."""
+"""Identifiers and the ledger: new, list, show, export, import, commit, ledger path, ledger merge."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ghostsent.cli import (SEED_WARNING, allow_filtered_option, echo, emit, fmt_p, json_option, ledger_option, line,
+from ghostsent.cli import (LEDGER_ENV, SEED_WARNING, default_ledger_path, old_ledger_notice, allow_filtered_option, echo, emit, fmt_p, json_option, ledger_option, line,
                            open_ledger, q)
 from ghostsent.names import json_printable
 
@@ -215,12 +215,24 @@ def commit(ledger_path, as_json):
     emit(data, as_json, human)
 
 
-# --- ledger merge (issue 12) -------------------------------------------------------------------
 @click.group("ledger")
 def ledger_group() -> None:
-    """Ledger maintenance: merge insertion manifests from distributed jobs."""
+    """Where the ledger is; merging insertion manifests from distributed jobs."""
 
 
+@ledger_group.command("path")
+@ledger_option
+@json_option
+def ledger_path_cmd(ledger_path, as_json):
+    """Print the ledger a command would use here (--ledger, $GHOSTSENT_LEDGER, or the user data folder)."""
+    path = ledger_path or default_ledger_path()
+    source = "--ledger" if ledger_path else (LEDGER_ENV if os.environ.get(LEDGER_ENV) else "default")
+    notice = old_ledger_notice(ledger_path)
+    emit({"path": str(path), "exists": path.is_file(), "source": source, "notice": notice}, as_json,
+         lambda: (echo(str(path)), notice and line(notice)))
+
+
+# merge: insertion manifests from Spark / datatrove jobs (issue 12, docs/scale.md)
 @ledger_group.command("merge")
 @click.argument("manifest", type=click.Path(exists=True, path_type=Path))
 @ledger_option

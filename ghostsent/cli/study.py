@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ghostsent.cli import echo, emit, int_list, json_option, str_list
+from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
 
 @click.command()
 @click.option("--corpus", default="builtin:kjv", show_default=True,
@@ -46,7 +46,8 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
           positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum, max_steps,
           n_nulls, k_values, alpha, seed, pipeline, out_dir, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
-    from ghostsent.study import StudyConfig, run_study
+    from ghostsent.study.config import StudyConfig
+    from ghostsent.study.runner import run_study
 
     cfg = StudyConfig(
         corpus=corpus, text_field=text_field, owner_field=owner_field, min_words=min_words, max_words=max_words,
@@ -74,19 +75,24 @@ def study(corpus, text_field, owner_field, n_documents, min_words, max_words, re
 @json_option
 def demo(out_dir, corpus, ledger_path, seed, as_json):
     """The whole loop in about 5 minutes: tag, fine-tune, detect, report."""
-    from ghostsent.demo import run_demo
-    from ghostsent.stats import format_p
+    from ghostsent.study.demo import run_demo
 
     log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_demo(out_dir, corpus=corpus, ledger_path=ledger_path, progress=not as_json, log=log, seed=seed)
 
     def human() -> None:
         echo("")
-        echo(f"{'model':<12} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9}  verdict")
+        echo(f"{'model':<12} {'test':>4} {'last-k probe p':>15} {'perplexity rank':>16} {'ppl p':>9} "
+             f"{'corrected p':>12}  verdict")
         for r in res.rows:
-            echo(f"{r['model']:<12} {format_p(r['probe_p']):>15} {str(r['ppl_rank']) + '/' + str(r['ppl_n']):>16} "
-                       f"{format_p(r['ppl_p']):>9}  {'DETECTED' if r['detected'] else 'not detected'}")
-        echo(f"\nFull reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
-                   f"({res.seconds:.0f} s in all)")
+            echo(f"{r.model:<12} {'#' + str(r.test_number):>4} {fmt_p(r.probe_p):>15} "
+                 f"{str(r.ppl_rank) + '/' + str(r.ppl_n):>16} {fmt_p(r.ppl_p):>9} {fmt_p(r.p_history):>12}  "
+                 f"{'DETECTED' if r.detected else 'not detected'}")
+        echo(f"\nThe corrected p is the smaller of the two tests' p times 2 (two tests), times j(j+1) for the "
+             f"identifier's j-th test (alpha {res.alpha:g}). With {res.rows[-1].ppl_n - 1} nulls the perplexity "
+             f"test alone cannot go below {fmt_p(res.ppl_floor)} on test #{res.rows[-1].test_number}"
+             + (", so it cannot reach alpha by itself here; the probe can." if res.ppl_floor >= res.alpha else "."))
+        echo(f"Full reports: {res.report_dir}/untouched/report.md and {res.report_dir}/fine-tuned/report.md "
+             f"({res.seconds:.0f} s in all)")
 
-    emit(res.__dict__, as_json, human)
+    emit(res.to_dict(), as_json, human)

@@ -13,6 +13,9 @@ from ghostsent.cli import (SEED_WARNING, allow_filtered_option, echo, emit, json
 @click.command()
 @click.argument("identifier")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--glob", "globs", multiple=True, metavar="PATTERN",
+              help="Files to take from folders, repeatable [default: *.txt *.md *.markdown *.rst *.text]; "
+                   "hidden files and folders are skipped, files named explicitly always count.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write tagged copies under this folder [default: ./tagged].")
 @click.option("--in-place", is_flag=True, help="Rewrite the files themselves (atomically; keeps PATH.bak).")
@@ -24,9 +27,10 @@ from ghostsent.cli import (SEED_WARNING, allow_filtered_option, echo, emit, json
 @allow_filtered_option
 @ledger_option
 @json_option
-def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, encoding, seed, allow_filtered,
+def insert(identifier, paths, globs, out_dir, in_place, no_backup, dry_run, position, encoding, seed, allow_filtered,
            ledger_path, as_json):
-    """Insert IDENTIFIER's ghost sentence into each text file at a sentence boundary.
+    """Insert IDENTIFIER's ghost sentence into each text file (or the text files in each folder) at a
+    sentence boundary.
 
     Code blocks, front matter, HTML, tables, links and URLs are never touched; encoding, BOM and
     newline style are kept. Each insertion is recorded in the ledger as the file is written.
@@ -47,7 +51,7 @@ def insert(identifier, paths, out_dir, in_place, no_backup, dry_run, position, e
             check_identifier(ident)
         results = tag_files(led, ident, list(paths), out_dir=out_dir or Path("tagged"), in_place=in_place,
                             backup=not no_backup, dry_run=dry_run, position=position, encoding=encoding, rng=rng,
-                            warn=None if as_json else (lambda m: line(f"Warning: {m}")))
+                            warn=None if as_json else (lambda m: line(f"Warning: {m}")), globs=globs)
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

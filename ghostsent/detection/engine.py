@@ -78,7 +78,7 @@ def run_detection(
     except KeyboardInterrupt:
         res.status = "partial"
     res.subjects = list(state.rows.values())
-    res.null_scores, res.scoring_order = state.null_scores, state.scoring_order
+    res.null_scores, res.scoring_order, res.null_sets = state.null_scores, state.scoring_order, state.null_sets
     summarise(res, state)
     res.seconds = round(time.time() - t0, 2)
     return res

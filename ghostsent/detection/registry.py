@@ -48,6 +48,7 @@ class RunState:
     progress: bool = False
     null_scores: dict[str, list[float]] = field(default_factory=dict)
     scoring_order: dict[str, list[int]] = field(default_factory=dict)
+    null_sets: dict[str, Any] = field(default_factory=dict)      # stratum -> the nulls' ScoredSet
 
 
 class DetectionTest(ABC):
@@ -62,7 +63,7 @@ class DetectionTest(ABC):
     @abstractmethod
     def run(self, state: RunState) -> None: ...
 
-    def combine(self, members: list[SubjectResult], state: RunState, combined: Combined) -> None:
+    def combine(self, members: list[SubjectResult], state: RunState, combined: Combined) -> None:  # noqa: B027
         """Fill this test's part of the combined answer (default: none)."""
 
     def control_summary(self, controls: list[SubjectResult], alpha: float) -> ControlSummary | None:
@@ -137,6 +138,7 @@ class PplTest(DetectionTest):
                                progress=state.progress, rng=state.rng)
             sub_part, null_part = scored.split(len(subs))
             state.null_scores[st] = null_part.score.tolist()
+            state.null_sets[st] = null_part
             state.scoring_order[st] = scored.order
             position = {c: j for j, c in enumerate(scored.order)}
             tail = fit_tail(null_part.score)

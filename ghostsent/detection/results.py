@@ -179,6 +179,9 @@ class DetectionResult:
     controls: dict[str, ControlSummary] = field(default_factory=dict)
     null_scores: dict[str, list[float]] = field(default_factory=dict)   # per stratum, for plots
     scoring_order: dict[str, list[int]] = field(default_factory=dict)  # per stratum: candidate scored j-th
+    # per stratum, the nulls' target and reference scores (perplexity.ScoredSet): for callers that rank
+    # against them otherwise (the study ranks the raw and the untouched NLL too); not serialised
+    null_sets: dict[str, Any] = field(default_factory=dict, repr=False)
     disclosures: list[Shown] = field(default_factory=list)
     verdict: str = ""
     detected: bool = False

@@ -150,13 +150,19 @@ def tag_files(
     encoding: str | None = None,
     rng: random.Random | None = None,
     warn: Callable[[str], None] | None = None,
+    globs: Sequence[str] | None = None,
 ) -> list[FileResult]:
-    """Insert `identifier`'s ghost into each file. All files are read, decoded and their outputs checked
-    before anything is written, so one bad file or unsafe output stops the run with nothing written.
-    If writing fails part-way, the error names the files already changed (each recorded)."""
+    """Insert `identifier`'s ghost into each file; folders are walked for files matching `globs`
+    (default DEFAULT_GLOBS; hidden names skipped, like black and ruff). All files are read, decoded and
+    their outputs checked before anything is written, so one bad file or unsafe output stops the run with
+    nothing written. If writing fails part-way, the error names the files already changed (each recorded)."""
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
-    paths = unique_paths(list(paths))
+    exclude = [] if (in_place or dry_run) else [out_dir or Path("tagged")]
+    paths = unique_paths(expand_paths(paths, tuple(globs or DEFAULT_GLOBS), exclude))
+    if not paths:
+        raise InputError("no files to tag: the folders given hold no file matching "
+                         + ", ".join(globs or DEFAULT_GLOBS), hint="glob")
     mapping = {} if (in_place or dry_run) else output_paths(paths, out_dir or Path("tagged"))
     docs: dict[Path, TextFile | None] = {}
     for p in paths:

@@ -151,5 +151,5 @@ class Target(ABC):
         url = self.describe().get("base_url")
         return f"{self.spec} at {safe_url(str(url))}" if url else self.spec
 
-    def close(self) -> None:  # pragma: no cover - default no-op
+    def close(self) -> None:  # noqa: B027 - a default no-op; targets with connections override it
         pass

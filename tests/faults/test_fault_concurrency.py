@@ -53,7 +53,7 @@ def test_two_insert_in_place_runs_on_the_same_files(tmp_path):
     files = _files(tmp_path, 30)
     ledger = tmp_path / "l.db"
     ident = json.loads(gs("new", "--words", "5", "--json", "--ledger", ledger).stdout)["id"]
-    for attempt in range(3):
+    for _attempt in range(3):
         results = _start_together(["insert", ident, *files, "--in-place", "--ledger", ledger],
                                   ["insert", ident, *files, "--in-place", "--ledger", ledger])
         for p, _, err in results:

@@ -27,8 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import InputError
-from .targets.base import Scored
+from ghostsent.errors import InputError
+from ghostsent.targets.base import Scored
 
 
 def _logprobs(s: Scored) -> np.ndarray:

@@ -19,7 +19,6 @@ Read it top to bottom, nanoGPT style:
 """
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -30,7 +29,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, ModelError
+from ghostsent.errors import InputError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -169,7 +168,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def fresh_copy(model):
     """A plain float32 CPU copy of `model` to train: never the caller's model (targets.hf.plain_copy)."""
-    from .targets.hf import plain_copy
+    from ghostsent.targets.hf import plain_copy
 
     return plain_copy(model, torch.float32)
 
@@ -314,6 +313,6 @@ def evaluate_loss(model, tokenizer, texts: list[str], seq_len: int = 256, batch_
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path) -> Path:
     """Save a plain Hugging Face checkpoint that `hf:PATH` loads, atomically (targets.hf.save_plain)."""
-    from .targets.hf import save_plain
+    from ghostsent.targets.hf import save_plain
 
     return save_plain(model, tokenizer, out_dir)

