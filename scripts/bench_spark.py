@@ -54,7 +54,7 @@ def main() -> int:
     args = ap.parse_args()
     from ghostsent.ledger import Ledger
     from ghostsent.ledger.manifest import merge_manifest
-    from ghostsent.spark import local_session, tag_spark
+    from ghostsent.tagging.spark import local_session, tag_spark
     from ghostsent.tagging import JsonlOptions
 
     cores = int(args.master[6:-1]) if args.master.startswith("local[") and args.master[6:-1].isdigit() else os.cpu_count()

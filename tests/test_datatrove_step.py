@@ -1,4 +1,4 @@
-"""ghostsent.datatrove.GhostTagger in a real datatrove LocalPipelineExecutor run (2 tasks), against the
+"""ghostsent.tagging.datatrove.GhostTagger in a real datatrove LocalPipelineExecutor run (2 tasks), against the
 single-process tagger on the same ledger, and its manifests merged into the ledger."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datatrove.executor import LocalPipelineExecutor  # noqa: E402
 from datatrove.pipeline.readers import JsonlReader  # noqa: E402
 from datatrove.pipeline.writers import JsonlWriter  # noqa: E402
 
-from ghostsent.datatrove import GhostTagger  # noqa: E402
+from ghostsent.tagging.datatrove import GhostTagger  # noqa: E402
 from ghostsent.ledger import Ledger  # noqa: E402
 from ghostsent.ledger.manifest import merge_manifest  # noqa: E402
 from ghostsent.tagging import JsonlOptions, tag_jsonl  # noqa: E402

@@ -19,7 +19,7 @@ from ghostsent.tagging import JsonlOptions, tag_jsonl  # noqa: E402
 
 @pytest.fixture(scope="module")
 def spark():
-    from ghostsent.spark import local_session
+    from ghostsent.tagging.spark import local_session
 
     s = local_session("local[2]", "ghostsent-tests")
     yield s
@@ -35,7 +35,7 @@ def corpus(path, n=120, owners=5):
 
 @pytest.mark.parametrize("cap,fraction", [(3, None), (None, 0.3)])
 def test_spark_matches_single_process_row_by_row_and_merge_is_idempotent(tmp_path, spark, cap, fraction):
-    from ghostsent.spark import tag_spark
+    from ghostsent.tagging.spark import tag_spark
 
     inp = tmp_path / "in.jsonl"
     corpus(inp)
@@ -70,7 +70,7 @@ def test_spark_matches_single_process_row_by_row_and_merge_is_idempotent(tmp_pat
 
 def test_spark_without_id_field_uses_row_numbers_and_reports_bad_rows(tmp_path, spark):
     from ghostsent.errors import InputError
-    from ghostsent.spark import tag_spark
+    from ghostsent.tagging.spark import tag_spark
 
     inp = tmp_path / "in.jsonl"
     corpus(inp, n=60, owners=3)

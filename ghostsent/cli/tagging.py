@@ -189,7 +189,7 @@ def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
         check = check_identifier
     with open_ledger(kw["ledger_path"], create=True) as led:
         if engine == "spark":
-            from ghostsent.spark import local_session, tag_spark
+            from ghostsent.tagging.spark import local_session, tag_spark
             summary = tag_spark(local_session(spark_master), led, in_path, out_path, manifest, opts, fmt,
                                 check).to_dict()
         elif fmt == "hf":

@@ -9,9 +9,10 @@
     parallel.py   --workers N: jsonl.tag_line in processes, results in input order
     tables.py     Parquet, CSV and Hugging Face datasets through pyarrow (tag_table, tag_hf_dataset)
     splice.py     inserting into one string field of a raw JSON line
+    spark.py      the same rules as a Spark job (needs pyspark; imported only by name)
+    datatrove.py  GhostTagger, a datatrove PipelineStep (needs datatrove; imported only by name)
 
-Engines outside this package use the same core: ghostsent.spark (a Spark job) and ghostsent.datatrove
-(a datatrove PipelineStep); their insertions come back through ledger/manifest.py.
+Spark and datatrove insertions come back to the ledger through ledger/manifest.py (`ghostsent ledger merge`).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A datatrove PipelineStep that tags documents as they flow through a corpus-preparation pipeline.
 
-    from ghostsent.datatrove import GhostTagger
+    from ghostsent.tagging.datatrove import GhostTagger
     LocalPipelineExecutor(pipeline=[JsonlReader("in/"), GhostTagger("ghostsent.db", "manifest/",
                                     owner_key="author", fraction=0.1), JsonlWriter("out/")], tasks=8).run()
     # then: ghostsent ledger merge manifest/ --ledger ghostsent.db
