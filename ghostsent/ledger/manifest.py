@@ -131,6 +131,9 @@ def _file_meta(file: str) -> dict:
 
 def merge_manifest(ledger: Any, path: "str | Path") -> MergeResult:
     """Check every row of the manifest at `path`, then add the new ones in one transaction."""
+    from ghostsent.extras import require
+
+    require("formats", "pyarrow", what="merging a manifest (Parquet)")
     files = manifest_files(path)
     result = MergeResult(files)
     seen: set[tuple[str, str, str]] = set()

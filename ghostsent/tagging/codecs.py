@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from typing import IO
 
-from ghostsent.errors import InputError
+from ghostsent.extras import require
 
 CODECS = {".gz": "gzip", ".zst": "zstd"}
 
@@ -34,11 +34,8 @@ class _ZstdRaw(io.RawIOBase):
     (zstandard's stream reader would just stop)."""
 
     def __init__(self, path: str) -> None:
-        try:
-            import zstandard
-        except ImportError:
-            raise InputError(f"{path}: reading .zst needs the zstandard package "
-                             f"(pip install 'ghostsent[formats]')") from None
+        require("formats", "zstandard", what=f"reading {path}")
+        import zstandard
         self._new = zstandard.ZstdDecompressor().decompressobj
         self._f, self._d, self._out, self._started = open(path, "rb"), None, b"", False
 
@@ -69,6 +66,8 @@ class _ZstdRaw(io.RawIOBase):
 
 def compress_into(src: str, dst: str, codec: str) -> None:
     """Compress file `src` into `dst` atomically (temp file in dst's folder, fsync, rename)."""
+    if codec == "zstd":
+        require("formats", "zstandard", what=f"writing {dst}")
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dst)), prefix=".ghostsent-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as raw, open(src, "rb") as fin:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 from ghostsent.errors import InputError
+from ghostsent.extras import require
 from ghostsent.insert import placer
 from ghostsent.tagging.core import (NO_BOUNDARY, TAGGED, BadRecord, OwnerGhost, RecordRules, TagPolicy, eligible,
                                     owner_name, rank_record, tag_record)
@@ -250,6 +251,7 @@ def tag_spark(spark: Any, ledger: Any, in_path: str, out_path: str, manifest_pat
     The insertions reach the ledger with `ghostsent ledger merge MANIFEST` (merge_manifest)."""
     from ghostsent.names import path_label
 
+    require("spark", what="--engine spark")
     df = read_table(spark, in_path, fmt)
     out_df, man_df, facts = tag_dataframe(df, ledger, opts, path_label(in_path), check_ghost)
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ghostsent.errors import InputError
+from ghostsent.extras import require
 from ghostsent.fsio import atomic_write, same_file
 from ghostsent.names import path_label
 from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, RecordRules, eligible,
@@ -144,6 +145,7 @@ def _check_output(ledger: Any, in_path: str, out_path: str) -> None:
 def tag_table(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions, fmt: str,
               check_ghost: Callable[[Any], None] | None = None) -> dict:
     """Tag the table at `in_path` into `out_path` (same format and schema); returns the summary."""
+    require("formats", "pyarrow", what=f"tagging {fmt}")
     opts.validate()
     _check_output(ledger, in_path, out_path)
     tagged = tag_arrow(ledger, read_table(in_path, fmt), path_label(in_path), opts, check_ghost)
@@ -160,6 +162,7 @@ def tag_hf_dataset(ledger: Any, in_path: str, out_path: str, opts: JsonlOptions,
     import shutil
     import tempfile
 
+    require("hf", what="tagging a Hugging Face dataset")
     import datasets
 
     opts.validate()
