@@ -220,14 +220,16 @@ _UNREAD = 0xFFFFFFFF  # owner index of a blank or unreadable line
 
 
 class _FirstPass:
-    """Per input line: its keyed rank and its owner (an index into `owners`), or _UNREAD."""
+    """Per input line: its keyed rank, its owner (an index into `owners`, or _UNREAD) and its byte
+    offset: 20 bytes a line."""
 
     def __init__(self) -> None:
-        self.ranks, self.owner_of = array("Q"), array("I")
+        self.ranks, self.owner_of, self.offsets = array("Q"), array("I"), array("Q")
         self.owners: list[str] = []
         self._index: dict[str, int] = {}
 
-    def add(self, r: Any) -> None:
+    def add(self, r: Any, offset: int) -> None:
+        self.offsets.append(offset)
         if r is None:
             self.ranks.append(0)
             self.owner_of.append(_UNREAD)
@@ -238,6 +240,16 @@ class _FirstPass:
             self.owners.append(r.owner)
         self.ranks.append(rank_of(r.digest))
         self.owner_of.append(i)
+
+    def by_owner(self, cutoff: int) -> dict[int, list[int]]:
+        """Line indices of each owner's records whose rank passes the fraction, smallest rank first."""
+        groups: dict[int, list[int]] = {}
+        for i, (o, rank) in enumerate(zip(self.owner_of, self.ranks)):
+            if o != _UNREAD and rank < cutoff:
+                groups.setdefault(o, []).append(i)
+        for idx in groups.values():
+            idx.sort(key=self.ranks.__getitem__)
+        return groups
 
 
 class JsonlTagger:
@@ -347,35 +359,60 @@ class JsonlTagger:
         return job_selection(self.ledger, self.opts)
 
     def _first_pass(self) -> None:
-        """For max_per_owner: read the whole input once for each owner's N smallest eligible ranks
-        (selection.py), keeping each line's rank and owner (12 bytes a line) so that the tagging pass
-        copies the lines not chosen without parsing them again. Lines the rules cannot read are left to
-        the tagging pass to report."""
+        """For max_per_owner: read the whole input once, keeping each line's rank, owner and offset (so
+        the tagging pass copies the lines not chosen without parsing them again), then find each owner's
+        N smallest eligible ranks (selection.py). A seekable input is walked in rank order afterwards,
+        placing only the records that are looked at (N per owner, plus any without a boundary); a
+        compressed one keeps bounded heaps as it goes. Lines the rules cannot read are left to the
+        tagging pass to report."""
         sel = self.rules.selection
         if not sel.needs_first_pass:
             return
-        ranks, seen = SmallestRanks(sel.max_per_owner), _FirstPass()
-        compressed = self.paths.inp != "-" and codec_of(self.paths.inp) is not None
+        seen, compressed = _FirstPass(), self.paths.inp != "-" and codec_of(self.paths.inp) is not None
+        heaps = SmallestRanks(sel.max_per_owner) if compressed else None
         start = None if compressed else self.fin.tell()
         fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
         if not compressed:
             fin.seek(0)
+        offset = 0
         for lineno, raw in enumerate(fin, 1):
             try:
                 obj, _ = _parse(raw, 0)
                 r = None if obj is None else rank_record(obj, self.rules, lineno)
             except (_BadLine, BadRecord):
                 r = None
-            seen.add(r)
-            if r is not None and sel.admits(r.digest):
-                ranks.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
+            seen.add(r, offset)
+            offset += len(raw)
+            if heaps is not None and r is not None and sel.admits(r.digest):
+                heaps.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
         if compressed:
             fin.close()
+            sel.thresholds, sel.placed = heaps.thresholds(), heaps.placed()
         else:
+            sel.thresholds, sel.placed = self._walk(seen, fin)
             fin.seek(start)
-        sel.thresholds = ranks.thresholds()
-        sel.placed = ranks.placed()
         self.first = seen
+
+    def _walk(self, seen: _FirstPass, fin: Any) -> tuple[dict[str, int], dict]:
+        """Each owner's records in rank order, re-read by offset, until N are eligible: the N-th one's
+        rank is the owner's threshold, and the placements made on the way are kept for the tagging pass."""
+        sel, thresholds, placed = self.rules.selection, {}, {}
+        for o, idx in seen.by_owner(sel.cutoff).items():
+            got = 0
+            for i in idx:
+                if got >= sel.max_per_owner:
+                    break
+                fin.seek(seen.offsets[i])
+                try:
+                    obj, _ = _parse(fin.readline(), 0)
+                    e = eligible(rank_record(obj, self.rules, i + 1), self)
+                except (_BadLine, BadRecord, TypeError):
+                    raise InputError(f"{self.paths.in_label}, line {i + 1}: changed while it was being read") from None
+                if e:
+                    got += 1
+                    thresholds[seen.owners[o]] = seen.ranks[i]
+                    placed[e[0]] = e[1:]
+        return thresholds, placed
 
     def _not_chosen(self, lineno: int) -> str | None:
         """The owner of line `lineno` if the first pass read it as a record its rule does not choose
