@@ -18,10 +18,11 @@ The rules (TagPolicy.max_per_owner / .fraction):
   their records, binomially, not exactly ceil(n*F) as the former every-1/F-th rule did).
 * max_per_owner N (with or without F): the owner's N eligible records with the smallest rank among
   those the fraction admits. "Eligible" keeps the former rule: a record that already carries the ghost
-  counts, one without a sentence boundary does not. This needs the whole input: a first pass keeps a
-  bounded heap of the N smallest eligible ranks per owner (memory O(owners x N); the eligibility check
-  runs only for records that enter a heap, about N(1 + ln(n/N)) per owner) and yields each owner's
-  threshold; the tagging pass chooses rank <= threshold. Records sharing an id share a rank, so
+  counts, one without a sentence boundary does not. This needs the whole input: a first pass finds
+  each owner's threshold (the N-th smallest eligible rank), either with a bounded heap per owner
+  (SmallestRanks: memory O(owners x N); the eligibility check runs only for records that enter a heap,
+  about N(1 + ln(n/N)) per owner) or, for a seekable JSONL file, by walking each owner's records in rank
+  order (jsonl.py); the tagging pass chooses rank <= threshold. Records sharing an id share a rank, so
   duplicates are chosen together (keep ids unique).
 """
 from __future__ import annotations
