@@ -92,7 +92,7 @@ def draw_words(wordlist: WordList, n: int = DEFAULT_WORDS, rng: random.Random | 
     studies.
     """
     if n < 1:
-        raise InputError(f"--words must be at least 1 (got {n})")
+        raise InputError(f"a passphrase needs at least 1 word (got {n})")
     words = wordlist.words
     if rng is None:
         return tuple(secrets.choice(words) for _ in range(n))

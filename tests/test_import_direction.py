@@ -73,3 +73,20 @@ def test_the_check_sees_a_wrong_import():
     assert "detection" not in ALLOWED[layer("ghostsent.ledger.store")]
     assert layer("ghostsent.detection.session") == "detection" and layer("ghostsent.survive.screen") == "ground"
     assert any(n.startswith("ghostsent.detection") and layer(m) == "cli" for m, n, _ in imports())
+
+
+def test_library_messages_never_name_command_line_flags():
+    """Errors raised by the library describe the problem; the CLI adds the flag (cli.HINTS)."""
+    import re
+
+    flagged = []
+    for f in sorted(PACKAGE.rglob("*.py")):
+        if "cli" in f.relative_to(PACKAGE).parts:
+            continue
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                text = " ".join(c.value for c in ast.walk(node.exc)
+                                if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                if re.search(r"(^|[\s(`'\"])--[a-z]", text):
+                    flagged.append(f"{f.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert flagged == []

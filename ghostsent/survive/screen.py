@@ -310,16 +310,13 @@ def wordlist_hits(words: "tuple[str, ...] | list[str]", lang: str = "en", limit:
     return out
 
 
-ALLOW_HINT = "pass --allow-filtered to use it anyway"
-
-
 def refuse_filtered(what: str, hits: list) -> None:
     """Raise the one-line InputError for a template, ghost or word list that trips a filter."""
     if not hits:
         return
     shown = "; ".join(str(h) if isinstance(h, FilterHit) else f"{h.word!r}: {h.hit}" for h in hits[:3])
     more = f" (+{len(hits) - 3} more)" if len(hits) > 3 else ""
-    raise InputError(f"{what} would trip pipeline filters, {shown}{more}; {ALLOW_HINT}")
+    raise InputError(f"{what} would trip pipeline filters, {shown}{more}", hint="allow_filtered")
 
 
 def language_of(wordlist_name: str, declared: str | None = None) -> str:

@@ -159,9 +159,10 @@ def tag_files(
     if position not in POSITIONS:
         raise InputError(f"unknown position {position!r} (choose from {', '.join(POSITIONS)})")
     exclude = [] if (in_place or dry_run) else [out_dir or Path("tagged")]
-    paths = unique_paths(expand_paths(paths, tuple(globs or DEFAULT_GLOBS), exclude))
+    given = list(paths)
+    paths = unique_paths(expand_paths(given, tuple(globs or DEFAULT_GLOBS), exclude))
     if not paths:
-        raise InputError("no files to tag: the folders given hold no file matching "
+        raise InputError(f"no files to tag: {', '.join(map(str, given))} holds no file matching "
                          + ", ".join(globs or DEFAULT_GLOBS), hint="glob")
     mapping = {} if (in_place or dry_run) else output_paths(paths, out_dir or Path("tagged"))
     docs: dict[Path, TextFile | None] = {}

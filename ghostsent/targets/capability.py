@@ -70,6 +70,8 @@ def _alignment_votes(e: EchoLogprobs) -> dict[str, int]:
     return votes
 
 
+# A little over 80 lines: the checks are one ordered list (each needs the scores of the one before), kept
+# together so the order that decides a verdict can be read in one place.
 def check_logprob_capability(target: Target, *, refresh: bool = False) -> CapabilityReport:
     """Score the probe texts and report every way the prompt log-probabilities are unusable."""
     if not refresh and target in _CACHE:
