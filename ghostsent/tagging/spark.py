@@ -251,7 +251,7 @@ def tag_spark(spark: Any, ledger: Any, in_path: str, out_path: str, manifest_pat
     The insertions reach the ledger with `ghostsent ledger merge MANIFEST` (merge_manifest)."""
     from ghostsent.names import path_label
 
-    require("spark", what="--engine spark")
+    require("spark", what="the Spark engine")
     df = read_table(spark, in_path, fmt)
     out_df, man_df, facts = tag_dataframe(df, ledger, opts, path_label(in_path), check_ghost)
     try:
