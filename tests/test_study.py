@@ -16,8 +16,9 @@ TINY = dict(corpus="builtin:pydoc", n_documents=10, min_words=60, max_words=70, 
 def test_grid_that_cannot_be_filled_is_refused_before_training():
     with pytest.raises(InputError, match="carrier documents"):
         validate(StudyConfig(**{**TINY, "repetitions": (5, 10)}))
-    with pytest.raises(InputError, match="--nulls"):
+    with pytest.raises(InputError, match="n_nulls 10 cannot give p") as e:
         validate(StudyConfig(**{**TINY, "n_nulls": 10}))
+    assert e.value.hint == "nulls"  # the CLI names --nulls (cli.HINTS); the library names no flag
     with pytest.raises(InputError, match="position"):
         validate(StudyConfig(**{**TINY, "positions": ("middle",)}))
 
@@ -26,8 +27,9 @@ def test_corpus_too_small_is_refused(tmp_path):
     from ghostsent.study.runner import prepare_corpus
 
     (tmp_path / "a.txt").write_text("One short real sentence. " * 30)
-    with pytest.raises(InputError, match="needs --documents"):
+    with pytest.raises(InputError, match=r"needs 10 \(n_documents\)") as e:
         prepare_corpus(StudyConfig(**{**TINY, "corpus": str(tmp_path)}))
+    assert e.value.hint == "documents"
 
 
 @pytest.mark.slow

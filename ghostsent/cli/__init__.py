@@ -118,6 +118,10 @@ HINTS = {
     "allow_filtered": "pass --allow-filtered to use it anyway",
     "base_url": "--base-url",
     "glob": "--glob PATTERN",
+    # study
+    "repetitions": "--repetitions", "max_words": "--max-words / --min-words", "ids_per_cell": "--ids-per-cell / --controls",
+    "pipeline": "--pipeline", "k": "--k", "documents": "--documents, --corpus or --repetitions", "nulls": "--nulls",
+    "study_out": "--out",
 }
 
 

@@ -66,23 +66,22 @@ def run_key(r: dict[str, Any]) -> str:
 def validate(cfg: StudyConfig) -> None:
     """Every grid problem is reported before a model is loaded or trained."""
     if not cfg.repetitions or min(cfg.repetitions) < 1:
-        raise InputError("repetitions must be positive integers")
+        raise InputError("repetitions must be positive integers", hint="repetitions")
     if cfg.max_words is not None and cfg.max_words < cfg.min_words:
-        raise InputError(f"max_words {cfg.max_words} is below min_words {cfg.min_words}")
+        raise InputError(f"max_words {cfg.max_words} is below min_words {cfg.min_words}", hint="max_words")
     if cfg.ids_per_cell < 1 or cfg.n_controls < 1:
-        raise InputError("ids_per_cell and n_controls must be at least 1")
+        raise InputError("ids_per_cell and n_controls must be at least 1", hint="ids_per_cell")
     if cfg.carriers_needed() > cfg.n_documents:
         raise InputError(
             f"grid needs {cfg.carriers_needed()} carrier documents ({cfg.ids_per_cell} identifiers x "
             f"repetitions {list(cfg.repetitions)}), but n_documents is {cfg.n_documents}: each document carries "
-            "at most one ghost sentence"
-        )
+            "at most one ghost sentence", hint="documents")
     if cfg.n_nulls < 1 / cfg.alpha:
         raise InputError(
-            f"n_nulls {cfg.n_nulls} cannot give p < {cfg.alpha:g} (smallest p is 1/(N+1)); use at least {int(1 / cfg.alpha)}"
-        )
+            f"n_nulls {cfg.n_nulls} cannot give p < {cfg.alpha:g} (smallest p is 1/(N+1)); use at least {int(1 / cfg.alpha)}",
+            hint="nulls")
     if cfg.pipeline not in (None, "default"):
-        raise InputError(f"unknown pipeline {cfg.pipeline!r} (choose default)")
+        raise InputError(f"unknown pipeline {cfg.pipeline!r} (choose default)", hint="pipeline")
     from ghostsent.insert import POSITIONS
     from ghostsent.wordlists import load_wordlist
 
@@ -92,4 +91,4 @@ def validate(cfg: StudyConfig) -> None:
         resolve_template(r["template"])
         load_wordlist(r["wordlist"])
         if not all(1 <= k < r["words"] for k in cfg.ks):
-            raise InputError(f"k values {list(cfg.ks)} must be below the passphrase length {r['words']}")
+            raise InputError(f"k values {list(cfg.ks)} must be below the passphrase length {r['words']}", hint="k")

@@ -73,8 +73,8 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
     if len(docs) < cfg.n_documents:
         raise InputError(
             f"corpus {cfg.corpus}: {len(docs)} documents of >= {cfg.min_words} words, but the study needs "
-            f"{cfg.n_documents} (n_documents); ask for fewer documents or bring a bigger corpus"
-        )
+            f"{cfg.n_documents} (n_documents); ask for fewer documents or bring a bigger corpus",
+            hint="documents")
     rng = random.Random(f"corpus:{cfg.seed}")
     order = list(docs)
     rng.shuffle(order)
@@ -88,8 +88,8 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
     if len(out) < cfg.n_documents:
         raise InputError(
             f"corpus {cfg.corpus}: only {len(out)} documents keep >= {cfg.min_words} words when cut to "
-            f"{cfg.max_words} words (max_words), but the study needs {cfg.n_documents} (n_documents)"
-        )
+            f"{cfg.max_words} words (max_words), but the study needs {cfg.n_documents} (n_documents)",
+            hint="documents")
     return out
 
 
@@ -273,7 +273,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         if old != cfg.to_dict():
-            raise InputError(f"{cfg_path}: this folder holds a study with another configuration; use a new output folder")
+            raise InputError(f"{cfg_path}: this folder holds a study with another configuration; use a new output folder", hint="study_out")
     else:
         cfg_path.write_text(json.dumps(cfg.to_dict(), indent=2))
     t0 = time.time()
