@@ -430,3 +430,15 @@ def test_keyed_random_randrange_draws_like_random_randrange(seed, bounds):
     for n in bounds:
         assert fast.randrange(n) == random.Random.randrange(slow, n)
     assert fast.randrange(3, 10) == random.Random.randrange(slow, 3, 10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.binary(max_size=80), owner=st.text(), key=st.text())
+def test_selection_digest_is_hmac_sha256_of_owner_and_key(secret, owner, key):
+    """The keyed hash is HMAC-SHA256(secret, owner NUL key) as documented, whatever HMAC API computes it."""
+    import hmac
+
+    from ghostsent.tagging.selection import SelectionKey
+
+    msg = f"{owner}\x00{key}".encode("utf-8", "surrogatepass")
+    assert SelectionKey.of(secret).digest_fn()(owner, key) == hmac.new(secret, msg, hashlib.sha256).digest()

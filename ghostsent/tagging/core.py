@@ -88,10 +88,12 @@ class TextTag(NamedTuple):
     def new_text(self) -> str:
         return self.text[:self.offset] + self.inserted + self.text[self.offset:] if self.status == TAGGED else self.text
 
-    def insertion(self, identifier_id: str, document: str, strategy: str) -> tuple[str, str, str, str, int, str]:
-        """The ledger row for this insertion, with the texts' UTF-8 hashes (a record's text field)."""
+    def insertion(self, identifier_id: str, document: str, strategy: str,
+                  new_text: str | None = None) -> tuple[str, str, str, str, int, str]:
+        """The ledger row for this insertion, with the texts' UTF-8 hashes (a record's text field).
+        `new_text`: self.new_text when the caller has built it already."""
         return (identifier_id, document, sha256_hex(self.text.encode("utf-8")),
-                sha256_hex(self.new_text.encode("utf-8")), self.offset, strategy)
+                sha256_hex((self.new_text if new_text is None else new_text).encode("utf-8")), self.offset, strategy)
 
 
 def tag_text(text: str, ghost: OwnerGhost, rng: random.Random) -> TextTag:

@@ -748,19 +748,21 @@ def tag_line(raw: bytes, lineno: int, in_offset: int, ghosts: Any, lr: LineRules
         return raw, "bad", None, None, str(e), e.read
     if rt.tag.status != TAGGED:
         return raw, rt.tag.status, rt.owner, None, None, False
+    new_text = rt.tag.new_text
     try:
-        out = _splice(raw, line, rt.tag, lr.rules)
+        out = _splice(raw, line, rt.tag, lr.rules, new_text)
     except _BadLine as e:
         return raw, "bad", None, None, str(e), True
     policy = lr.rules.policy
     document = (f"{lr.label}:{policy.id_field}={rt.record_id}" if policy.id_field is not None
                 else f"{lr.label}:line {lineno}")
-    return out, TAGGED, rt.owner, rt.tag.insertion(rt.ghost.identifier_id, document, lr.position), None, False
+    return out, TAGGED, rt.owner, rt.tag.insertion(rt.ghost.identifier_id, document, lr.position, new_text), None, False
 
 
-def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules) -> bytes:
-    """The line with the inserted span spliced into its text field, checked by reading it back."""
-    new_text, get_text, field = tag.new_text, rules.get_text, rules.policy.text_field
+def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules, new_text: str) -> bytes:
+    """The line with the inserted span spliced into its text field (whose new value is `new_text`),
+    checked by reading it back."""
+    get_text, field = rules.get_text, rules.policy.text_field
 
     def reads_back(new_line: str) -> bool:
         """The spliced line parses, and its text field is the new text (so the span went there)."""
