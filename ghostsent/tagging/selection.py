@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import hmac
 import json
 import random
 from dataclasses import dataclass, field
@@ -100,12 +99,20 @@ class SelectionKey:
         return cls(hashlib.sha256(f"ghostsent-selection-seed:{seed}".encode()).digest(), f"seed:{seed}")
 
     def digest_fn(self) -> Callable[[str, str], bytes]:
-        """digest(owner, key) -> the 32-byte HMAC-SHA256 (hmac.digest: OpenSSL's one-shot HMAC, without
-        building and copying an HMAC object per record)."""
-        secret, one_shot = self.secret, hmac.digest
+        """digest(owner, key) -> the 32-byte HMAC-SHA256. RFC 2104 spelt out on two SHA-256 states keyed
+        once (inner and outer pad), copied per record: about half the cost of copying an hmac object
+        (and a third of hmac.digest's, which sets the key up again on every call)."""
+        secret = self.secret if len(self.secret) <= 64 else hashlib.sha256(self.secret).digest()
+        secret = secret.ljust(64, b"\0")
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in secret))
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in secret))
 
         def digest(owner: str, key: str) -> bytes:
-            return one_shot(secret, f"{owner}\x00{key}".encode("utf-8", "surrogatepass"), "sha256")
+            h = inner.copy()
+            h.update(f"{owner}\x00{key}".encode("utf-8", "surrogatepass"))
+            o = outer.copy()
+            o.update(h.digest())
+            return o.digest()
 
         return digest
 
