@@ -18,6 +18,9 @@ EXTRAS: dict[str, tuple[tuple[str, ...], int]] = {
     "survive": (("datatrove", "trafilatura", "markdown", "py3langid", "ftfy", "xxhash"), EXIT_INPUT),
     "server": (("llama_cpp",), EXIT_MODEL),
     "wordlists": (("wordfreq",), EXIT_INPUT),
+    "formats": (("pyarrow", "zstandard"), EXIT_INPUT),
+    "hf": (("pyarrow", "datasets"), EXIT_INPUT),
+    "spark": (("pyarrow", "pyspark"), EXIT_INPUT),
 }
 
 

@@ -107,3 +107,23 @@ def test_placer_places_like_plan(text, seed, position):
             place(text, random.Random(seed))
         return
     assert place(text, random.Random(seed)) == (p.offset, p.inserted)
+
+
+ONE_LINE_TOKENS = [t for t in TOKENS if "\n" not in t] + ["javascript", "cookie policy", "terms of use", "Word."]
+GHOSTS = ["river garden quantum", "river garden quantum.", "enable javascript please", "ends with ellipsis..."]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=st.lists(st.sampled_from(ONE_LINE_TOKENS), max_size=60), newline=st.booleans(),
+       ghost=st.sampled_from(GHOSTS), seed=st.integers(0, 2**32))
+def test_one_line_fast_path_draws_like_the_general_ranking(words, newline, ghost, seed):
+    """latter_half's one-line path (no newline, length >= 7) returns exactly what the general ranked
+    draw returns with the same random source: the same candidates, pools, order and draws."""
+    from ghostsent.placement import GhostFacts, _general_half, _whole_text_best, latter_half
+
+    text = "".join(words) + ("\n" if newline else "")
+    spans, g = protected_spans(text), GhostFacts.of(ghost)
+    expected = _general_half(text, spans, random.Random(seed), g)
+    assert latter_half(text, spans, random.Random(seed), g) == expected
+    if expected is None:
+        assert _whole_text_best(text, spans, g) is None

@@ -88,3 +88,12 @@ def test_fast_path_guess_that_is_another_literal_falls_back_to_the_scan():
 
     new = splice(line, "text", 6, " G.", True, "Hello.", reads)
     assert new == '{"Hello.": 1, "text": "Hell\\u006f. G."}'
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=st.text(), ascii_only=st.booleans())
+def test_dumps_str_is_json_dumps(value, ascii_only):
+    """splice's literal encoder writes exactly what json.dumps writes for a str (lone surrogates too)."""
+    from ghostsent.tagging.splice import dumps_str
+
+    assert dumps_str(value, ascii_only) == json.dumps(value, ensure_ascii=ascii_only)

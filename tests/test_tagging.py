@@ -8,6 +8,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ghostsent.errors import InputError, OutputError
 from ghostsent.ledger import Ledger
@@ -179,6 +181,16 @@ def opts(**kw) -> JsonlOptions:
     return JsonlOptions(**base)
 
 
+def keyed_rank(secret: bytes, owner: str, key: str) -> int:
+    """docs/scale.md's rule, computed here independently of ghostsent.tagging.selection."""
+    import hmac
+    return int.from_bytes(hmac.new(secret, f"{owner}\0{key}".encode(), hashlib.sha256).digest()[:8], "big")
+
+
+def seed_secret(seed: int) -> bytes:
+    return hashlib.sha256(f"ghostsent-selection-seed:{seed}".encode()).digest()
+
+
 def test_jsonl_cap_order_and_ledger(tmp_path, ledger):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     lines = write_corpus(inp, 30)
@@ -187,7 +199,10 @@ def test_jsonl_cap_order_and_ledger(tmp_path, ledger):
     got = out.read_bytes().splitlines(keepends=True)
     assert len(got) == 30
     changed = [i for i, (a, b) in enumerate(zip(lines, got)) if a != b]
-    assert changed == [0, 1, 2, 3, 4, 5]  # first two records of each owner
+    # each owner's two records with the smallest keyed hash of (owner, line number), not the first two
+    ranks = {i: keyed_rank(seed_secret(5), f"owner{i % 3}", f"n:{i + 1}") for i in range(30)}
+    expected = sorted(i for o in range(3) for i in sorted((i for i in range(30) if i % 3 == o), key=ranks.get)[:2])
+    assert changed == expected and expected != [0, 1, 2, 3, 4, 5]
     for i, (a, b) in enumerate(zip(lines, got)):
         ra, rb = json.loads(a), json.loads(b)
         assert ra["id"] == rb["id"] and ra["author"] == rb["author"]
@@ -207,10 +222,13 @@ def test_jsonl_fraction_nested_field_and_id_field(tmp_path, ledger):
             f.write(json.dumps({"rid": i, "meta": {"by": "solo"}, "doc": {"text": f"Item {i}. More text."}}) + "\n")
     s = tag_jsonl(ledger, str(inp), str(out), opts(text_field="doc.text", owner_field="meta.by", id_field="rid",
                                                    fraction=0.25))
-    assert s["inserted"] == 10
+    # a record is chosen when its keyed rank is below 0.25 * 2^64 (about a quarter, binomially)
+    chosen = [i for i in range(40) if keyed_rank(seed_secret(5), "solo", f"id:{i}") < (1 << 64) // 4]
+    assert s["inserted"] == len(chosen) and 0 < len(chosen) < 40
     ghost = ledger.identifier_for_owner("solo").text
-    assert sum(ghost in json.loads(l)["doc"]["text"] for l in out.read_text().splitlines()) == 10
-    assert {i.document for i in ledger.insertions()} >= {f"{inp}:rid=0"}
+    tagged = [i for i, l in enumerate(out.read_text().splitlines()) if ghost in json.loads(l)["doc"]["text"]]
+    assert tagged == chosen
+    assert {i.document for i in ledger.insertions()} == {f"{inp}:rid={i}" for i in chosen}
 
 
 def test_jsonl_rerun_on_tagged_output_inserts_nothing(tmp_path, ledger):
@@ -317,3 +335,110 @@ def test_jsonl_existing_identifier_is_reused(tmp_path, ledger, ident):
     s = tag_jsonl(ledger, str(inp), str(out), opts())
     assert s["new_identifiers"] == 0 and ident.text in out.read_text()
     assert ledger.count_insertions(ident.id) == 1
+
+
+def test_jsonl_workers_give_the_same_output_and_ledger_and_resume(tmp_path):
+    """--workers 2 (real processes): the same bytes and insertions as one process, bad lines in the same
+    places, and a crash after a checkpoint resumes to the same result."""
+    inp = tmp_path / "in.jsonl"
+    write_corpus(inp, 2600, owners=7, extra={5: b"{broken", 1999: {"author": "x"}})
+    o = dict(max_per_owner=150, skip_bad=True, checkpoint_every=500)
+    with Ledger(tmp_path / "one.db") as led:
+        one = tag_jsonl(led, str(inp), str(tmp_path / "one.jsonl"), opts(**o))
+        one_rows = sorted((i.document, i.offset, i.sha256_after) for i in led.insertions())
+        one_words = sorted((i.owner, i.text) for i in led.identifiers())
+    assert one["inserted"] == 7 * 150 and [b["line"] for b in one["bad_lines"]] == [6, 2000]
+    out = tmp_path / "two.jsonl"
+    with Ledger(tmp_path / "two.db") as led:
+        def crash(n):
+            if n == 2:
+                raise Crash()
+        with pytest.raises(Crash):
+            tag_jsonl(led, str(inp), str(out), opts(workers=2, **o), after_checkpoint=crash)
+        two = tag_jsonl(led, str(inp), str(out), opts(workers=2, resume=True, **o))
+        two_rows = sorted((i.document, i.offset, i.sha256_after) for i in led.insertions())
+        two_words = sorted((i.owner, i.text) for i in led.identifiers())
+    assert two["resumed_from_line"] == 1000
+    assert out.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert two_rows == one_rows and two_words == one_words
+    assert {k: two[k] for k in ("inserted", "records", "bad", "owners", "lines")} == \
+           {k: one[k] for k in ("inserted", "records", "bad", "owners", "lines")}
+
+
+def test_smallest_ranks_picks_the_n_smallest_eligible_in_any_order_and_sharding():
+    from ghostsent.tagging.selection import SmallestRanks
+
+    rng = random.Random(7)
+    recs = [(f"o{rng.randrange(5)}", rng.getrandbits(64), rng.random() < 0.8) for _ in range(3000)]
+    want = {}
+    for o in {r[0] for r in recs}:
+        ranks = sorted(r for oo, r, ok in recs if oo == o and ok)[:4]
+        want[o] = ranks[-1]
+    calls = 0
+
+    def run(order):
+        nonlocal calls
+        sr = SmallestRanks(4)
+        for o, r, ok in order:
+            def ev(ok=ok, o=o, r=r):
+                nonlocal calls
+                calls += 1
+                return (o, r) if ok else None
+            sr.offer(o, r, ev)
+        return sr
+
+    whole = run(recs)
+    assert whole.thresholds() == want
+    assert sorted(whole.payload.values()) == sorted((o, r) for o, r, ok in recs if ok and r <= want[o])
+    assert calls < len(recs) / 5  # eligibility is evaluated only for ranks that would enter a heap
+    shuffled = recs[:]
+    rng.shuffle(shuffled)
+    a, b = run(shuffled[:1000]), run(shuffled[1000:])
+    a.merge(b)
+    assert a.thresholds() == want
+
+
+def test_jsonl_workers_that_cannot_open_the_ledger_fail_in_one_error_not_a_hang(tmp_path, monkeypatch):
+    """Fault injection: the workers' ledger open fails (the path vanished). multiprocessing.Pool would
+    restart a failing initializer forever; the error must come back as the run's one error instead."""
+    import signal
+
+    from ghostsent.errors import LedgerError
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_corpus(inp, 50)
+    with Ledger(tmp_path / "l.db") as led:
+        monkeypatch.setattr(led, "path", tmp_path / "gone.db")  # what the workers are told to open
+        signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("workers hung")))
+        signal.alarm(120)
+        try:
+            with pytest.raises(LedgerError, match="gone.db"):
+                tag_jsonl(led, str(inp), str(out), opts(workers=2))
+        finally:
+            signal.alarm(0)
+    assert not out.exists() and not Path(str(out) + ".partial").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.binary(min_size=24, max_size=24), bounds=st.lists(st.integers(1, 5000), min_size=1, max_size=30))
+def test_keyed_random_randrange_draws_like_random_randrange(seed, bounds):
+    """KeyedRandom's inlined randrange(n) returns what random.Random.randrange returns from the same
+    keyed bits (placements stay the same as before the speed work), draw after draw."""
+    from ghostsent.tagging.selection import KeyedRandom
+
+    fast, slow = KeyedRandom(seed), KeyedRandom(seed)
+    for n in bounds:
+        assert fast.randrange(n) == random.Random.randrange(slow, n)
+    assert fast.randrange(3, 10) == random.Random.randrange(slow, 3, 10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(secret=st.binary(max_size=130), owner=st.text(), key=st.text())
+def test_selection_digest_is_hmac_sha256_of_owner_and_key(secret, owner, key):
+    """The keyed hash is HMAC-SHA256(secret, owner NUL key) as documented, whatever HMAC API computes it."""
+    import hmac
+
+    from ghostsent.tagging.selection import SelectionKey
+
+    msg = f"{owner}\x00{key}".encode("utf-8", "surrogatepass")
+    assert SelectionKey.of(secret).digest_fn()(owner, key) == hmac.new(secret, msg, hashlib.sha256).digest()

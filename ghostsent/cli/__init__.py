@@ -2,8 +2,9 @@
 
 One module per command group, each command parse -> one library call -> render:
 
-    ledger.py    new, list, show, export, import, commit (and Merkle proofs), verify-proof, ledger path
-    tagging.py   insert, tag-jsonl
+    ledger.py    new, list, show, export, import, commit (and Merkle proofs), verify-proof, ledger path,
+                 ledger merge
+    tagging.py   insert, tag-jsonl, tag
     detect.py    probe, ppl-test, rank-test, audit, card, check
     survive.py   survive
     study.py     study, demo
@@ -38,7 +39,7 @@ COMMANDS = {
     "new": "ledger:new", "list": "ledger:list_cmd", "show": "ledger:show", "export": "ledger:export",
     "import": "ledger:import_cmd", "commit": "ledger:commit", "verify-proof": "ledger:verify_proof_cmd",
     "ledger": "ledger:ledger_group",
-    "insert": "tagging:insert", "tag-jsonl": "tagging:tag_jsonl_cmd",
+    "insert": "tagging:insert", "tag-jsonl": "tagging:tag_jsonl_cmd", "tag": "tagging:tag_cmd",
     "probe": "detect:probe", "ppl-test": "detect:ppl_test", "rank-test": "detect:rank_test", "audit": "detect:audit",
     "card": "detect:card",
     "check": "detect:check",

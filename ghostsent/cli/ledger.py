@@ -1,5 +1,5 @@
 """Identifiers and the ledger: new, list, show, export, import, commit (and its Merkle proofs), verify-proof,
-ledger path."""
+ledger path, ledger merge."""
 from __future__ import annotations
 
 import os
@@ -260,7 +260,7 @@ def verify_proof_cmd(proof_file, root, commitment, as_json):
 
 @click.group("ledger")
 def ledger_group() -> None:
-    """Where the ledger is."""
+    """Where the ledger is; merging insertion manifests from distributed jobs."""
 
 
 @ledger_group.command("path")
@@ -274,3 +274,19 @@ def ledger_path_cmd(ledger_path, as_json):
     exists = None if "://" in str(path) else Path(path).is_file()  # a database URL: not a file to look for
     emit({"path": str(path), "exists": exists, "source": source, "notice": notice}, as_json,
          lambda: (echo(str(path)), notice and line(notice)))
+
+
+# merge: insertion manifests from Spark / datatrove jobs (issue 12, docs/scale.md)
+@ledger_group.command("merge")
+@click.argument("manifest", type=click.Path(exists=True, path_type=Path))
+@ledger_option
+@json_option
+def ledger_merge(manifest, ledger_path, as_json):
+    """Add a job's insertion manifest (Parquet file or folder) to the ledger: all or nothing, and rows
+    the ledger already holds are skipped, so merging twice adds nothing twice."""
+    from ghostsent.ledger.manifest import merge_manifest
+
+    with open_ledger(ledger_path) as led:
+        res = merge_manifest(led, manifest)
+    emit(res.to_dict(), as_json, lambda: echo(f"{res.rows} rows in {len(res.files)} file(s): {res.added} added, "
+                                              f"{res.skipped} already in the ledger"))

@@ -1,4 +1,5 @@
-"""Putting ghosts into text: insert (files and folders), tag-jsonl (a JSONL corpus)."""
+"""Putting ghosts into text: insert (files and folders), tag-jsonl (a JSONL corpus), tag (any format:
+JSONL, Parquet, CSV, a Hugging Face dataset; locally or as a Spark job)."""
 from __future__ import annotations
 
 import sys
@@ -78,9 +79,9 @@ def insert(identifier, paths, globs, out_dir, in_place, no_backup, dry_run, posi
 @click.option("--owner-field", default="owner", show_default=True, help="Field naming the record's owner.")
 @click.option("--id-field", default=None, help="Record id field used to name documents in the ledger "
                                                  "[default: IN.jsonl:line N].")
-@click.option("--max-per-owner", type=click.IntRange(0), default=None, help="Insert into at most N records per owner.")
+@click.option("--max-per-owner", type=click.IntRange(0), default=None, help="Insert into at most N records per owner (the N with the smallest keyed hash).")
 @click.option("--fraction", type=click.FloatRange(0, 1), default=None,
-              help="Insert into this fraction of each owner's records (deterministic, every 1/F-th).")
+              help="Insert into about this fraction of each owner's records (chosen by a keyed hash).")
 @click.option("--words", "n_words", default=12, show_default=True, type=click.IntRange(1),
               help="Words per passphrase for owners seen the first time.")
 @click.option("--wordlist", default="en", show_default=True, help="Word list for new identifiers.")
@@ -92,12 +93,14 @@ def insert(identifier, paths, globs, out_dir, in_place, no_backup, dry_run, posi
 @click.option("--checkpoint-every", default=5000, show_default=True, type=click.IntRange(1),
               help="Lines between durable checkpoints.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr [default: if a terminal].")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="Processes tagging lines; the output and ledger are the same for any number.")
 @allow_filtered_option
 @ledger_option
 @json_option
 def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_owner, fraction, n_words, wordlist,
-                  template, position, skip_bad, resume, seed, checkpoint_every, progress, allow_filtered, ledger_path,
-                  as_json):
+                  template, position, skip_bad, resume, seed, checkpoint_every, progress, workers, allow_filtered,
+                  ledger_path, as_json):
     """Tag a JSONL corpus: one identifier per owner, inserted into up to N of their records.
 
     Streams (flat memory), checkpoints into the ledger and resumes after a crash with --resume.
@@ -110,7 +113,7 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
     opts = JsonlOptions(text_field=text_field, owner_field=owner_field, id_field=id_field,
                         max_per_owner=max_per_owner, fraction=fraction, words=n_words, wordlist=wordlist,
                         template=template, position=position, skip_bad=skip_bad, resume=resume, seed=seed,
-                        checkpoint_every=checkpoint_every,
+                        checkpoint_every=checkpoint_every, workers=workers,
                         progress=sys.stderr.isatty() if progress is None else progress)
     to_stderr = out_path == "-"
     check = None
@@ -134,3 +137,82 @@ def tag_jsonl_cmd(in_path, out_path, text_field, owner_field, id_field, max_per_
             echo(f"resumed after line {s['resumed_from_line']}", err=to_stderr)
 
     emit(summary, as_json, human, err=to_stderr)
+
+
+# --- tag: any format, local or Spark (issue 12) -----------------------------------------------------
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".csv": "csv",
+            ".jsonl.gz": "jsonl", ".jsonl.zst": "jsonl", ".json.gz": "jsonl", ".json.zst": "jsonl"}
+
+
+def _tag_format(path: str, fmt: str | None) -> str:
+    """--format, else the extension of IN (a Spark input folder: of its files)."""
+    if fmt:
+        return fmt
+    p = Path(path)
+    if path == "-":
+        return "jsonl"
+    if p.is_dir() and (p / "dataset_info.json").exists() and (p / "state.json").exists():
+        return "hf"  # datasets' save_to_disk
+    if p.is_dir():
+        exts = {f.suffix.lower() for f in p.iterdir() if not f.name.startswith(("_", "."))}
+        found = {_FORMATS[e] for e in exts if e in _FORMATS}
+        if len(found) == 1:
+            return found.pop()
+    elif "".join(p.suffixes[-2:]).lower() in _FORMATS or p.suffix.lower() in _FORMATS:
+        return _FORMATS.get("".join(p.suffixes[-2:]).lower()) or _FORMATS[p.suffix.lower()]
+    raise click.UsageError(f"cannot tell the format of {path} from its name; pass --format")
+
+
+def _tag(in_path, out_path, fmt, engine, manifest, spark_master, **kw):
+    """Tag a corpus in any format: JSONL (as tag-jsonl; .gz/.zst too), Parquet, CSV or a Hugging Face
+    dataset folder; --engine spark runs it as a Spark job (OUT and --manifest are Spark folders)."""
+    fmt = _tag_format(in_path, fmt)
+    if engine == "local" and fmt == "jsonl":
+        return click.get_current_context().invoke(tag_jsonl_cmd, in_path=in_path, out_path=out_path, **kw)
+    from ghostsent.tagging import JsonlOptions
+
+    if kw["resume"]:
+        raise click.UsageError("--resume applies to JSONL only (a table is tagged in one go: rerun it)")
+    if engine == "spark" and not manifest:
+        raise click.UsageError("--engine spark needs --manifest DIR (where the insertions go)")
+    opts = JsonlOptions(text_field=kw["text_field"], owner_field=kw["owner_field"], id_field=kw["id_field"],
+                        max_per_owner=kw["max_per_owner"], fraction=kw["fraction"], words=kw["n_words"],
+                        wordlist=kw["wordlist"], template=kw["template"], position=kw["position"],
+                        skip_bad=kw["skip_bad"], seed=kw["seed"])
+    if kw["seed"] is not None:
+        echo(SEED_WARNING, err=True)
+    check = None
+    if not kw["allow_filtered"]:
+        from ghostsent.survive.screen import check_identifier, check_new_identifier
+        from ghostsent.wordlists import load_wordlist
+        check_new_identifier(load_wordlist(kw["wordlist"]), kw["template"])
+        check = check_identifier
+    with open_ledger(kw["ledger_path"], create=True) as led:
+        if engine == "spark":
+            from ghostsent.tagging.spark import local_session, tag_spark
+            summary = tag_spark(local_session(spark_master), led, in_path, out_path, manifest, opts, fmt,
+                                check).to_dict()
+        elif fmt == "hf":
+            from ghostsent.tagging.tables import tag_hf_dataset
+            summary = tag_hf_dataset(led, in_path, out_path, opts, check)
+        else:
+            from ghostsent.tagging.tables import tag_table
+            summary = tag_table(led, in_path, out_path, opts, fmt, check)
+    emit(summary, kw["as_json"], lambda: echo(
+        f"{summary.get('records', 0)} records, {summary['owners']} owners ({summary['new_identifiers']} new "
+        f"identifiers): {summary['inserted']} ghosts inserted, {summary['bad']} bad rows -> {q(out_path)}"
+        + (f"; insertions in {q(manifest)}: run `ghostsent ledger merge {q(manifest)}`" if engine == "spark" else "")))
+
+
+tag_cmd = click.Command(
+    "tag", callback=_tag, help=_tag.__doc__ + "\n\n`tag-jsonl` is the same for JSONL.",
+    params=[click.Argument(["in_path"], metavar="IN"), click.Argument(["out_path"], metavar="OUT"),
+            click.Option(["--format", "fmt"], type=click.Choice(["jsonl", "parquet", "csv", "hf"]), default=None,
+                         help="Input and output format; hf: a `datasets` Dataset saved with save_to_disk "
+                              "[default: from IN's name (.jsonl[.gz|.zst], .parquet, .csv) or folder]."),
+            click.Option(["--engine"], type=click.Choice(["local", "spark"]), default="local", show_default=True,
+                         help="local: this process; spark: a PySpark job (OUT and --manifest are Spark folders)."),
+            click.Option(["--manifest"], default=None, help="With --engine spark: where the insertion manifest goes."),
+            click.Option(["--spark-master"], default="local[*]", show_default=True,
+                         help="Spark master URL (spark-submit's own session is used when it runs this)."),
+            *[p for p in tag_jsonl_cmd.params if p.name not in ("in_path", "out_path")]])

@@ -179,6 +179,19 @@ def to_postgres(sql: str, with_args: bool) -> str | None:
     if m and m.group(1).lower() in SERIAL_TABLES and "RETURNING" not in sql.upper():
         sql += " RETURNING id"
     return sql
+# Platform-scale tagging (issue 12): `ledger_secrets` holds secrets a ledger keeps for itself, today the
+# selection secret (the key of the keyed hash that picks which records get a ghost, tagging/selection.py),
+# created once on first use; its value never leaves the ledger except in a full export. The index makes
+# `ledger merge` (ledger/manifest.py) find an already-merged insertion without scanning an identifier's
+# insertions.
+_V_SCALE = """
+CREATE TABLE ledger_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,                -- hex
+    created_at TEXT NOT NULL
+);
+CREATE INDEX insertions_document ON insertions(identifier_id, document, sha256_after)
+"""
 
 
 # Ordered; MIGRATIONS[i] upgrades a ledger from schema version i to i+1. Append, never edit.
@@ -188,6 +201,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("test history and disclosure log (earlier runs counted as tests)", _v3),
     ("owner_identifiers (one current identifier per owner, unique); application_id marks the file",
      _script(_V4)),
+    ("ledger_secrets (the selection secret) and an index for merging insertion manifests", _script(_V_SCALE)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

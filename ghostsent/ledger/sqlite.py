@@ -15,7 +15,7 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ghostsent.errors import LedgerError
 from ghostsent.ledger.records import (ID_RE, ROLES, SALT_RE, DisclosureRecord, Identifier, Insertion, RunRecord,
@@ -365,6 +365,20 @@ class SQLiteLedger(LedgerStore):
     def delete_checkpoint(self, key: str) -> None:
         with self.transaction():
             self._conn.execute("DELETE FROM checkpoints WHERE key = ?", (key,))
+
+    # -- the ledger's own secrets (issue 12: the selection secret) -------------------------------------
+
+    def secret(self, name: str, make: "Callable[[], bytes]") -> bytes:
+        """The secret called `name`, created with make() the first time (one transaction: of two
+        processes that race, the second reads the first one's)."""
+        with self.transaction():
+            rows = self._q("SELECT value FROM ledger_secrets WHERE name = ?", (name,))
+            if rows:
+                return bytes.fromhex(rows[0]["value"])
+            value = make()
+            self._conn.execute("INSERT INTO ledger_secrets (name, value, created_at) VALUES (?,?,?)",
+                               (name, value.hex(), utcnow()))
+            return value
 
     # -- runs ------------------------------------------------------------------------------------------
 

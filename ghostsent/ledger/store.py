@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 from ghostsent.ledger.records import DisclosureRecord, Identifier, Insertion, RunRecord, TestRecord
 from ghostsent.passphrase import DEFAULT_WORDS
@@ -123,6 +123,12 @@ class LedgerStore(ABC):
 
     @abstractmethod
     def delete_checkpoint(self, key: str) -> None: ...
+
+    # -- the ledger's own secrets (issue 12) -----------------------------------------------------------
+    def secret(self, name: str, make: "Callable[[], bytes]") -> bytes:
+        """The secret called `name` (table ledger_secrets), created with make() on first use in one
+        transaction. A backend stores it; the SQLite one does (migration 5)."""
+        raise NotImplementedError(f"{type(self).__name__} does not store ledger secrets yet")
 
     # -- runs ------------------------------------------------------------------------------------------
     @abstractmethod

@@ -5,8 +5,9 @@ The rules: a text that already carries the ghost is left alone (idempotent); oth
 a sentence boundary outside protected regions (ghostsent.insert), or nowhere (no boundary); nothing else
 of the text changes. For records (one JSON object per post): the owner field names who the ghost belongs
 to (normalised as the ledger stores owners), the text field must be a string of valid Unicode, the
-selection rule (selection.py) picks which of an owner's records get it, and the id field (if used) names
-the document in the ledger. A record that breaks a rule raises BadRecord with the reason.
+selection rule (selection.py: a keyed hash of owner and record id, so every shard agrees) picks which of
+an owner's records get it and where in the text, and the id field (if used) names the document in the
+ledger. A record that breaks a rule raises BadRecord with the reason.
 """
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ import hashlib
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 from ghostsent.errors import InputError
 from ghostsent.insert import DEFAULT_POSITION, POSITIONS, NoBoundaryError, placer
 from ghostsent.names import has_surrogate, normalise_owner
+from ghostsent.tagging.selection import Selection, record_key, rng_of
 
 TAGGED, ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED = "tagged", "already-tagged", "no-boundary", "not-selected"
 MISSING = object()  # a field a record does not have
@@ -72,9 +74,10 @@ class OwnerGhost:
         return cls(identifier.id, identifier.text, placer(identifier.text, position))
 
 
-@dataclass(frozen=True)
-class TextTag:
-    """What tagging did to one text: its status and, when tagged, where the span went."""
+class TextTag(NamedTuple):
+    """What tagging did to one text: its status and, when tagged, where the span went. (This and the
+    other per-record results are NamedTuples, immutable like a frozen dataclass at a third of the cost
+    to build: three are built for every record.)"""
 
     status: str                 # tagged | already-tagged | no-boundary | not-selected
     text: str
@@ -85,10 +88,12 @@ class TextTag:
     def new_text(self) -> str:
         return self.text[:self.offset] + self.inserted + self.text[self.offset:] if self.status == TAGGED else self.text
 
-    def insertion(self, identifier_id: str, document: str, strategy: str) -> tuple[str, str, str, str, int, str]:
-        """The ledger row for this insertion, with the texts' UTF-8 hashes (a record's text field)."""
+    def insertion(self, identifier_id: str, document: str, strategy: str,
+                  new_text: str | None = None) -> tuple[str, str, str, str, int, str]:
+        """The ledger row for this insertion, with the texts' UTF-8 hashes (a record's text field).
+        `new_text`: self.new_text when the caller has built it already."""
         return (identifier_id, document, sha256_hex(self.text.encode("utf-8")),
-                sha256_hex(self.new_text.encode("utf-8")), self.offset, strategy)
+                sha256_hex((self.new_text if new_text is None else new_text).encode("utf-8")), self.offset, strategy)
 
 
 def tag_text(text: str, ghost: OwnerGhost, rng: random.Random) -> TextTag:
@@ -108,8 +113,7 @@ class Ghosts(Protocol):
     def ghost_for(self, owner: str) -> OwnerGhost: ...
 
 
-@dataclass(frozen=True)
-class RecordTag:
+class RecordTag(NamedTuple):
     """What tagging did to one record: the text tag, whose ghost, and the record's id (if the policy
     names an id field)."""
 
@@ -118,11 +122,6 @@ class RecordTag:
     ghost: OwnerGhost | None = None
     record_id: Any = None
 
-    @property
-    def uses_selection(self) -> bool:
-        """Whether the record, once written, counts as one of the owner's tagged records: a record that
-        already carries the ghost does; one without a sentence boundary does not."""
-        return self.tag.status in (TAGGED, ALREADY_TAGGED)
 
 
 def get_field(obj: dict, name: str) -> Any:
@@ -190,21 +189,65 @@ def record_id(record: dict, policy: TagPolicy) -> Any:
     return rid
 
 
-def tag_record(record: Any, ghosts: Ghosts, policy: TagPolicy, quota: Any, rng: random.Random,
-               getters: tuple[Callable[[dict], Any], Callable[[dict], Any]] | None = None) -> RecordTag:
-    """Tag one record's text field with its owner's ghost, if the selection rule (`quota`, see
-    selection.py) picks it. `getters` (owner, text) are field_getter()s made once for a stream of
-    records. Raises BadRecord for a record the rules cannot tag. Once the front end has written the
-    record, it calls `quota.took(owner)` if `uses_selection` (a record it could not write does not count)."""
-    get_owner, get_text = getters or (field_getter(policy.owner_field), field_getter(policy.text_field))
+@dataclass
+class RecordRules:
+    """A policy made ready for a stream of records: the selection rule (selection.py), its keyed hash
+    and the field getters, built once per job (or once per Spark partition)."""
+
+    policy: TagPolicy
+    selection: Selection
+
+    def __post_init__(self) -> None:
+        self.digest = self.selection.key.digest_fn()
+        self.get_owner = field_getter(self.policy.owner_field)
+        self.get_text = field_getter(self.policy.text_field)
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its policy and selection (for --workers processes); the getters are rebuilt."""
+        return (RecordRules, (self.policy, self.selection))
+
+
+class RankedRecord(NamedTuple):
+    """A readable record's owner, text, id and keyed digest (what selection and placement use)."""
+
+    owner: str
+    text: str
+    record_id: Any
+    digest: bytes
+
+
+def rank_record(record: Any, rules: RecordRules, position: int, keyed: bool = True) -> RankedRecord:
+    """Read a record's owner, text and id and compute its keyed digest (b"" when not `keyed`); BadRecord
+    if it cannot be tagged. `position` is its 1-based line or row number (its key when the policy has no
+    id field)."""
     if type(record) is not dict:
         raise BadRecord(f"expected a JSON object, got {type(record).__name__}")
-    raw_owner = get_owner(record)
+    policy = rules.policy
+    raw_owner = rules.get_owner(record)
     _owner_value(raw_owner, policy.owner_field)
-    text = record_text(record, policy, get_text)
+    text = record_text(record, policy, rules.get_text)
     owner = owner_name(raw_owner, policy.owner_field)
-    if not quota.wants(owner):
-        return RecordTag(TextTag(NOT_SELECTED, text), owner)
     rid = record_id(record, policy)
-    ghost = ghosts.ghost_for(owner)
-    return RecordTag(tag_text(text, ghost, rng), owner, ghost, rid)
+    return RankedRecord(owner, text, rid, rules.digest(owner, record_key(rid, position)) if keyed else b"")
+
+
+def tag_record(record: Any, ghosts: Ghosts, rules: RecordRules, position: int) -> RecordTag:
+    """Tag one record's text field with its owner's ghost if the selection rule picks it, at the place
+    the record's keyed digest chooses (the same on every shard and re-run). Raises BadRecord for a
+    record the rules cannot tag. Stateless: the front end writes the record and the insertion."""
+    sel = rules.selection
+    r = rank_record(record, rules, position, keyed=sel.max_per_owner != 0)  # a cap of 0 needs no hash
+    if not sel.wants(r.owner, r.digest):
+        return RecordTag(TextTag(NOT_SELECTED, r.text), r.owner, None, r.record_id)
+    ghost = ghosts.ghost_for(r.owner)
+    known = sel.placed.get(r.digest) if sel.placed else None  # placed by the first pass already
+    tag = TextTag(known[0], r.text, known[1], known[2]) if known else tag_text(r.text, ghost, rng_of(r.digest))
+    return RecordTag(tag, r.owner, ghost, r.record_id)
+
+
+def eligible(r: RankedRecord, ghosts: Ghosts) -> tuple[bytes, str, int, str] | None:
+    """Whether a record would count as one of its owner's tagged records if chosen (selection.py): it
+    carries the ghost already, or has a sentence boundary for it. Eligible: (digest, status, offset,
+    inserted span), which the tagging pass reuses instead of placing the ghost again; else None."""
+    t = tag_text(r.text, ghosts.ghost_for(r.owner), rng_of(r.digest))
+    return None if t.status == NO_BOUNDARY else (r.digest, t.status, t.offset, t.inserted)

@@ -21,27 +21,29 @@ import errno
 import hashlib
 import json
 import os
-import random
 import shutil
 import sys
 import tempfile
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from ghostsent.errors import GhostsentError, InputError, OutputClosedError, OutputError
 from ghostsent.fsio import create_exclusive, exclusive_lock, fsync_dir, same_file
 from ghostsent.insert import DEFAULT_POSITION
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, OwnerGhost, TagPolicy,
-                                    field_getter, sha256_hex, tag_record)
-from ghostsent.tagging.selection import OwnerQuota
+from ghostsent.tagging.core import (ALREADY_TAGGED, NOT_SELECTED, TAGGED, BadRecord, OwnerGhost, RecordRules,
+                                    TagPolicy, eligible,
+                                    rank_record, sha256_hex, tag_record)
+from ghostsent.tagging.codecs import codec_of, compress_into, open_read
+from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
 from ghostsent.tagging.splice import splice
 
 CHECKPOINT_EVERY = 5000
 MAX_LISTED_BAD = 1000
-CHECKPOINT_VERSION = 2  # 2: whole-prefix input hash (in_sha256); 1 hashed only the last 4 KiB
+CHECKPOINT_VERSION = 3  # 3: keyed-hash selection (no per-owner counts); 2: whole-prefix input hash
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 _RAW_DECODE = json.JSONDecoder().raw_decode  # the decoder json.loads uses, same settings
 
@@ -62,6 +64,7 @@ class JsonlOptions:
     seed: int | None = None
     checkpoint_every: int = CHECKPOINT_EVERY
     progress: bool = False
+    workers: int = 1            # processes tagging lines (the output and ledger are the same for any N)
 
     def policy(self) -> TagPolicy:
         return TagPolicy(self.text_field, self.owner_field, self.id_field, self.position, self.max_per_owner,
@@ -69,8 +72,9 @@ class JsonlOptions:
 
     def settings(self) -> dict:
         """What must not change between a run and its resume."""
-        return {k: getattr(self, k) for k in ("text_field", "owner_field", "id_field", "max_per_owner",
-                                              "fraction", "words", "wordlist", "template", "position", "seed")}
+        keys = ("text_field", "owner_field", "id_field", "max_per_owner", "fraction", "words", "wordlist",
+                "template", "position", "seed")
+        return {k: getattr(self, k) for k in keys} | {"selection": RULE_VERSION}
 
     def validate(self) -> Any:
         """Check every option before any input is read, and return the word list for new identifiers.
@@ -82,6 +86,8 @@ class JsonlOptions:
         self.policy().validate()
         if self.checkpoint_every < 1:
             raise InputError("the checkpoint interval must be >= 1")
+        if self.workers < 1:
+            raise InputError("the number of workers must be >= 1")
         if self.words < 1:
             raise InputError(f"a passphrase needs at least 1 word (got {self.words})")
         resolve_template(self.template)
@@ -101,7 +107,7 @@ class Checkpoint:
     in_offset: int = 0
     in_sha256: str | None = None        # SHA-256 of the input's first in_offset bytes (version 2)
     in_tail_sha256: str | None = None   # version 1: of the 4 KiB before in_offset only
-    owners: dict[str, list[int]] = field(default_factory=dict)    # selection counts (selection.py)
+    owners: dict[str, list[int]] = field(default_factory=dict)    # owner -> [records, ghosts carried]
     counts: dict[str, int] = field(default_factory=lambda: dict(
         records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, blank=0, bad=0, new_identifiers=0))
     bad: list[dict] = field(default_factory=list)
@@ -210,6 +216,42 @@ class _BadLine(Exception):
     pass
 
 
+_UNREAD = 0xFFFFFFFF  # owner index of a blank or unreadable line
+
+
+class _FirstPass:
+    """Per input line: its keyed rank, its owner (an index into `owners`, or _UNREAD) and its byte
+    offset: 20 bytes a line."""
+
+    def __init__(self) -> None:
+        self.ranks, self.owner_of, self.offsets = array("Q"), array("I"), array("Q")
+        self.owners: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, r: Any, offset: int) -> None:
+        self.offsets.append(offset)
+        if r is None:
+            self.ranks.append(0)
+            self.owner_of.append(_UNREAD)
+            return
+        i = self._index.get(r.owner)
+        if i is None:
+            i = self._index[r.owner] = len(self.owners)
+            self.owners.append(r.owner)
+        self.ranks.append(rank_of(r.digest))
+        self.owner_of.append(i)
+
+    def by_owner(self, cutoff: int) -> dict[int, list[int]]:
+        """Line indices of each owner's records whose rank passes the fraction, smallest rank first."""
+        groups: dict[int, list[int]] = {}
+        for i, (o, rank) in enumerate(zip(self.owner_of, self.ranks)):
+            if o != _UNREAD and rank < cutoff:
+                groups.setdefault(o, []).append(i)
+        for idx in groups.values():
+            idx.sort(key=self.ranks.__getitem__)
+        return groups
+
+
 class JsonlTagger:
     """One run over IN: which checkpoint to continue, the line loop, the final commit and rename.
     `self.cp` is the live progress (what the next checkpoint commits)."""
@@ -232,6 +274,7 @@ class JsonlTagger:
         self.fout: Any = None
         self.created_partial = False
         self.total: int | None = None
+        self.first: _FirstPass | None = None   # what the first pass read (max_per_owner only)
 
     # -- which run this is -------------------------------------------------------------------------
 
@@ -251,8 +294,10 @@ class JsonlTagger:
             self._refuse_existing_outputs()
         else:
             self._check_resume(cp)
+        self.rules = RecordRules(self.policy, self._selection())
         self._open_input(cp)
         try:
+            self._first_pass()
             self._open_output(cp)
             self._loop()
             self._checkpoint(finished=True)
@@ -308,17 +353,93 @@ class JsonlTagger:
         if os.path.lexists(out):
             raise InputError(f"{out}: already exists and the interrupted run would replace it; move it away first")
 
+    # -- selection (selection.py) -----------------------------------------------------------------------
+
+    def _selection(self) -> Selection:
+        return job_selection(self.ledger, self.opts)
+
+    def _first_pass(self) -> None:
+        """For max_per_owner: read the whole input once, keeping each line's rank, owner and offset (so
+        the tagging pass copies the lines not chosen without parsing them again), then find each owner's
+        N smallest eligible ranks (selection.py). A seekable input is walked in rank order afterwards,
+        placing only the records that are looked at (N per owner, plus any without a boundary); a
+        compressed one keeps bounded heaps as it goes. Lines the rules cannot read are left to the
+        tagging pass to report."""
+        sel = self.rules.selection
+        if not sel.needs_first_pass:
+            return
+        seen, compressed = _FirstPass(), self.paths.inp != "-" and codec_of(self.paths.inp) is not None
+        heaps = SmallestRanks(sel.max_per_owner) if compressed else None
+        start = None if compressed else self.fin.tell()
+        fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
+        if not compressed:
+            fin.seek(0)
+        offset = 0
+        for lineno, raw in enumerate(fin, 1):
+            try:
+                obj, _ = _parse(raw, 0)
+                r = None if obj is None else rank_record(obj, self.rules, lineno)
+            except (_BadLine, BadRecord):
+                r = None
+            seen.add(r, offset)
+            offset += len(raw)
+            if heaps is not None and r is not None and sel.admits(r.digest):
+                heaps.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
+        if compressed:
+            fin.close()
+            sel.thresholds, sel.placed = heaps.thresholds(), heaps.placed()
+        else:
+            sel.thresholds, sel.placed = self._walk(seen, fin)
+            fin.seek(start)
+        self.first = seen
+
+    def _walk(self, seen: _FirstPass, fin: Any) -> tuple[dict[str, int], dict]:
+        """Each owner's records in rank order, re-read by offset, until N are eligible: the N-th one's
+        rank is the owner's threshold, and the placements made on the way are kept for the tagging pass."""
+        sel, thresholds, placed = self.rules.selection, {}, {}
+        for o, idx in seen.by_owner(sel.cutoff).items():
+            got = 0
+            for i in idx:
+                if got >= sel.max_per_owner:
+                    break
+                fin.seek(seen.offsets[i])
+                try:
+                    obj, _ = _parse(fin.readline(), 0)
+                    e = eligible(rank_record(obj, self.rules, i + 1), self)
+                except (_BadLine, BadRecord, TypeError):
+                    raise InputError(f"{self.paths.in_label}, line {i + 1}: changed while it was being read") from None
+                if e:
+                    got += 1
+                    thresholds[seen.owners[o]] = seen.ranks[i]
+                    placed[e[0]] = e[1:]
+        return thresholds, placed
+
+    def _not_chosen(self, lineno: int) -> str | None:
+        """The owner of line `lineno` if the first pass read it as a record its rule does not choose
+        (it is copied as it is), else None (tag_line decides)."""
+        fp = self.first
+        i = lineno - 1
+        if fp is None or i >= len(fp.owner_of) or fp.owner_of[i] == _UNREAD:
+            return None
+        owner = fp.owners[fp.owner_of[i]]
+        t = self.rules.selection.thresholds.get(owner)
+        return owner if t is None or fp.ranks[i] > t or fp.ranks[i] >= self.rules.selection.cutoff else None
+
     # -- files -------------------------------------------------------------------------------------
 
     def _open_input(self, cp: Checkpoint | None) -> None:
         if self.paths.inp == "-":
             self.fin = sys.stdin.buffer
+            if self.rules.selection.needs_first_pass:  # two passes: keep a copy of standard input
+                self.fin = tempfile.TemporaryFile()
+                shutil.copyfileobj(sys.stdin.buffer, self.fin)
+                self.fin.seek(0)
             return
         try:
-            self.fin = open(self.paths.inp, "rb")
+            self.fin = open_read(self.paths.inp, codec_of(self.paths.inp))
         except OSError as e:
             raise InputError(f"{self.paths.inp}: cannot read ({e.strerror})") from None
-        self.total = os.fstat(self.fin.fileno()).st_size
+        self.total = os.path.getsize(self.paths.inp) if codec_of(self.paths.inp) is None else None
         if cp is not None:
             try:
                 self._restore(cp)
@@ -383,8 +504,13 @@ class JsonlTagger:
                 raise OutputError(f"{path}: cannot remove the stale temporary file ({e.strerror})") from None
 
     def _rename(self) -> None:
+        codec = codec_of(self.paths.out)
         try:
-            os.replace(self.paths.partial, self.paths.out)
+            if codec is not None:  # OUT.partial holds the plain lines (resumable); OUT gets them compressed
+                compress_into(self.paths.partial, self.paths.out, codec)
+                os.unlink(self.paths.partial)
+            else:
+                os.replace(self.paths.partial, self.paths.out)
         except OSError as e:
             raise OutputError(f"{self.paths.out}: cannot rename {self.paths.partial} to it ({e.strerror}); the run "
                               f"is recorded as finished: run the same command again to complete it") from None
@@ -411,6 +537,9 @@ class JsonlTagger:
             self.ledger.add_insertions(self.pending)
             if state is not None:
                 self.ledger.set_checkpoint(self.paths.key, state)
+            if finished:  # the rule that chose the records, with the secret's id (never the secret)
+                self.ledger.add_run("tag", {}, self.cp.settings | {"selection": self.rules.selection.rule()},
+                                    {k: v for k, v in self._summary().items() if k != "bad_lines"})
         self.pending.clear()
         if state is not None:
             self.recorded_lines = self.cp.lines_done
@@ -418,6 +547,7 @@ class JsonlTagger:
     def _summary(self) -> dict:
         return {"input": self.paths.in_label, "output": self.paths.out, "lines": self.cp.lines_done,
                 **self.cp.counts, "owners": len(self.cp.owners), "bad_lines": self.cp.bad,
+                "selection": self.rules.selection.rule(),
                 "resumed_from_line": self.resumed_from, "seconds": round(time.perf_counter() - self.t0, 3)}
 
     # -- the end ---------------------------------------------------------------------------------------
@@ -427,6 +557,8 @@ class JsonlTagger:
         and its start checkpoint go: nothing is left. After, both stay (the ledger describes the file's
         first bytes) and the error says to resume."""
         self._close()
+        if isinstance(exc, EOFError) or type(exc).__name__ == "ZstdError":
+            exc = InputError(f"{self.paths.in_label}: the compressed input is corrupt or cut short ({exc})")
         if isinstance(exc, OSError):
             where = self.paths.partial or "<stdout buffer>"
             exc = (OutputError(f"{where}: cannot write ({exc.strerror or exc})") if exc.errno in _WRITE_ERRNOS
@@ -457,13 +589,13 @@ class JsonlTagger:
                 self.ledger.delete_checkpoint(self.paths.key)
 
     def _close(self) -> None:
-        for f in (self.fout, self.fin if self.paths.inp != "-" else None):
+        for f in (self.fout, self.fin if self.fin is not sys.stdin.buffer else None):
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
 
     def _finish(self) -> dict:
-        if self.paths.inp != "-":
+        if self.fin is not sys.stdin.buffer:
             self.fin.close()
         summary = self._summary()
         if self.paths.partial is None:
@@ -493,10 +625,7 @@ class JsonlTagger:
         """The owner's ghost: their current identifier, drawn (and counted) the first time they appear."""
         got = self.ghosts.get(owner)
         if got is None:
-            seed = self.opts.seed
-            ident, new = self.ledger.identifier_for_owner_or_new(
-                owner, self.wordlist, n_words=self.opts.words, template=self.opts.template,
-                seed=None if seed is None else _owner_seed(seed, owner))
+            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
             if new:
                 self.cp.counts["new_identifiers"] += 1
             if self.check_ghost is not None:
@@ -504,53 +633,29 @@ class JsonlTagger:
             got = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
         return got
 
-    def _line(self, raw: bytes, lineno: int, in_offset: int) -> bytes:
-        """What one input line becomes in the output."""
-        obj, line = _parse(raw, in_offset)
-        if obj is None and line is None:
-            self.cp.counts["blank"] += 1
-            return raw
-        rng = random.Random(f"{self.opts.seed}:{lineno}") if self.opts.seed is not None else self.sys_rng
-        try:
-            rt = tag_record(obj, self, self.policy, self.quota, rng, self.getters)
-        except BadRecord as e:
-            if e.read:
-                self.cp.counts["records"] += 1
-            raise _BadLine(str(e)) from None
+    def _apply(self, raw: bytes, res: tuple, lineno: int) -> bytes:
+        """Count one line's result (tag_line) and queue its insertion; the bytes to write."""
+        out, status, owner, ins, reason, read = res
         counts = self.cp.counts
-        counts["records"] += 1
-        status = rt.tag.status
-        if status == NOT_SELECTED or status == ALREADY_TAGGED or status == NO_BOUNDARY:
-            counts[status.replace("-", "_")] += 1
-            if status == ALREADY_TAGGED:
-                self.quota.took(rt.owner)
+        if status == "blank":
+            counts["blank"] += 1
             return raw
-        new_raw = self._splice(raw, line, rt.tag)
-        self.quota.took(rt.owner)
-        label = self.paths.in_label
-        document = (f"{label}:{self.policy.id_field}={rt.record_id}" if self.policy.id_field is not None
-                    else f"{label}:line {lineno}")
-        self.pending.append(rt.tag.insertion(rt.ghost.identifier_id, document, self.opts.position))
+        if status == "bad":
+            counts["records"] += read
+            raise _BadLine(reason)
+        counts["records"] += 1
+        st = self.cp.owners.get(owner)
+        if st is None:
+            st = self.cp.owners[owner] = [0, 0]
+        st[0] += 1
+        if status != TAGGED:
+            counts[status.replace("-", "_")] += 1
+            st[1] += status == ALREADY_TAGGED
+            return raw
+        st[1] += 1
+        self.pending.append(ins)
         counts["inserted"] += 1
-        return new_raw
-
-    def _splice(self, raw: bytes, line: str | None, tag: Any) -> bytes:
-        """The line with the inserted span spliced into its text field, checked by reading it back."""
-        new_text, get_text = tag.new_text, self.getters[1]
-
-        def reads_back(new_line: str) -> bool:
-            """The spliced line parses, and its text field is the new text (so the span went there)."""
-            try:
-                return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
-            except ValueError:
-                return False
-
-        spliced = None if line is None else splice(line, self.policy.text_field, tag.offset, tag.inserted,
-                                                   raw.isascii(), tag.text, reads_back)
-        if spliced is None:
-            raise _BadLine(f"cannot insert into text field {self.policy.text_field!r} without rewriting the rest "
-                           f"of the line")
-        return spliced.encode("utf-8", "surrogatepass")
+        return out
 
     def _bad(self, e: _BadLine, lineno: int) -> None:
         if not self.opts.skip_bad:
@@ -560,30 +665,42 @@ class JsonlTagger:
         if len(self.cp.bad) < MAX_LISTED_BAD:
             self.cp.bad.append({"line": lineno, "reason": str(e)})
 
+    def _results(self, lineno: int, in_offset: int) -> Iterator[tuple[bytes, tuple]]:
+        """(line, tag_line result) in input order: here, or from --workers processes (parallel.py)."""
+        lr = LineRules(self.rules, self.paths.in_label, self.opts.position)
+        if self.opts.workers > 1:
+            from ghostsent.tagging.parallel import parallel_results
+            yield from parallel_results(self, lr, lineno, in_offset)
+            return
+        not_chosen = self._not_chosen if self.first is not None else None
+        for raw in self.fin:
+            lineno += 1
+            in_offset += len(raw)
+            owner = not_chosen(lineno) if not_chosen is not None else None
+            yield raw, ((raw, NOT_SELECTED, owner, None, None, False) if owner is not None
+                        else tag_line(raw, lineno, in_offset, self, lr))
+
     def _loop(self) -> None:
         """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
         each checkpoint), because attribute updates per line cost measurable time on large corpora."""
         from tqdm import tqdm
 
         opts, cp = self.opts, self.cp
-        self.getters = (field_getter(opts.owner_field), field_getter(opts.text_field))
-        self.quota = OwnerQuota(opts.max_per_owner, opts.fraction, cp.owners)
-        self.sys_rng = _BufferedSystemRandom()
         bar = tqdm(total=self.total, initial=cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
                    file=sys.stderr, disable=not opts.progress, desc="tag", leave=False)
         hash_update = self.in_hash.update if self.resumable else None
-        line_out, write = self._line, self.fout.write
+        apply, write = self._apply, self.fout.write
         lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
         since_bar = since_cp = 0
         try:
-            for raw in self.fin:
+            for raw, res in self._results(lineno, in_offset):
                 lineno += 1
                 in_offset += len(raw)
                 since_bar += len(raw)
                 if hash_update is not None:
                     hash_update(raw)
                 try:
-                    out = line_out(raw, lineno, in_offset)
+                    out = apply(raw, res, lineno)
                 except _BadLine as e:
                     self._bad(e, lineno)
                     out = raw
@@ -603,6 +720,62 @@ class JsonlTagger:
         finally:
             bar.close()
         cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+
+
+@dataclass(frozen=True)
+class LineRules:
+    """What tag_line needs besides the ghosts: the rules, the input's label and the position strategy
+    (picklable, so --workers processes get the same)."""
+
+    rules: RecordRules
+    label: str
+    position: str
+
+
+def tag_line(raw: bytes, lineno: int, in_offset: int, ghosts: Any, lr: LineRules) -> tuple:
+    """What one input line becomes: (output bytes, status, owner, insertion row, bad-line reason, whether a
+    bad line still counts as a record). Status: blank, bad, or core's tagged / already-tagged /
+    no-boundary / not-selected. Pure apart from ghosts.ghost_for (which may draw an identifier)."""
+    try:
+        obj, line = _parse(raw, in_offset)
+    except _BadLine as e:
+        return raw, "bad", None, None, str(e), False
+    if obj is None and line is None:
+        return raw, "blank", None, None, None, False
+    try:
+        rt = tag_record(obj, ghosts, lr.rules, lineno)
+    except BadRecord as e:
+        return raw, "bad", None, None, str(e), e.read
+    if rt.tag.status != TAGGED:
+        return raw, rt.tag.status, rt.owner, None, None, False
+    new_text = rt.tag.new_text
+    try:
+        out = _splice(raw, line, rt.tag, lr.rules, new_text)
+    except _BadLine as e:
+        return raw, "bad", None, None, str(e), True
+    policy = lr.rules.policy
+    document = (f"{lr.label}:{policy.id_field}={rt.record_id}" if policy.id_field is not None
+                else f"{lr.label}:line {lineno}")
+    return out, TAGGED, rt.owner, rt.tag.insertion(rt.ghost.identifier_id, document, lr.position, new_text), None, False
+
+
+def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules, new_text: str) -> bytes:
+    """The line with the inserted span spliced into its text field (whose new value is `new_text`),
+    checked by reading it back."""
+    get_text, field = rules.get_text, rules.policy.text_field
+
+    def reads_back(new_line: str) -> bool:
+        """The spliced line parses, and its text field is the new text (so the span went there)."""
+        try:
+            return get_text(json.loads(new_line[1:] if new_line[:1] == "\ufeff" else new_line)) == new_text
+        except ValueError:
+            return False
+
+    spliced = None if line is None else splice(line, field, tag.offset, tag.inserted, raw.isascii(), tag.text,
+                                               reads_back)
+    if spliced is None:
+        raise _BadLine(f"cannot insert into text field {field!r} without rewriting the rest of the line")
+    return spliced.encode("utf-8", "surrogatepass")
 
 
 def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
@@ -633,25 +806,42 @@ def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
         return obj, None  # JSON in another encoding (json.loads sniffs UTF-16/32): never spliced
 
 
-class _BufferedSystemRandom(random.SystemRandom):
-    """SystemRandom that reads os.urandom 4 KiB at a time: the same unpredictable source for the
-    default (unseeded) positions, without one system call per tagged record."""
+def job_selection(ledger: Any, opts: JsonlOptions) -> Selection:
+    """The job's selection rule: keyed with the ledger's selection secret, or --seed's (tests)."""
+    from ghostsent.ledger.keys import selection_secret
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._buf = b""
-        self._pos = 0
+    seed = opts.seed
+    key = SelectionKey.from_seed(seed) if seed is not None else SelectionKey.of(selection_secret(ledger))
+    return Selection(key, opts.max_per_owner, opts.fraction)
 
-    def getrandbits(self, k: int) -> int:
-        if k < 0:
-            raise ValueError("number of bits must be non-negative")
-        n = (k + 7) // 8
-        pos = self._pos
-        if pos + n > len(self._buf):
-            self._buf = os.urandom(max(4096, n))
-            pos = 0
-        self._pos = pos + n
-        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
+
+def owner_identifier(ledger: Any, owner: str, opts: JsonlOptions, wordlist: Any) -> tuple[Any, bool]:
+    """The owner's current identifier, or a new one drawn with the job's options: (identifier, new)."""
+    seed = opts.seed
+    return ledger.identifier_for_owner_or_new(owner, wordlist, n_words=opts.words, template=opts.template,
+                                              seed=None if seed is None else _owner_seed(seed, owner))
+
+
+class LedgerGhosts:
+    """Owners' ghosts for a job outside JsonlTagger: get or draw each identifier once, count new ones,
+    and run the filter check on each (check_ghost)."""
+
+
+    def __init__(self, ledger: Any, opts: JsonlOptions, wordlist: Any,
+                 check: Callable[[Any], None] | None = None) -> None:
+        self.ledger, self.opts, self.wordlist, self.check = ledger, opts, wordlist, check
+        self.ghosts: dict[str, OwnerGhost] = {}
+        self.new = 0
+
+    def ghost_for(self, owner: str) -> OwnerGhost:
+        g = self.ghosts.get(owner)
+        if g is None:
+            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
+            self.new += new
+            if self.check is not None:
+                self.check(ident)
+            g = self.ghosts[owner] = OwnerGhost.of(ident, self.opts.position)
+        return g
 
 
 def _owner_seed(seed: int, owner: str) -> int:

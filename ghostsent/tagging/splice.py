@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Callable
 
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.S)
@@ -24,6 +25,12 @@ _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.S)
 # character), or a run of plain characters (one each).
 _PIECES = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.|[^\\]+")
 _SCALAR = -1  # a member whose value is a number, true, false or null
+
+
+def dumps_str(value: str, ascii_only: bool) -> str:
+    """json.dumps(value, ensure_ascii=ascii_only) for a str, without its per-call encoder set-up (the
+    very functions JSONEncoder.encode calls for a str)."""
+    return encode_basestring_ascii(value) if ascii_only else encode_basestring(value)
 
 
 def _key(token: str) -> str:
@@ -104,7 +111,7 @@ def _unique_literal(line: str, value: str, ascii_only: bool) -> tuple[int, int] 
     """The span of the literal json.dumps writes for `value`, if it occurs exactly once in `line` and
     its opening quote is not an escaped one (inside another string a quote follows an odd number of
     backslashes). A guess: the caller's check decides whether it was the field's literal."""
-    needle = json.dumps(value, ensure_ascii=ascii_only)
+    needle = dumps_str(value, ascii_only)
     at = line.find(needle)
     if at < 0 or line.find(needle, at + 1) >= 0:
         return None
@@ -129,7 +136,7 @@ def splice(line: str, name: str, offset: int, inserted: str, ascii_only: bool, v
     json.dumps would write for `value`, when it occurs once (most lines were written by a JSON library).
     Otherwise, or if the check says no, the structural scan (field_span) decides. None when no splice
     passes the check: the caller copies the line unchanged as a bad record."""
-    piece = json.dumps(inserted, ensure_ascii=ascii_only)[1:-1]
+    piece = dumps_str(inserted, ascii_only)[1:-1]
     guess = _unique_literal(line, value, ascii_only)
     if guess is not None:
         new = _insert_at(line, guess, offset, piece)
