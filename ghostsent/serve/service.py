@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 import os
-import random
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -140,16 +140,6 @@ class Guard:
 
 # -- the routes ------------------------------------------------------------------------------------------
 
-class _Always:
-    """The service tags every post it is sent: the publishing hook decides which posts to send."""
-
-    def wants(self, owner: str) -> bool:
-        return True
-
-    def took(self, owner: str) -> None:
-        pass
-
-
 @lru_cache(maxsize=4096)
 def _owner_ghost(identifier: Any, position: str) -> Any:
     from ghostsent.tagging.core import OwnerGhost
@@ -161,13 +151,17 @@ class Service:
     """The work behind the routes, on one open ledger (plain methods: testable without HTTP)."""
 
     def __init__(self, config: ServiceConfig, ledger: Any) -> None:
-        from ghostsent.tagging.core import TagPolicy
+        from ghostsent.ledger.keys import selection_secret
+        from ghostsent.tagging.core import RecordRules, TagPolicy
+        from ghostsent.tagging.selection import Selection, SelectionKey
         from ghostsent.wordlists import load_wordlist
 
         self.config, self.ledger = config, ledger
         self.wordlist = load_wordlist(config.wordlist)
-        self.policy = TagPolicy(position=config.position)
-        self.rng = random.SystemRandom()
+        # Every post sent is tagged (the publishing hook decides which to send): a selection without a cap
+        # or fraction. Placement is keyed by (owner, document) like every other front end.
+        policy = TagPolicy(id_field="document", position=config.position)
+        self.rules = RecordRules(policy, Selection(SelectionKey.of(selection_secret(ledger))))
 
     def ghost_for(self, owner: str) -> Any:
         ident = self.ledger.identifier_for_owner(owner)  # a read: no write lock for known owners
@@ -182,7 +176,9 @@ class Service:
         from ghostsent.tagging.core import TAGGED, BadRecord, tag_record
 
         try:
-            rt = tag_record({"text": text, "owner": owner}, self, self.policy, _Always(), self.rng)
+            # a post without a document name gets a fresh random key, so its placement is not predictable
+            key = document if document else "service:" + secrets.token_hex(16)
+            rt = tag_record({"text": text, "owner": owner, "document": key}, self, self.rules, 0)
         except BadRecord as e:
             raise InputError(str(e)) from None
         doc = document or "service"
