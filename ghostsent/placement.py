@@ -162,9 +162,14 @@ def _one_line_half(text: str, spans: list, chooser: random.Random, g: "GhostFact
     pos = max(0, first - 8)
     while pos > 0 and text[pos - 1] in _TERMINAL_CHARS:
         pos -= 1
-    found = [m for m in _TERMINAL.finditer(text, pos) if m.end() >= first]
-    if not found:
+    found = list(_TERMINAL.finditer(text, pos))
+    j = 0
+    while j < len(found) and found[j].end() < first:  # the scan starts a little before the half
+        j += 1
+    if j == len(found):
         return None
+    if j:
+        del found[:j]
     last = len(text.rstrip())
     k = len(found)
     while k and found[k - 1].end() >= last:

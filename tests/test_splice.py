@@ -97,3 +97,55 @@ def test_dumps_str_is_json_dumps(value, ascii_only):
     from ghostsent.tagging.splice import dumps_str
 
     assert dumps_str(value, ascii_only) == json.dumps(value, ensure_ascii=ascii_only)
+
+
+# Values that collide often (a key, another field or a nested value spelling the text field's value),
+# with DEL, non-ASCII and the odd escape, so that a proven guess meets every way of being wrong.
+POOL = st.sampled_from(["Hello.", "text", "a", "Hello. World.", "x\x7fy", "caf\u00e9.", "", "t",
+                        "Hell\\u006f.", "Hello\\/."])
+
+
+def plain_obj(depth: int):
+    lit = POOL.map(lambda v: f'"{v}"')
+    val = st.one_of(lit, lit, NUMBERS) if depth == 0 else st.one_of(lit, lit, plain_obj(depth - 1))
+    member = st.tuples(WS, st.one_of(KEYS.map(lambda k: f'"{k}"'), lit), WS, val)
+    return st.lists(member, max_size=6).map(lambda ms: "{" + ",".join(f"{a}{k}:{b}{v}" for a, k, b, v in ms) + "}")
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(line=plain_obj(2), name=st.sampled_from(["text", "t", "a", "a.b", "meta.t"]), data=st.data(),
+       inserted=st.sampled_from([" Ghost sentence.", " G\u00e9\U0001F600 \"q\" \\ /.", "\n", "\x7f"]))
+def test_a_proven_guess_always_reads_back(line, name, data, inserted):
+    """Whenever guess_is_proven lets splice skip its read-back, json.loads of the result reads the new
+    text in the field and nothing else changed: the read-back could not have failed."""
+    from ghostsent.tagging.splice import guess_is_proven
+
+    parsed = json.loads(line)
+    want = _get_field(parsed, name)
+    if not isinstance(want, str):
+        return
+    offset = data.draw(st.integers(0, len(want)))
+    ascii_only = line.isascii()
+    if not guess_is_proven(line, want, offset, inserted):
+        return
+    new = splice(line, name, offset, inserted, ascii_only, want, lambda _: False, proven=True)
+    if new is None:  # no unique guess: the scan ran, and its (refusing) check was obeyed
+        return
+    expected = json.loads(line)
+    node = expected
+    parts = [name] if name in expected or "." not in name else name.split(".")
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = want[:offset] + inserted + want[offset:]
+    assert json.loads(new) == expected
+    assert one_insertion(line, new, json.dumps(inserted, ensure_ascii=ascii_only)[1:-1])
+
+
+def test_guess_is_proven_refuses_escapes_del_and_surrogates():
+    from ghostsent.tagging.splice import guess_is_proven
+
+    assert guess_is_proven('{"text": "Hello."}', "Hello.", 6, " G.")
+    assert not guess_is_proven('{"Hello.": 1, "text": "Hell\\u006f."}', "Hello.", 6, " G.")
+    assert not guess_is_proven('{"text": "a\x7fb."}', "a\x7fb.", 4, " G.")
+    assert not guess_is_proven('{"text": "Hello."}', "Hello.", 6, " G\ud83d.")
+    assert not guess_is_proven('{"text": "Hello."}', "Hello.", 7, " G.")

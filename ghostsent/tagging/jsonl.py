@@ -39,7 +39,7 @@ from ghostsent.tagging.core import (ALREADY_TAGGED, NOT_SELECTED, TAGGED, BadRec
                                     rank_record, sha256_hex, tag_record)
 from ghostsent.tagging.codecs import codec_of, compress_into, open_read
 from ghostsent.tagging.selection import RULE_VERSION, Selection, SelectionKey, SmallestRanks, rank_of
-from ghostsent.tagging.splice import splice
+from ghostsent.tagging.splice import guess_is_proven, splice
 
 CHECKPOINT_EVERY = 5000
 MAX_LISTED_BAD = 1000
@@ -771,8 +771,12 @@ def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules, new_text
         except ValueError:
             return False
 
+    # The read-back is skipped only where splice.guess_is_proven shows it cannot fail, and only for a line
+    # json.loads parsed as this very text (_parse's first branch: it starts with "{", read as UTF-8).
+    proven = line is not None and raw[:1] == b"{" and raw[1:2] != b"\x00" and \
+        guess_is_proven(line, tag.text, tag.offset, tag.inserted)
     spliced = None if line is None else splice(line, field, tag.offset, tag.inserted, raw.isascii(), tag.text,
-                                               reads_back)
+                                               reads_back, proven)
     if spliced is None:
         raise _BadLine(f"cannot insert into text field {field!r} without rewriting the rest of the line")
     return spliced.encode("utf-8", "surrogatepass")

@@ -20,6 +20,8 @@ import re
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Callable
 
+from ghostsent.names import has_surrogate
+
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]', re.S)
 # Inside a literal: an escaped surrogate pair (one character once decoded), any other escape (one
 # character), or a run of plain characters (one each).
@@ -121,6 +123,21 @@ def _unique_literal(line: str, value: str, ascii_only: bool) -> tuple[int, int] 
     return None if (at - k) % 2 else (at, at + len(needle))
 
 
+def guess_is_proven(line: str, value: str, offset: int, inserted: str) -> bool:
+    """Whether the fast path's guess (_unique_literal) is certainly the field's literal, so that its
+    splice needs no read-back. Requires `line` to be exactly the text json.loads parsed.
+
+    Why: with no backslash in the line no literal has an escape, and json.loads (strict) refuses raw
+    control characters, so every literal is '"' + its value + '"'; that is also what json.dumps writes
+    for the value, unless the value holds DEL (0x7f), which ensure_ascii escapes (then the needle holds
+    a backslash and cannot be found; lines with DEL are still left to the read-back, conservatively). The field's own literal is therefore the needle, textually; the needle occurring once, the
+    guess is that literal. Inserting the span's escaped form into that literal's body (no escapes:
+    decoded offset = raw offset) changes only that value, to value[:offset] + inserted + value[offset:],
+    provided the span's escapes decode back to it (no lone surrogates, which a \\uD8xx\\uDCxx pair would
+    join). tests/test_splice.py checks the claim against json.loads on generated lines."""
+    return 0 <= offset <= len(value) and "\\" not in line and "\x7f" not in line and not has_surrogate(inserted)
+
+
 def _insert_at(line: str, span: tuple[int, int], offset: int, piece: str) -> str:
     start, end = span
     at = start + 1 + raw_index(line[start + 1:end - 1], offset)
@@ -128,19 +145,20 @@ def _insert_at(line: str, span: tuple[int, int], offset: int, piece: str) -> str
 
 
 def splice(line: str, name: str, offset: int, inserted: str, ascii_only: bool, value: str,
-           check: Callable[[str], bool]) -> str | None:
+           check: Callable[[str], bool], proven: bool = False) -> str | None:
     """`line` with `inserted` placed at decoded character `offset` of field `name`'s string (whose
     current value is `value`), escaped as json.dumps would (\\uXXXX for non-ASCII when `ascii_only`).
 
     `check(new_line)` must confirm that the field now reads as intended. Fast path: the literal
     json.dumps would write for `value`, when it occurs once (most lines were written by a JSON library).
     Otherwise, or if the check says no, the structural scan (field_span) decides. None when no splice
-    passes the check: the caller copies the line unchanged as a bad record."""
+    passes the check: the caller copies the line unchanged as a bad record. `proven` (guess_is_proven
+    said so) skips the check of a found guess; a scan result is always checked."""
     piece = dumps_str(inserted, ascii_only)[1:-1]
     guess = _unique_literal(line, value, ascii_only)
     if guess is not None:
         new = _insert_at(line, guess, offset, piece)
-        if check(new):
+        if proven or check(new):
             return new
     span = field_span(line, name)
     if span is None:
