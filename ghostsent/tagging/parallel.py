@@ -14,32 +14,9 @@ import multiprocessing
 from collections import deque
 from typing import Any, Iterator
 
-from ghostsent.tagging.core import OwnerGhost
 
 CHUNK = 1000
 _STATE: dict[str, Any] = {}
-
-
-class _WorkerGhosts:
-    """A worker's ghosts: drawn or read in its own ledger connection, checked like the parent's."""
-
-    def __init__(self, ledger: Any, opts: Any, check_ghost: Any) -> None:
-        self.ledger, self.opts, self.check = ledger, opts, check_ghost
-        self.wordlist = opts.validate()
-        self.made: dict[str, OwnerGhost] = {}
-        self.new = 0
-
-    def ghost_for(self, owner: str) -> OwnerGhost:
-        from ghostsent.tagging.jsonl import owner_identifier
-
-        g = self.made.get(owner)
-        if g is None:
-            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
-            self.new += new
-            if self.check is not None:
-                self.check(ident)
-            g = self.made[owner] = OwnerGhost.of(ident, self.opts.position)
-        return g
 
 
 def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost: Any) -> None:
@@ -47,9 +24,11 @@ def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost:
     initializer that raises makes multiprocessing.Pool start workers again forever."""
     try:
         from ghostsent.ledger import open_ledger
+        from ghostsent.tagging.jsonl import LedgerGhosts
 
         led = open_ledger(ledger_location, timeout=timeout)
-        _STATE.update(ghosts=_WorkerGhosts(led, opts, check_ghost), lr=lr)
+        # a worker's ghosts: drawn or read in its own ledger connection, checked like the parent's
+        _STATE.update(ghosts=LedgerGhosts(led, opts, opts.validate(), check_ghost), lr=lr)
     except Exception as e:  # noqa: BLE001 - re-raised in _chunk, in the parent
         _STATE["error"] = e
 
