@@ -369,3 +369,34 @@ def test_migration_from_version_1_keeps_data_on_both_backends(ledger_at):
 def test_read_only_open_refuses_a_missing_ledger(ledger_at):
     with pytest.raises(LedgerError, match="no ledger"):
         ledger_at("missing", create=False)
+
+
+def test_export_carries_the_selection_secret_so_a_moved_ledger_selects_the_same_records(ledger_at):
+    """A ledger moved by export/import keeps its selection secret (the keyed hash that chooses records),
+    so a re-run against the copy chooses the same records; a ledger with its own secret keeps it, says
+    so, and a malformed secret line imports nothing."""
+    from ghostsent.ledger.keys import SELECTION_SECRET, selection_secret
+
+    with ledger_at("a") as a:
+        _populate(a)
+        secret = selection_secret(a)
+        text = _export(a)
+    lines = [json.loads(x) for x in text.splitlines()]
+    [line] = [x for x in lines if x["type"] == "secret"]
+    assert line["name"] == SELECTION_SECRET and bytes.fromhex(line["value"]) == secret
+    with ledger_at("b") as b:
+        counts = import_jsonl(b, io.StringIO(text), "a.jsonl")
+        assert counts["secrets"] == {"added": 1, "skipped": 0}
+        assert selection_secret(b) == secret
+        assert import_jsonl(b, io.StringIO(text), "a.jsonl")["secrets"] == {"added": 0, "skipped": 1}
+    warned: list[str] = []
+    with ledger_at("c") as c:
+        own = selection_secret(c)
+        import_jsonl(c, io.StringIO(text), "a.jsonl", warn=warned.append)
+        assert selection_secret(c) == own != secret
+    assert any("keeps its own selection secret" in w for w in warned)
+    bad = text.replace(line["value"], "zz" * 32)
+    with ledger_at("d") as d:
+        with pytest.raises(InputError, match=r"^a\.jsonl:\d+: field 'value' must be 16 to 64 bytes"):
+            import_jsonl(d, io.StringIO(bad), "a.jsonl")
+        assert d.identifiers() == [] and d.secrets() == {}

@@ -380,6 +380,10 @@ class SQLiteLedger(LedgerStore):
                                (name, value.hex(), utcnow()))
             return value
 
+    def secrets(self) -> "dict[str, tuple[bytes, str]]":
+        rows = self._q("SELECT name, value, created_at FROM ledger_secrets ORDER BY name")
+        return {r["name"]: (bytes.fromhex(r["value"]), r["created_at"]) for r in rows}
+
     # -- runs ------------------------------------------------------------------------------------------
 
     def add_run(self, kind: str, model: dict, settings: dict, summary: dict, status: str = "complete",

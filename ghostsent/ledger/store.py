@@ -130,6 +130,10 @@ class LedgerStore(ABC):
         transaction. A backend stores it; the SQLite one does (migration 5)."""
         raise NotImplementedError(f"{type(self).__name__} does not store ledger secrets yet")
 
+    def secrets(self) -> "dict[str, tuple[bytes, str]]":
+        """Every stored secret: name -> (value, created_at). Read only (export carries them)."""
+        raise NotImplementedError(f"{type(self).__name__} does not store ledger secrets yet")
+
     # -- runs ------------------------------------------------------------------------------------------
     @abstractmethod
     def add_run(self, kind: str, model: dict, settings: dict, summary: dict, status: str = "complete",

@@ -1,7 +1,8 @@
 """Export a ledger as JSON lines and import such a file, all or nothing, checking every field.
 
-An export holds every passphrase and salt, and the test history travels with the identifiers: a copy
-cannot reset how often an identifier was tested. Import validates each line (InputError naming
+An export holds every passphrase and salt and the ledger's selection secret (so that a ledger moved to
+another machine keeps choosing the same records for the same jobs), and the test history travels with the
+identifiers: a copy cannot reset how often an identifier was tested. Import validates each line (InputError naming
 `source:line` and the field), refuses conflicting ids or passphrases (LedgerError), skips identical
 duplicates, and commits nothing unless every line is good.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any, Callable
@@ -21,12 +23,13 @@ from ghostsent.passphrase import Ghost, resolve_template
 from ghostsent.wordlists import WordList, find_wordlist
 
 EXPORT_FORMAT = "ghostsent-ledger"
-EXPORT_VERSION = 2  # 2: test history and disclosure lines
+EXPORT_VERSION = 3  # 2: test history and disclosure lines; 3: the ledger's secrets
+_SECRET_RE = re.compile(r"^(?:[0-9a-f]{2}){16,64}$")  # 16..64 bytes, hex
 MAX_CLOCK_SKEW = timedelta(days=1)  # an imported time this far past our clock is refused as "future"
 _TEST_FIELDS = ("identifier_id", "number", "kind", "model", "started_at", "finished_at", "stored", "p_value",
                 "p_history")
 _DISCLOSURE_FIELDS = ("identifier_id", "endpoint", "via", "words", "created_at")
-_KINDS = ("identifier", "insertion", "run", "test", "disclosure", "header")
+_KINDS = ("identifier", "insertion", "run", "test", "disclosure", "secret", "header")
 
 
 def _line(obj: dict) -> str:
@@ -43,6 +46,8 @@ def export_jsonl(ledger: Any, fp: IO[str]) -> int:
     lines += [{"type": "test", **{k: getattr(t, k) for k in _TEST_FIELDS}} for t in ledger.tests()]
     lines += [{"type": "disclosure", **{k: v for k, v in d.to_dict().items() if k in _DISCLOSURE_FIELDS}}
               for d in ledger.disclosures()]
+    lines += [{"type": "secret", "name": name, "value": value.hex(), "created_at": created}
+              for name, (value, created) in ledger.secrets().items()]
     fp.write(_line({"type": "header", "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
                     "schema_version": ledger.schema_version}))
     for obj in lines:
@@ -191,6 +196,22 @@ class _Importer:
             return False
         self.ledger.add_disclosure(ident, vals[0], vals[1], words, None, vals[3])
         return True
+
+    def secret(self, obj: dict, where: str) -> bool:
+        """The exporting ledger's secret: stored when this ledger has none of that name. A ledger that
+        has its own keeps it (its jobs were selected with it), and the user is told that re-running the
+        exporting ledger's jobs here would choose other records."""
+        f = _Fields(obj, where)
+        name, value = f.nonempty("name"), f.string("value")
+        f.time("created_at")
+        if not _SECRET_RE.match(value):
+            raise InputError(f"{where}: field 'value' must be 16 to 64 bytes in lowercase hex")
+        made: list[bool] = []
+        kept = self.ledger.secret(name, lambda: made.append(True) or bytes.fromhex(value))
+        if not made and kept != bytes.fromhex(value):
+            self.check.warn(f"{where}: this ledger keeps its own {name} secret; jobs recorded by the exporting "
+                            "ledger would select other records if re-run against this one")
+        return bool(made)
 
     def _known(self, ident: str, where: str, kind: str) -> None:
         if self.ledger.find(ident) is None:
