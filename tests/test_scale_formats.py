@@ -166,3 +166,45 @@ def test_tag_hf_dataset_saved_to_disk(tmp_path):
     assert 0 < json.loads(r.stdout)["inserted"] < 40
     for col in ("id", "author", "score", "meta"):
         assert out[col] == before[col]
+
+
+def test_tag_parquet_nested_text_field_keeps_siblings_and_null_structs(tmp_path):
+    """--text-field post.body reaches into a struct column: only that child changes; its siblings, the
+    struct's nulls (a row without a post is a bad row, copied through with --skip-bad) and every other
+    column stay; the same rows get the same bytes as the flat column would."""
+    n = 40
+    posts = [None if i == 7 else {"title": f"T{i}", "body": f"Post {i} starts. It has a middle. It ends."}
+             for i in range(n)]
+    t = pa.table({"id": pa.array(range(n), pa.int64()), "author": [f"u{i % 4}" for i in range(n)],
+                  "post": pa.array(posts)})
+    flat = pa.table({"id": t["id"], "author": t["author"],
+                     "body": [p["body"] if p else None for p in posts]})
+    inp, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
+    pq.write_table(t, inp)
+    pq.write_table(flat, tmp_path / "flat.parquet")
+    args = ("--owner-field", "author", "--id-field", "id", "--max-per-owner", "3", "--seed", "3", "--json")
+    r = run("tag", inp, out, "--text-field", "post.body", "--skip-bad", "--ledger", tmp_path / "a.db", *args)
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.stdout)
+    assert s["inserted"] == 12 and s["bad"] == 1 and "post.body" in s["bad_rows"][0]["reason"]
+    r2 = run("tag", tmp_path / "flat.parquet", tmp_path / "flat-out.parquet", "--text-field", "body", "--skip-bad",
+             "--ledger", tmp_path / "b.db", *args)
+    assert r2.exit_code == 0, r2.output
+    after, flat_after = pq.read_table(out), pq.read_table(tmp_path / "flat-out.parquet")
+    assert after.schema == t.schema and after["id"] == t["id"] and after["author"] == t["author"]
+    got = after["post"].to_pylist()
+    assert got[7] is None and [p["title"] for p in got if p] == [p["title"] for p in posts if p]
+    assert [p["body"] if p else None for p in got] == flat_after["body"].to_pylist()
+    changed = sum(a != b for a, b in zip(got, posts))
+    assert changed == 12
+
+
+@pytest.mark.parametrize("name, message", [("post.nope", "no column 'post.nope'"),
+                                           ("post", "is struct<"), ("id", "is int64, not a string")])
+def test_tag_table_text_field_must_be_a_string_column(tmp_path, name, message):
+    t = pa.table({"id": pa.array([1], pa.int64()), "author": ["a"], "post": pa.array([{"body": "One. Two."}])})
+    pq.write_table(t, tmp_path / "in.parquet")
+    r = run("tag", tmp_path / "in.parquet", tmp_path / "out.parquet", "--text-field", name, "--owner-field", "author",
+            "--ledger", tmp_path / "l.db")
+    assert r.exit_code == 3 and message in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out.parquet").exists()

@@ -68,3 +68,46 @@ def test_study_plants_then_trains_on_what_the_pipeline_keeps(tmp_path):
         ghost = m.ghost.text
         assert survival["final_copies"].get(m.id, 0) == sum(ghost in t for t in kept)
     assert logs and logs[0].startswith("pipeline kept ")
+
+
+def test_carriers_rule_is_checked_and_old_configs_still_match():
+    assert "carriers" not in StudyConfig(**TINY).to_dict()
+    assert StudyConfig(**TINY, carriers="pipeline-safe").to_dict()["carriers"] == "pipeline-safe"
+    with pytest.raises(InputError, match="unknown carriers rule 'some'") as e:
+        validate(StudyConfig(**TINY, carriers="some"))
+    assert e.value.hint == "carriers"
+
+
+def test_pipeline_safe_carriers_are_pages_the_pipeline_keeps_untagged(tmp_path):
+    """Only pages whose untagged text survives extraction, filters and dedup carry ghosts; planting is
+    deterministic (both arms of a --pipeline comparison get the same ghosts in the same pages), and too
+    few safe pages is a clear error."""
+    if shutil.which("bible") is None:
+        pytest.skip("needs Debian's bible-kjv (CI installs it)")
+    from ghostsent.ledger import Ledger
+    from ghostsent.study.corpus import Document
+    from ghostsent.study.runner import pipeline_safe, plant, prepare_corpus
+
+    cfg = StudyConfig(**{**TINY, "corpus": "builtin:kjv", "min_words": 100, "max_words": 160, "n_documents": 12},
+                      carriers="pipeline-safe")
+    docs = prepare_corpus(cfg)
+    bad = {1, 4, 7}  # C4 drops a page with "lorem ipsum" or a "{"; exact-document dedup drops a copy
+    docs[1] = Document(docs[1].key, docs[1].text + " Lorem ipsum dolor sit amet.", docs[1].owner)
+    docs[4] = Document(docs[4].key, "{ " + docs[4].text, docs[4].owner)
+    docs[7] = Document(docs[7].key, docs[0].text, docs[7].owner)
+    logs: list[str] = []
+    safe = pipeline_safe(cfg, docs, tmp_path, logs.append)
+    assert safe is not None and not safe & bad and len(safe) >= 4  # KJV excerpts fail Gopher/C4 too
+    assert logs and "survive the pipeline untagged" in logs[0]
+    assert pipeline_safe(cfg, docs, tmp_path, logs.append) == safe and len(logs) == 1  # cached
+    run = cfg.runs()[0]
+    with Ledger(tmp_path / "a.db") as led:
+        members, _, _ = plant(cfg, run, docs, led, safe)
+    with Ledger(tmp_path / "b.db") as led:
+        again, _, _ = plant(cfg, run, docs, led, safe)
+    keys = {d.key: i for i, d in enumerate(docs)}
+    assert all(keys[k] in safe for m in members for k in m.documents)
+    assert [(m.ghost.text, m.documents) for m in members] == [(m.ghost.text, m.documents) for m in again]
+    with Ledger(tmp_path / "c.db") as led, pytest.raises(InputError, match="pipeline keeps untagged") as e:
+        plant(StudyConfig(**{**TINY, "repetitions": (1, 3, 5)}), run, docs, led, {0, 2})
+    assert e.value.hint == "carriers"

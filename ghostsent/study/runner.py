@@ -111,9 +111,10 @@ def check_memory(model: Any, cfg: StudyConfig) -> None:
 # --- 2. one run ------------------------------------------------------------------------------------------
 
 
-def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
+def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any, eligible: set[int] | None = None
           ) -> tuple[list[Planted], list[Planted], list[str]]:
-    """Draw identifiers, insert each into `repetitions` distinct documents; return members, controls, texts."""
+    """Draw identifiers, insert each into `repetitions` distinct documents (only documents in `eligible`,
+    when given); return members, controls, texts."""
     from ghostsent.tagging.core import TAGGED, OwnerGhost, tag_text
     from ghostsent.wordlists import load_wordlist
 
@@ -123,6 +124,8 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
     texts = [d.text for d in docs]
     order = list(range(len(docs)))
     rng.shuffle(order)
+    if eligible is not None:  # after the shuffle: the same identifiers are drawn either way
+        order = [i for i in order if i in eligible]
     members: list[Planted] = []
     for reps in cfg.repetitions:
         for _ in range(cfg.ids_per_cell):
@@ -131,7 +134,9 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
             placed: list[str] = []
             while len(placed) < reps:
                 if not order:
-                    raise InputError(f"cell repetitions={reps} cannot be filled: ran out of documents with a sentence boundary")
+                    why = " that the pipeline keeps untagged" if eligible is not None else ""
+                    raise InputError(f"cell repetitions={reps} cannot be filled: ran out of documents{why} with a "
+                                     "sentence boundary", hint="carriers" if eligible is not None else "documents")
                 i = order.pop()
                 tag = tag_text(texts[i], ghost, rng)
                 if tag.status != TAGGED:
@@ -145,6 +150,30 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
         ident = ledger.new_identifier(f"study:{key}:control", wl, run["words"], run["template"], rng=rng)
         controls.append(Planted(Subject(ident.id, CONTROL, ident.ghost, wl), 0, []))
     return members, controls, texts
+
+
+def pipeline_safe(cfg: StudyConfig, docs: list[Any], out: Path, log: Callable[[str], None]) -> set[int] | None:
+    """`carriers = pipeline-safe`: the documents whose untagged text survives the training pipeline
+    (extraction, filters, dedup), so that a ghost is only planted where the page itself would reach the
+    training set. A page dropped for its own text drops any watermark with it; the survival goal is stated
+    for pages whose untagged twin passes. Cached in out/pipeline_safe.json (the corpus is deterministic)."""
+    if cfg.carriers == "any":
+        return None
+    cache = out / "pipeline_safe.json"
+    keys = [d.key for d in docs]
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved["documents"] == keys:
+            return set(saved["kept"])
+    from ghostsent.survive.pipeline import through_pipeline
+    from ghostsent.survive.stages import embedded_bpe
+
+    texts = [d.text for d in docs]
+    kept, _ = through_pipeline(texts, texts, {}, tokenizer=embedded_bpe(), keep_ids=True)
+    safe = sorted(int(i) for i in kept)
+    atomic_write(cache, json.dumps({"documents": keys, "kept": safe}).encode("utf-8"))
+    log(f"pipeline-safe carriers: {len(safe)} of {len(docs)} documents survive the pipeline untagged")
+    return set(safe)
 
 
 def pipeline_texts(cfg: StudyConfig, members: list[Planted], docs: list[Any], texts: list[str], rdir: Path,
@@ -214,7 +243,7 @@ def _device_options(cfg: StudyConfig) -> dict[str, str]:
 
 
 def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: list[Any], progress: bool,
-            log: Callable[[str], None]) -> dict[str, Any]:
+            log: Callable[[str], None], eligible: set[int] | None = None) -> dict[str, Any]:
     from ghostsent.study.finetune import TrainConfig, finetune, save_checkpoint
     from ghostsent.ledger import Ledger
     from ghostsent.targets.hf import HFTarget
@@ -233,7 +262,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         for suffix in ("", "-wal", "-shm"):
             Path(str(ledger_path) + suffix).unlink(missing_ok=True)
     with Ledger(ledger_path) as ledger:
-        members, controls, texts = plant(cfg, run, docs, ledger)
+        members, controls, texts = plant(cfg, run, docs, ledger, eligible)
     log(f"[{key}] {len(members)} identifiers inserted into {sum(len(m.documents) for m in members)} of "
         f"{len(texts)} documents; {len(controls)} controls never inserted")
     ckpt = rdir / "model"
@@ -292,7 +321,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     base = load_target(cfg.model, gguf=cfg.gguf, options=_device_options(cfg))
     if not hasattr(base, "model"):
         raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
-    results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
+    eligible = pipeline_safe(cfg, docs, out, log)
+    results = [run_one(cfg, r, out, base, docs, progress, log, eligible) for r in cfg.runs()]
     # Wall time of the invocation that completed the study; a later resume only re-renders the outputs.
     timing_path = out / "timing.json"
     this_call = round(time.time() - t0, 1)

@@ -191,13 +191,15 @@ TRAINING_GROUPS = ("extract", "filters", "dedup")
 
 
 def through_pipeline(texts: list[str], originals: list[str], carriers: dict[int, tuple[str, str]], lang: str = "en",
-                     tokenizer=None, log: Callable[[str], None] | None = None) -> tuple[list[str], SurvivalReport]:
+                     tokenizer=None, log: Callable[[str], None] | None = None, keep_ids: bool = False
+                     ) -> tuple[list[str], SurvivalReport]:
     """What a pipeline would keep of a training corpus (`study --pipeline default`): `texts[i]` carries
     the ghost `carriers[i] = (id, ghost text as inserted)`, `originals[i]` is it untagged. Returns the
-    kept texts (extraction, filters and dedup; normalisation only checks matching) and the report."""
+    kept texts (extraction, filters and dedup; normalisation only checks matching), or with `keep_ids`
+    the indices (as strings) of the kept documents, and the report."""
     ghosts = {gid: g for gid, g in carriers.values()}
     docs = (Doc(str(i), t, (carriers[i][0],) if i in carriers else (), originals[i] if i in carriers else None, lang)
             for i, t in enumerate(texts))
     kept: list[Doc] = []
     report = run_survival(docs, ghosts, default_stages(lang, tokenizer, TRAINING_GROUPS), log=log, sink=kept)
-    return [d.text for d in kept], report
+    return [d.id if keep_ids else d.text for d in kept], report

@@ -12,7 +12,8 @@ The job, in four Spark stages, with the ledger only on the driver (docs/scale.md
 4. write: the tagged table (same schema, every other column untouched) and a Parquet manifest of the
    insertions, which `ghostsent ledger merge MANIFEST` adds to the ledger idempotently.
 
-The text field must be a top-level string column; the owner and id fields may be nested (a.b).
+The text, owner and id fields may be nested (a.b, as in the JSONL tagger): a nested text field is
+replaced inside its struct (every sibling field and the struct's nulls kept).
 """
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from typing import Any, Callable, Iterable, Iterator
 from ghostsent.errors import InputError
 from ghostsent.extras import require
 from ghostsent.insert import placer
-from ghostsent.tagging.core import (NO_BOUNDARY, TAGGED, BadRecord, OwnerGhost, RecordRules, TagPolicy, eligible,
-                                    owner_name, rank_record, tag_record)
+from ghostsent.tagging.arrow import replaced, text_path
+from ghostsent.tagging.core import (MISSING, NO_BOUNDARY, TAGGED, BadRecord, OwnerGhost, RecordRules, TagPolicy,
+                                    eligible, get_field, owner_name, rank_record, tag_record)
 from ghostsent.tagging.jsonl import JsonlOptions, job_selection, owner_identifier
 from ghostsent.tagging.selection import Selection, SelectionKey, SmallestRanks, rank_of
 
@@ -109,7 +111,8 @@ def _tag_rows(rows: list[dict], rules: RecordRules, ghosts: _Ghosts, label: str)
         try:
             rt = tag_record(rec, ghosts, rules, pos)
         except BadRecord as e:
-            yield rec.get(policy.text_field), none, "bad", f"{'row ' + str(pos) if pos else 'a row'}: {e}"
+            old = get_field(rec, policy.text_field)
+            yield None if old is MISSING else old, none, "bad", f"{'row ' + str(pos) if pos else 'a row'}: {e}"
             continue
         if rt.tag.status != TAGGED:
             yield rt.tag.text, none, rt.tag.status, None
@@ -128,7 +131,8 @@ def _tag_partition(rules_args: tuple, ghosts_bc: Any, position: str, text_field:
             texts, ins, status, detail = out
             cols = dict(zip(batch.schema.names, batch.columns))
             cols.pop(_POS, None)
-            cols[text_field] = pa.array(texts, batch.schema.field(text_field).type)
+            path = text_path(batch.schema.names, text_field)
+            cols[path[0]] = replaced(cols[path[0]], path[1:], texts)
             ins_cols = list(zip(*ins)) if ins else [[] for _ in _INS]
             for name, values in zip(_INS, ins_cols):
                 cols["__ghostsent_" + name] = pa.array(values, pa.int64() if name == "offset" else pa.string())
@@ -136,6 +140,19 @@ def _tag_partition(rules_args: tuple, ghosts_bc: Any, position: str, text_field:
             cols["__ghostsent_detail"] = pa.array(detail, pa.string())
             yield pa.RecordBatch.from_arrays(list(cols.values()), names=list(cols))
     return run
+
+
+def _check_text_field(schema: Any, name: str, label: str) -> None:
+    """InputError unless the text field is a string column, top level or nested in structs."""
+    from pyspark.sql import types as T
+
+    typ: Any = schema
+    for part in text_path(schema.names, name):
+        if not isinstance(typ, T.StructType) or part not in typ.names:
+            raise InputError(f"{label}: no column {name!r} (the text field: a column or a path a.b into structs)")
+        typ = typ[part].dataType
+    if not isinstance(typ, T.StringType):
+        raise InputError(f"{label}: the text field {name!r} is {typ.simpleString()}, not a string column")
 
 
 def _with_positions(df: Any) -> Any:
@@ -194,8 +211,7 @@ def tag_dataframe(df: Any, ledger: Any, opts: JsonlOptions, label: str,
 
     wordlist = opts.validate()
     policy = opts.policy()
-    if policy.text_field not in df.columns:
-        raise InputError(f"{label}: no top-level column {policy.text_field!r} (the text field must be one)")
+    _check_text_field(df.schema, policy.text_field, label)
     columns = df.columns
     table, new_ids = _identifiers(ledger, _owners(df, policy), opts, wordlist, check_ghost)
     ghosts_bc = df.sparkSession.sparkContext.broadcast(table)

@@ -17,8 +17,9 @@ from ghostsent.errors import InputError
 from ghostsent.extras import require
 from ghostsent.fsio import atomic_write, same_file
 from ghostsent.names import path_label
-from ghostsent.tagging.core import (ALREADY_TAGGED, NO_BOUNDARY, NOT_SELECTED, BadRecord, RecordRules, eligible,
-                                    rank_record, tag_record)
+from ghostsent.tagging.arrow import check_text_field, replaced, text_path
+from ghostsent.tagging.core import (ALREADY_TAGGED, MISSING, NO_BOUNDARY, NOT_SELECTED, BadRecord, RecordRules,
+                                    eligible, get_field, rank_record, tag_record)
 from ghostsent.tagging.jsonl import JsonlOptions, LedgerGhosts, job_selection
 from ghostsent.tagging.selection import SmallestRanks, rank_of
 
@@ -79,7 +80,8 @@ def _tag_rows(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts, label:
     counts = dict(records=0, inserted=0, already_tagged=0, no_boundary=0, not_selected=0, bad=0)
     texts, pending, bad, owners = [], [], [], set()
     for pos, rec in enumerate(rows, 1):
-        text = rec.get(policy.text_field)
+        text = get_field(rec, policy.text_field)
+        text = None if text is MISSING else text
         try:
             rt = tag_record(rec, ghosts, rules, pos)
         except BadRecord as e:
@@ -107,20 +109,19 @@ def _tag_rows(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts, label:
 def tag_arrow(ledger: Any, table: Any, label: str, opts: JsonlOptions,
               check_ghost: Callable[[Any], None] | None = None) -> ArrowTag:
     """Tag a pyarrow Table's text column (rows numbered from 1); nothing is recorded yet."""
-    import pyarrow as pa
 
     wordlist = opts.validate()
     policy = opts.policy()
-    if policy.text_field not in table.column_names:
-        raise InputError(f"{label}: no column {policy.text_field!r} (the text field must be a top-level column)")
+    check_text_field(table.schema, policy.text_field, label)
     rows = table.to_pylist()
     rules = RecordRules(policy, job_selection(ledger, opts))
     ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
     if rules.selection.needs_first_pass:
         rules.selection.thresholds, rules.selection.placed = _thresholds(rows, rules, ghosts)
     texts, pending, counts, bad, owners = _tag_rows(rows, rules, ghosts, label, opts.skip_bad)
-    i = table.column_names.index(policy.text_field)
-    out = table.set_column(i, table.schema.field(i), pa.array(texts, type=table.schema.field(i).type))
+    path = text_path(table.column_names, policy.text_field)
+    i = table.column_names.index(path[0])
+    out = table.set_column(i, table.schema.field(i), replaced(table.column(i), path[1:], texts))
     summary = {"input": label, "rows": len(rows), **counts, "owners": len(owners), "new_identifiers": ghosts.new,
                "bad_rows": bad, "selection": rules.selection.rule()}
     return ArrowTag(out, pending, summary)
