@@ -70,44 +70,43 @@ def test_study_plants_then_trains_on_what_the_pipeline_keeps(tmp_path):
     assert logs and logs[0].startswith("pipeline kept ")
 
 
-def test_carriers_rule_is_checked_and_old_configs_still_match():
-    assert "carriers" not in StudyConfig(**TINY).to_dict()
-    assert StudyConfig(**TINY, carriers="pipeline-safe").to_dict()["carriers"] == "pipeline-safe"
-    with pytest.raises(InputError, match="unknown carriers rule 'some'") as e:
-        validate(StudyConfig(**TINY, carriers="some"))
-    assert e.value.hint == "carriers"
+def test_screen_is_checked_and_old_configs_still_match():
+    assert "screen" not in StudyConfig(**TINY).to_dict()
+    assert StudyConfig(**TINY, screen="pipeline").to_dict()["screen"] == "pipeline"
+    with pytest.raises(InputError, match="unknown corpus screen 'some'") as e:
+        validate(StudyConfig(**TINY, screen="some"))
+    assert e.value.hint == "screen"
 
 
-def test_pipeline_safe_carriers_are_pages_the_pipeline_keeps_untagged(tmp_path):
-    """Only pages whose untagged text survives extraction, filters and dedup carry ghosts; planting is
-    deterministic (both arms of a --pipeline comparison get the same ghosts in the same pages), and too
-    few safe pages is a clear error."""
+def test_pipeline_screen_keeps_only_pages_the_pipeline_keeps_untagged(tmp_path, monkeypatch):
+    """--screen pipeline: the study's corpus is drawn from pages whose untagged text survives the
+    pipeline (so both arms of a --pipeline comparison train on the same pages); the order stays the
+    seeded one, the result is cached, and too few surviving pages is a clear error."""
     if shutil.which("bible") is None:
         pytest.skip("needs Debian's bible-kjv (CI installs it)")
-    from ghostsent.ledger import Ledger
+    from ghostsent.study import runner
     from ghostsent.study.corpus import Document
-    from ghostsent.study.runner import pipeline_safe, plant, prepare_corpus
 
-    cfg = StudyConfig(**{**TINY, "corpus": "builtin:kjv", "min_words": 100, "max_words": 160, "n_documents": 12},
-                      carriers="pipeline-safe")
-    docs = prepare_corpus(cfg)
-    bad = {1, 4, 7}  # C4 drops a page with "lorem ipsum" or a "{"; exact-document dedup drops a copy
-    docs[1] = Document(docs[1].key, docs[1].text + " Lorem ipsum dolor sit amet.", docs[1].owner)
-    docs[4] = Document(docs[4].key, "{ " + docs[4].text, docs[4].owner)
-    docs[7] = Document(docs[7].key, docs[0].text, docs[7].owner)
+    cfg = StudyConfig(**{**TINY, "corpus": "builtin:kjv", "min_words": 100, "max_words": 160, "n_documents": 8},
+                      screen="pipeline")
+    plain = runner.prepare_corpus(StudyConfig(**{**cfg.__dict__, "screen": "none", "n_documents": 30}))
+    seen: list[list[str]] = []
+
+    def screen(cands):  # the real screen, on a poisoned copy of the candidates
+        cands = list(cands)
+        cands[0] = Document(cands[0].key, cands[0].text + " Lorem ipsum dolor sit amet.", cands[0].owner)
+        cands[2] = Document(cands[2].key, "{ " + cands[2].text, cands[2].owner)
+        seen.append([c.key for c in cands])
+        return runner.pipeline_screen(cfg, cands, tmp_path, logs.append)
+
     logs: list[str] = []
-    safe = pipeline_safe(cfg, docs, tmp_path, logs.append)
-    assert safe is not None and not safe & bad and len(safe) >= 4  # KJV excerpts fail Gopher/C4 too
+    docs = runner.prepare_corpus(cfg, screen)
+    assert len(docs) == 8 and len(seen[0]) > 30
+    keys = [d.key for d in docs]
+    assert plain[0].key not in keys and plain[2].key not in keys  # dropped for their own text
+    assert keys == [k for k in seen[0] if k in keys]  # the seeded order is kept
     assert logs and "survive the pipeline untagged" in logs[0]
-    assert pipeline_safe(cfg, docs, tmp_path, logs.append) == safe and len(logs) == 1  # cached
-    run = cfg.runs()[0]
-    with Ledger(tmp_path / "a.db") as led:
-        members, _, _ = plant(cfg, run, docs, led, safe)
-    with Ledger(tmp_path / "b.db") as led:
-        again, _, _ = plant(cfg, run, docs, led, safe)
-    keys = {d.key: i for i, d in enumerate(docs)}
-    assert all(keys[k] in safe for m in members for k in m.documents)
-    assert [(m.ghost.text, m.documents) for m in members] == [(m.ghost.text, m.documents) for m in again]
-    with Ledger(tmp_path / "c.db") as led, pytest.raises(InputError, match="pipeline keeps untagged") as e:
-        plant(StudyConfig(**{**TINY, "repetitions": (1, 3, 5)}), run, docs, led, {0, 2})
-    assert e.value.hint == "carriers"
+    assert runner.prepare_corpus(cfg, screen) == docs and len(logs) == 1  # cached
+    with pytest.raises(InputError, match="survive the pipeline untagged") as e:
+        runner.prepare_corpus(cfg, lambda cands: list(range(5)))
+    assert e.value.hint == "documents"

@@ -128,7 +128,7 @@ HINTS = {
     "rank_mode": "--rank-mode completions or --rank-mode chat",
     # study
     "repetitions": "--repetitions", "max_words": "--max-words / --min-words", "ids_per_cell": "--ids-per-cell / --controls",
-    "pipeline": "--pipeline", "carriers": "--carriers or --documents", "k": "--k", "documents": "--documents, --corpus or --repetitions", "nulls": "--nulls",
+    "pipeline": "--pipeline", "screen": "--screen", "k": "--k", "documents": "--documents, --corpus or --repetitions", "nulls": "--nulls",
     "study_out": "--out",
 }
 

@@ -39,9 +39,9 @@ from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--pipeline", type=click.Choice(["none", "default"]), default="none", show_default=True,
               help="Train on what `ghostsent survive`'s extraction, filters and dedup keep.")
-@click.option("--carriers", type=click.Choice(["any", "pipeline-safe"]), default=None,
-              help="Which documents may carry a ghost: any, or only pages the pipeline keeps untagged "
-                   "[default: pipeline-safe with --pipeline default, else any].")
+@click.option("--screen", type=click.Choice(["none", "pipeline"]), default=None,
+              help="pipeline: draw the corpus only from pages the pipeline keeps untagged, so that runs with "
+                   "and without --pipeline train on the same pages [default: pipeline with --pipeline default].")
 @click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; rerunning with the same folder resumes.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N for training and detection [default: CUDA when present].")
@@ -52,7 +52,7 @@ from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
 @click.pass_context
 def study(ctx, corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls,
           words, positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum,
-          max_steps, n_nulls, k_values, alpha, seed, pipeline, carriers, out_dir, device, preset, as_json):
+          max_steps, n_nulls, k_values, alpha, seed, pipeline, screen, out_dir, device, preset, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
     from ghostsent.study.config import StudyConfig
     from ghostsent.study.runner import run_study
@@ -68,7 +68,7 @@ def study(ctx, corpus, text_field, owner_field, n_documents, min_words, max_word
         templates=str_list(templates), wordlists=str_list(wordlists), model=model, gguf=gguf, method=method, lr=lr,
         epochs=epochs, seq_len=seq_len, batch_size=batch_size, grad_accum=grad_accum, max_steps=max_steps,
         n_nulls=n_nulls, ks=int_list(k_values, "--k", 1), alpha=alpha, seed=seed, pipeline=None if pipeline == "none" else pipeline,
-        carriers=carriers or ("pipeline-safe" if pipeline == "default" else "any"),
+        screen=screen or ("pipeline" if pipeline == "default" else "none"),
     )
     log = (lambda m: echo(m, err=True)) if as_json else click.echo
     res = run_study(cfg, out_dir, progress=not as_json, log=log)

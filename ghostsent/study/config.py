@@ -11,7 +11,7 @@ from typing import Any
 from ghostsent.errors import InputError
 from ghostsent.passphrase import resolve_template
 
-CARRIERS = ("any", "pipeline-safe")
+SCREENS = ("none", "pipeline")
 
 
 @dataclass
@@ -44,7 +44,7 @@ class StudyConfig:
     alpha: float = 1e-3
     seed: int = 0
     pipeline: str | None = None      # "default": train on what `ghostsent survive`'s stages keep
-    carriers: str = "any"            # "pipeline-safe": ghosts go only into pages the pipeline keeps untagged
+    screen: str = "none"             # "pipeline": the corpus holds only pages the pipeline keeps untagged
     device: str | None = None        # None: CUDA when present, else CPU (training and detection)
 
     def runs(self) -> list[dict[str, Any]]:
@@ -60,8 +60,8 @@ class StudyConfig:
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
         if d["pipeline"] is None:
             del d["pipeline"]  # studies run before the option existed keep their configuration
-        if d["carriers"] == "any":
-            del d["carriers"]  # likewise
+        if d["screen"] == "none":
+            del d["screen"]  # likewise
         if d.get("device") is None:
             d.pop("device", None)
         return d
@@ -91,8 +91,8 @@ def validate(cfg: StudyConfig) -> None:
             hint="nulls")
     if cfg.pipeline not in (None, "default"):
         raise InputError(f"unknown pipeline {cfg.pipeline!r} (choose default)", hint="pipeline")
-    if cfg.carriers not in CARRIERS:
-        raise InputError(f"unknown carriers rule {cfg.carriers!r} (choose {' or '.join(CARRIERS)})", hint="carriers")
+    if cfg.screen not in SCREENS:
+        raise InputError(f"unknown corpus screen {cfg.screen!r} (choose {' or '.join(SCREENS)})", hint="screen")
     from ghostsent.insert import POSITIONS
     from ghostsent.wordlists import load_wordlist
 

@@ -67,7 +67,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def prepare_corpus(cfg: StudyConfig) -> list[Any]:
+def prepare_corpus(cfg: StudyConfig, screen: Callable[[list[Any]], list[int]] | None = None) -> list[Any]:
+    """`n_documents` excerpts in a seeded random order; with `screen`, only those it keeps (it gets every
+    candidate excerpt and returns the indices to keep)."""
 
     docs = load_corpus(cfg.corpus, text_field=cfg.text_field, owner_field=cfg.owner_field, min_words=cfg.min_words)
     if len(docs) < cfg.n_documents:
@@ -83,11 +85,14 @@ def prepare_corpus(cfg: StudyConfig) -> list[Any]:
         text = excerpt(d.text, cfg.max_words)
         if len(text.split()) >= min(cfg.min_words, cfg.max_words or cfg.min_words):
             out.append(Document(d.key, text, d.owner))
-            if len(out) == cfg.n_documents:
+            if len(out) == cfg.n_documents and screen is None:
                 break
+    if screen is not None:
+        out = [out[i] for i in screen(out)][:cfg.n_documents]
     if len(out) < cfg.n_documents:
+        which = "survive the pipeline untagged and " if screen is not None else ""
         raise InputError(
-            f"corpus {cfg.corpus}: only {len(out)} documents keep >= {cfg.min_words} words when cut to "
+            f"corpus {cfg.corpus}: only {len(out)} documents {which}keep >= {cfg.min_words} words when cut to "
             f"{cfg.max_words} words (max_words), but the study needs {cfg.n_documents} (n_documents)",
             hint="documents")
     return out
@@ -111,10 +116,9 @@ def check_memory(model: Any, cfg: StudyConfig) -> None:
 # --- 2. one run ------------------------------------------------------------------------------------------
 
 
-def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any, eligible: set[int] | None = None
+def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
           ) -> tuple[list[Planted], list[Planted], list[str]]:
-    """Draw identifiers, insert each into `repetitions` distinct documents (only documents in `eligible`,
-    when given); return members, controls, texts."""
+    """Draw identifiers, insert each into `repetitions` distinct documents; return members, controls, texts."""
     from ghostsent.tagging.core import TAGGED, OwnerGhost, tag_text
     from ghostsent.wordlists import load_wordlist
 
@@ -124,8 +128,6 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any, e
     texts = [d.text for d in docs]
     order = list(range(len(docs)))
     rng.shuffle(order)
-    if eligible is not None:  # after the shuffle: the same identifiers are drawn either way
-        order = [i for i in order if i in eligible]
     members: list[Planted] = []
     for reps in cfg.repetitions:
         for _ in range(cfg.ids_per_cell):
@@ -134,9 +136,7 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any, e
             placed: list[str] = []
             while len(placed) < reps:
                 if not order:
-                    why = " that the pipeline keeps untagged" if eligible is not None else ""
-                    raise InputError(f"cell repetitions={reps} cannot be filled: ran out of documents{why} with a "
-                                     "sentence boundary", hint="carriers" if eligible is not None else "documents")
+                    raise InputError(f"cell repetitions={reps} cannot be filled: ran out of documents with a sentence boundary")
                 i = order.pop()
                 tag = tag_text(texts[i], ghost, rng)
                 if tag.status != TAGGED:
@@ -152,28 +152,28 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any, e
     return members, controls, texts
 
 
-def pipeline_safe(cfg: StudyConfig, docs: list[Any], out: Path, log: Callable[[str], None]) -> set[int] | None:
-    """`carriers = pipeline-safe`: the documents whose untagged text survives the training pipeline
-    (extraction, filters, dedup), so that a ghost is only planted where the page itself would reach the
-    training set. A page dropped for its own text drops any watermark with it; the survival goal is stated
-    for pages whose untagged twin passes. Cached in out/pipeline_safe.json (the corpus is deterministic)."""
-    if cfg.carriers == "any":
-        return None
-    cache = out / "pipeline_safe.json"
-    keys = [d.key for d in docs]
+def pipeline_screen(cfg: StudyConfig, candidates: list[Any], out: Path, log: Callable[[str], None]) -> list[int]:
+    """`screen = pipeline`: the indices of the candidate documents whose untagged text survives the
+    training pipeline (extraction, filters, dedup), in order. A page the pipeline drops for its own text
+    takes any watermark with it, and fewer pages mean less training: screening the corpus first lets
+    `--pipeline default` and `--pipeline none` train on the same pages, so that the comparison measures
+    what the pipeline does to the ghosts. Cached in out/screen.json (the candidates are deterministic)."""
+    cache = out / "screen.json"
+    keys = [d.key for d in candidates]
     if cache.exists():
         saved = json.loads(cache.read_text())
-        if saved["documents"] == keys:
-            return set(saved["kept"])
+        if saved.get("candidates") == keys:
+            return saved["kept"]
     from ghostsent.survive.pipeline import through_pipeline
     from ghostsent.survive.stages import embedded_bpe
 
-    texts = [d.text for d in docs]
-    kept, _ = through_pipeline(texts, texts, {}, tokenizer=embedded_bpe(), keep_ids=True)
-    safe = sorted(int(i) for i in kept)
-    atomic_write(cache, json.dumps({"documents": keys, "kept": safe}).encode("utf-8"))
-    log(f"pipeline-safe carriers: {len(safe)} of {len(docs)} documents survive the pipeline untagged")
-    return set(safe)
+    texts = [d.text for d in candidates]
+    kept_ids, _ = through_pipeline(texts, texts, {}, tokenizer=embedded_bpe(), keep_ids=True)
+    kept = sorted(int(i) for i in kept_ids)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(cache, json.dumps({"candidates": keys, "kept": kept}).encode("utf-8"))
+    log(f"corpus screen: {len(kept)} of {len(candidates)} candidate documents survive the pipeline untagged")
+    return kept
 
 
 def pipeline_texts(cfg: StudyConfig, members: list[Planted], docs: list[Any], texts: list[str], rdir: Path,
@@ -243,7 +243,7 @@ def _device_options(cfg: StudyConfig) -> dict[str, str]:
 
 
 def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: list[Any], progress: bool,
-            log: Callable[[str], None], eligible: set[int] | None = None) -> dict[str, Any]:
+            log: Callable[[str], None]) -> dict[str, Any]:
     from ghostsent.study.finetune import TrainConfig, finetune, save_checkpoint
     from ghostsent.ledger import Ledger
     from ghostsent.targets.hf import HFTarget
@@ -262,7 +262,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         for suffix in ("", "-wal", "-shm"):
             Path(str(ledger_path) + suffix).unlink(missing_ok=True)
     with Ledger(ledger_path) as ledger:
-        members, controls, texts = plant(cfg, run, docs, ledger, eligible)
+        members, controls, texts = plant(cfg, run, docs, ledger)
     log(f"[{key}] {len(members)} identifiers inserted into {sum(len(m.documents) for m in members)} of "
         f"{len(texts)} documents; {len(controls)} controls never inserted")
     ckpt = rdir / "model"
@@ -308,7 +308,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
 
     out = Path(out_dir)
     validate(cfg)
-    docs = prepare_corpus(cfg)
+    screen = (lambda cands: pipeline_screen(cfg, cands, out, log)) if cfg.screen == "pipeline" else None
+    docs = prepare_corpus(cfg, screen)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     if cfg_path.exists():
@@ -321,8 +322,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     base = load_target(cfg.model, gguf=cfg.gguf, options=_device_options(cfg))
     if not hasattr(base, "model"):
         raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
-    eligible = pipeline_safe(cfg, docs, out, log)
-    results = [run_one(cfg, r, out, base, docs, progress, log, eligible) for r in cfg.runs()]
+    results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
     # Wall time of the invocation that completed the study; a later resume only re-renders the outputs.
     timing_path = out / "timing.json"
     this_call = round(time.time() - t0, 1)
