@@ -1,0 +1,128 @@
+"""tag-jsonl's output bytes and ledger rows pinned to what the implementation produced before the speed
+work of issue 12 (commit 4cd0e4d): any optimisation of the hot path must leave them unchanged.
+
+The corpus is varied on purpose: escapes (\\n, \\", \\uXXXX, surrogate pairs), non-ASCII written raw and
+escaped, nested text and owner fields, Markdown/code/links (protected regions), texts without a
+boundary, texts already carrying the ghost, numeric and duplicate ids, blank lines and bad records
+(skipped). Each configuration runs with a fixed --seed, so the selection key and the identifiers' words
+are fixed; the digests below are SHA-256 of the output file and of the ledger's insertion rows (without
+their ids and timestamps), computed with 4cd0e4d. A change in either means a record got a different
+ghost, place or escape: a broken promise, not a new baseline."""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import pytest
+
+from ghostsent.ledger import Ledger
+from ghostsent.tagging import JsonlOptions, tag_jsonl
+
+WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which "
+         "data model river garden quantum lantern harbour violet engine meadow signal copper thunder "
+         "café naïve Ünïcödé 東京 😀 e.g. approx. Dr. U.S.A. 3.14 rocks").split()
+
+
+def _text(rng: random.Random) -> str:
+    kind = rng.randrange(10)
+    sents = []
+    for _ in range(rng.randint(1, 8)):
+        ws = [rng.choice(WORDS) for _ in range(rng.randint(2, 14))]
+        sents.append(" ".join(ws).capitalize() + rng.choice([".", ".", "!", "?", "...", ".\"", ""]))
+    sep = rng.choice([" ", " ", " ", "\n", "\n\n", "  "])
+    text = sep.join(sents)
+    if kind == 0:
+        text += "\n\n```\ncode. More code.\n```\nAfter the code. Yes."
+    elif kind == 1:
+        text = "See [a link. here](http://x.y/a.b). " + text + " Mail me at a.b@c.de. Fine."
+    elif kind == 2:
+        text = "# Heading. Here\n\n" + text + "\n\n    indented. code.\n\nEnd here. Done."
+    elif kind == 3:
+        text = rng.choice(["no boundary at all here", "", "```\nx = 1. y = 2.\n```", "    code. only."])
+    elif kind == 4:
+        text += ' Tab\tand "quotes" and back\\slash. Del\x7f here. Bell\x07 end.'
+    elif kind == 5:
+        text = "Accept cookies. Enable javascript. " + text
+    return text
+
+
+def _corpus(path, n: int = 700, seed: int = 5) -> None:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n):
+        owner = rng.choice(["alice", "bob", "Carol", "dave ", 7, "émile"])
+        rec = {"id": rng.choice([f"doc-{i}", i, f"doc-{i % 50}"]), "author": owner, "body": _text(rng),
+               "meta": {"n": i, "src": "pin", "inner": {"body": _text(rng)}}}
+        style = rng.randrange(6)
+        if style == 0:
+            line = json.dumps(rec, ensure_ascii=False)
+        elif style == 1:
+            line = json.dumps(rec, separators=(",", ":"))
+        elif style == 2:
+            line = json.dumps(rec, indent=None, sort_keys=True)
+        elif style == 3:  # duplicate key: json.loads keeps the last
+            line = '{"body": "Decoy. Text.", ' + json.dumps(rec)[1:]
+        elif style == 4:
+            line = " " + json.dumps(rec) + "  "
+        else:
+            line = json.dumps(rec)
+        if i % 97 == 3:
+            line = '{"author": "alice", "body": 5}'
+        if i % 131 == 7:
+            line = "{not json"
+        if i % 89 == 11:
+            line = ""
+        lines.append(line)
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+CONFIGS = {
+    "all": dict(),
+    "cap": dict(max_per_owner=9),
+    "fraction": dict(fraction=0.4),
+    "cap-fraction-id": dict(max_per_owner=5, fraction=0.7, id_field="id"),
+    "nested": dict(text_field="meta.inner.body", owner_field="author", id_field="meta.n"),
+    "end": dict(position="end", max_per_owner=20),
+}
+
+PINNED = {
+    # from 4cd0e4d (see the module docstring): (output sha256, insertion rows sha256, insertions)
+    'all': ('ff2f6132207d51277ec3ae949625b038b4fc67dcbceb920238ffee4ee7ebf631', '6c210f179ef2d33b415b5dfa9c6d739a7604e75b8e1937a199ad65af750325d3', 650),
+    'cap': ('be0bc431d87077e6bda5b125348569d0d78fbd5f9bef8341e49b5769f561d452', 'dff5716d9ca06971b9585ebab85365bab6661aa7e4eca3d25112e011a3496e31', 54),
+    'cap-fraction-id': ('45d9c7884526135c442547e96d93495e5ca8156c327ae9f22d55b55a6c3d02be', '1458ea0b0be96b0a5ba9e131e7aa80e3c01a313fc6ea5e3c331a2349c020a528', 31),
+    'end': ('8b5a1b7c8fee624575623083a21d9a99c36b8943917088e8507b44fe6daff5ac', 'c6f484a086659ccd9f7bdecdbc1d71c9b2ba54f1384a6033fa7b1bda60e3ea32', 120),
+    'fraction': ('101c2e3499241ad179f87d12cdb38bab84e1d9d0be2a82808b238a0b0c5fc635', '81058abe3caf1515818700386234ff1e17f6f6319bda0cd455590468b94176fb', 261),
+    'nested': ('f45e0e41a8bd99b3f7781962b10d4fe7788ec524659eeb368df8cf9800e2f921', '23e9b35f372387463c37564311fcc9a48561ef37a5a1f6831f4e405e60fdff39', 645),
+}
+
+
+def _run(tmp_path, name: str, workers: int = 1, checkpoint_every: int = 100) -> tuple[str, str, int]:
+    inp, out = tmp_path / "in.jsonl", tmp_path / f"{name}-{workers}.jsonl"
+    if not inp.exists():
+        _corpus(inp)
+    o = dict(text_field="body", owner_field="author", seed=11, skip_bad=True, words=6,
+             checkpoint_every=checkpoint_every, workers=workers) | CONFIGS[name]
+    with Ledger(tmp_path / f"{name}-{workers}.db") as led:
+        s = tag_jsonl(led, str(inp), str(out), JsonlOptions(**o))
+        words = {i.id: (i.owner, i.text) for i in led.identifiers()}
+        rows = [(words[r.identifier_id], r.document, r.sha256_before, r.sha256_after, r.offset, r.strategy)
+                for r in led.insertions()]
+    assert s["inserted"] == len(rows)
+    if name == "all":  # tagging the output again: every record already carries its ghost
+        with Ledger(tmp_path / f"{name}-{workers}.db") as led:
+            again = tag_jsonl(led, str(out), str(tmp_path / "again.jsonl"), JsonlOptions(**o))
+        assert again["inserted"] == 0 and again["already_tagged"] == s["inserted"]
+        assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()
+    digest = hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
+    return hashlib.sha256(out.read_bytes()).hexdigest(), digest, len(rows)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_output_and_ledger_rows_are_the_pinned_ones(tmp_path, name):
+    assert _run(tmp_path, name) == PINNED[name]
+
+
+@pytest.mark.parametrize("name", ["all", "cap-fraction-id"])
+def test_workers_give_the_pinned_output_and_rows(tmp_path, name):
+    assert _run(tmp_path, name, workers=2, checkpoint_every=37) == PINNED[name]
