@@ -70,6 +70,24 @@ def test_wal_foreign_keys_and_schema_version(tmp_path):
     raw.close()
 
 
+def test_insertions_have_one_identifier_index_that_every_lookup_uses(tmp_path):
+    """Issue 12 (speed): the single-column index on insertions.identifier_id is dropped (each inserted row
+    updated two indexes); lookups by identifier still use an index (insertions_document's first column),
+    never a scan of the table."""
+    path = tmp_path / "l.db"
+    with Ledger(path):
+        pass
+    raw = sqlite3.connect(path)
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='insertions'")}
+    assert "insertions_identifier" not in names and "insertions_document" in names
+    for sql in ("SELECT * FROM insertions WHERE identifier_id = ? ORDER BY id",
+                "SELECT count(*) FROM insertions WHERE identifier_id = ?",
+                "SELECT 1 FROM insertions WHERE identifier_id = ? AND document = ? AND sha256_after = ?"):
+        plan = " ".join(str(r[-1]) for r in raw.execute("EXPLAIN QUERY PLAN " + sql, ("a", "b", "c")[:sql.count("?")]))
+        assert "insertions_document" in plan, plan
+    raw.close()
+
+
 def test_migration_from_version_1_keeps_data(tmp_path):
     path = tmp_path / "old.db"
     with Ledger(path, _target_version=1) as old:

@@ -442,3 +442,46 @@ def test_selection_digest_is_hmac_sha256_of_owner_and_key(secret, owner, key):
 
     msg = f"{owner}\x00{key}".encode("utf-8", "surrogatepass")
     assert SelectionKey.of(secret).digest_fn()(owner, key) == hmac.new(secret, msg, hashlib.sha256).digest()
+
+
+class _OldKeyedRandom(random.SystemRandom):
+    """KeyedRandom as it was before it stopped subclassing random.Random (4cd0e4d), for comparison."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.gauss_next = None
+        self._buf, self._pos, self._seed, self._n = seed, 0, seed, 0
+
+    def getrandbits(self, k: int) -> int:
+        n = (k + 7) // 8
+        while self._pos + n > len(self._buf):
+            self._n += 1
+            self._buf = self._buf[self._pos:] + hashlib.sha256(self._seed + self._n.to_bytes(8, "big")).digest()
+            self._pos = 0
+        pos = self._pos
+        self._pos = pos + n
+        return int.from_bytes(self._buf[pos:pos + n], "big") >> (n * 8 - k)
+
+    def random(self) -> float:
+        return self.getrandbits(53) * (1.0 / (1 << 53))
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.binary(min_size=24, max_size=24),
+       calls=st.lists(st.tuples(st.sampled_from(["randrange", "randrange2", "random", "choice", "shuffle", "sample",
+                                                 "randint", "getrandbits", "uniform"]), st.integers(1, 3000)),
+                      min_size=1, max_size=25))
+def test_keyed_random_draws_like_the_former_random_subclass(seed, calls):
+    """KeyedRandom (a plain class, cheap to make) gives, call after call, exactly what the former
+    random.SystemRandom subclass gave from the same keyed bits, for every method random.Random offers
+    that could reach it (placement uses randrange; the rest must not silently differ)."""
+    from ghostsent.tagging.selection import KeyedRandom
+
+    new, old = KeyedRandom(seed), _OldKeyedRandom(seed)
+    for name, n in calls:
+        a, b = list(range(n % 40 + 1)), list(range(n % 40 + 1))
+        got = {"randrange": lambda r, _: r.randrange(n), "randrange2": lambda r, _: r.randrange(3, n + 3, 2),
+               "random": lambda r, _: r.random(), "choice": lambda r, xs: r.choice(xs),
+               "shuffle": lambda r, xs: (r.shuffle(xs), xs)[1], "sample": lambda r, xs: r.sample(xs, len(xs) // 2),
+               "randint": lambda r, _: r.randint(-n, n), "getrandbits": lambda r, _: r.getrandbits(n % 200),
+               "uniform": lambda r, _: r.uniform(0, n)}[name]
+        assert got(new, a) == got(old, b)
