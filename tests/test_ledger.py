@@ -387,3 +387,27 @@ def test_migration_from_version_1_keeps_data_on_both_backends(ledger_at):
 def test_read_only_open_refuses_a_missing_ledger(ledger_at):
     with pytest.raises(LedgerError, match="no ledger"):
         ledger_at("missing", create=False)
+
+
+def test_deferred_sync_commits_visibly_and_restores_full_sync(tmp_path):
+    """Ledger.deferred_sync (tag-jsonl's new owners): commits inside skip only their WAL fsync. They are
+    committed (another connection sees them at once, a rollback later does not undo them), the connection
+    is back to synchronous = FULL afterwards, and a transaction already open is left alone."""
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        sync = lambda: led._conn.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        assert sync() == 2
+        with led.deferred_sync():
+            assert sync() == 1
+            ident, new = led.identifier_for_owner_or_new("alice", "en", n_words=6, seed=1)
+        assert new and sync() == 2
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT owner FROM identifiers WHERE id = ?", (ident.id,)).fetchone() == ("alice",)
+        other.close()
+        with led.transaction():
+            with led.deferred_sync():
+                assert sync() == 2  # inside a transaction: untouched, the outer commit decides
+        with pytest.raises(RuntimeError):
+            with led.deferred_sync():
+                raise RuntimeError("boom")
+        assert sync() == 2 and led.find(ident.id) is not None

@@ -625,7 +625,8 @@ class JsonlTagger:
         """The owner's ghost: their current identifier, drawn (and counted) the first time they appear."""
         got = self.ghosts.get(owner)
         if got is None:
-            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
+            with self.ledger.deferred_sync():  # made durable by the next checkpoint's commit (ledger docs)
+                ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
             if new:
                 self.cp.counts["new_identifiers"] += 1
             if self.check_ghost is not None:
