@@ -1,22 +1,49 @@
-"""`--workers N`: tag_line in N processes, results back in input order.
+"""`--workers N`: N processes tag chunks of lines end to end; the main process only reads, writes, adds up
+and records.
 
-The main process still does everything that makes a run safe: it reads the input (and hashes it for
---resume), writes the output, counts, and commits each checkpoint with its insertions. Workers only
-compute each line's result (jsonl.tag_line), in chunks of CHUNK lines, at most 2N chunks ahead of the
-writer (bounded memory). A worker draws a new owner's identifier in the ledger itself (its own
-connection; BEGIN IMMEDIATE makes get-or-create safe across processes), so the output, the insertions
-and the identifiers' words are the same as with one process; only which process drew an identifier
-differs. Processes are started with "spawn": nothing of the parent's open ledger or files is inherited.
+A chunk is a run of consecutive input lines, sent as ONE bytes object (no per-line pickling). A worker
+splits it into lines, runs jsonl.tag_line and jsonl.account on each (parse, select, place, splice, count:
+everything one process does per line) and returns a ChunkResult: the chunk's output bytes, its tallies,
+its insertion rows in order and its bad lines. The main process keeps everything that makes a run safe,
+per chunk instead of per line: it reads the input (and hashes it for --resume), writes each chunk's
+output in input order, adds up the tallies, and commits each checkpoint with its insertions in ONE
+transaction, exactly as with one process. Chunks end at every checkpoint boundary, so checkpoints fall on
+the same lines as with one process; at most 2N chunks are in flight (bounded memory). Output bytes go
+back through the pool's pipe rather than into part files, so a killed run leaves no stray files: OUT.partial
+and the checkpoint are the only state, as with one process.
+
+With --max-per-owner, the first pass (each line's rank and owner) runs in the workers too; the main
+process then walks each owner's records in rank order (jsonl.JsonlTagger._walk) and sends each chunk the
+owners of its lines that the rule does not choose (copied as they are); the workers tag the other lines
+with a rule that chooses every record, which for those lines is the job's rule. Lines past the first
+pass's end (the input grew) get the job's thresholds with their chunk.
+
+A worker draws a new owner's identifier in the ledger itself (its own connection; BEGIN IMMEDIATE makes
+get-or-create safe across processes), so the output, the insertions and the identifiers' words are the
+same as with one process; only which process drew an identifier differs. Processes are started with
+"spawn": nothing of the main process's open ledger or files is inherited.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+from array import array
 from collections import deque
-from typing import Any, Iterator
+from itertools import islice
+from typing import Any, Iterator, NamedTuple
 
-
-CHUNK = 1000
+CHUNK = 2000  # lines; a chunk also ends at each checkpoint boundary
 _STATE: dict[str, Any] = {}
+_COUNTS = ("records", "inserted", "already_tagged", "no_boundary", "not_selected", "blank")
+
+
+class ChunkResult(NamedTuple):
+    out: bytes                        # the chunk's output lines
+    counts: dict[str, int]            # added to Checkpoint.counts
+    owners: dict[str, list[int]]      # owner -> [records, ghosts carried], added to Checkpoint.owners
+    rows: list[tuple]                 # insertion rows, in line order
+    bad: list[tuple[int, str]]        # (line number, reason) of bad lines, in order
+    new_identifiers: int
 
 
 def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost: Any) -> None:
@@ -24,63 +51,221 @@ def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost:
     initializer that raises makes multiprocessing.Pool start workers again forever."""
     try:
         from ghostsent.ledger import open_ledger
-        from ghostsent.tagging.jsonl import LedgerGhosts
+        from ghostsent.tagging.core import RecordRules
+        from ghostsent.tagging.jsonl import LedgerGhosts, LineRules
+        from ghostsent.tagging.selection import Selection
 
+        opts.policy().validate()
         led = open_ledger(ledger_location, timeout=timeout)
-        # a worker's ghosts: drawn or read in its own ledger connection, checked like the parent's
-        _STATE.update(ghosts=LedgerGhosts(led, opts, opts.validate(), check_ghost), lr=lr)
-    except Exception as e:  # noqa: BLE001 - re-raised in _chunk, in the parent
+        # a worker's ghosts: drawn or read in its own ledger connection, checked like the main process's;
+        # the word list is loaded only if this worker draws one (the main process validated the options)
+        ghosts = LedgerGhosts(led, opts, opts.validate, check_ghost, defer_sync=True)
+        every = LineRules(RecordRules(lr.rules.policy, Selection(lr.rules.selection.key)), lr.label, lr.position)
+        _STATE.update(ghosts=ghosts, lr=lr, every=every)
+    except Exception as e:  # noqa: BLE001 - re-raised in the chunk functions, in the main process
         _STATE["error"] = e
 
 
-def _chunk(lines: list[bytes], lineno: int, in_offset: int) -> tuple[list[tuple], int]:
-    """tag_line for consecutive lines; an unchanged line's bytes are not sent back (None)."""
-    from ghostsent.tagging.jsonl import tag_line
-
+def _state() -> dict[str, Any]:
     if "error" in _STATE:
         raise _STATE["error"]
-    ghosts, lr = _STATE["ghosts"], _STATE["lr"]
+    return _STATE
+
+
+def _lines(blob: bytes) -> list[bytes]:
+    """The lines of a chunk as iterating the file gave them (each ends with b"\\n" but the file's last)."""
+    parts = blob.split(b"\n")
+    last = parts.pop()
+    lines = [p + b"\n" for p in parts]
+    if last:
+        lines.append(last)
+    return lines
+
+
+def _rank_chunk(blob: bytes, lineno: int) -> tuple[bytes, list]:
+    """The first pass over a chunk: each line's rank (array "Q" bytes) and owner (None: blank/unreadable)."""
+    from ghostsent.tagging.jsonl import first_pass_record
+    from ghostsent.tagging.selection import rank_of
+
+    rules = _state()["lr"].rules
+    ranks, owners = array("Q"), []
+    for raw in _lines(blob):
+        lineno += 1
+        r = first_pass_record(raw, rules, lineno)
+        ranks.append(0 if r is None else rank_of(r.digest))
+        owners.append(None if r is None else r.owner)
+    return ranks.tobytes(), owners
+
+
+def _tag_chunk(blob: bytes, lineno: int, in_offset: int, not_chosen: list | None,
+               past: tuple[int, dict] | None) -> ChunkResult:
+    """tag_line and account for each line of a chunk. `not_chosen` (--max-per-owner): per line, the
+    owner of a record the rule does not choose (copied), or None (tagged by a rule choosing every
+    record); `past`: (lines the first pass read, the job's thresholds) when the chunk reaches past them."""
+    from ghostsent.tagging.jsonl import NOT_SELECTED, _BadLine, account, tag_line
+
+    st = _state()
+    ghosts, lr = st["ghosts"], st["lr"]
+    first_end, job = (past[0], _with_thresholds(lr, past[1])) if past is not None else (None, lr)
+    if not_chosen is not None:
+        lr = st["every"]
     before = ghosts.new
-    out = []
-    for raw in lines:
+    counts = dict.fromkeys(_COUNTS, 0)
+    owners: dict[str, list[int]] = {}
+    rows: list[tuple] = []
+    bad: list[tuple[int, str]] = []
+    outs = []
+    for i, raw in enumerate(_lines(blob)):
         lineno += 1
         in_offset += len(raw)
-        res = tag_line(raw, lineno, in_offset, ghosts, lr)
-        out.append(res if res[0] is not raw else (None, *res[1:]))
-    return out, ghosts.new - before
+        owner = not_chosen[i] if not_chosen is not None else None
+        res = ((raw, NOT_SELECTED, owner, None, None, False) if owner is not None
+               else tag_line(raw, lineno, in_offset, ghosts, job if first_end is not None and lineno > first_end else lr))
+        try:
+            outs.append(account(raw, res, counts, owners, rows))
+        except _BadLine as e:
+            bad.append((lineno, str(e)))
+            outs.append(raw)
+    return ChunkResult(b"".join(outs), counts, owners, rows, bad, ghosts.new - before)
 
 
-def _read_chunks(fin: Any, lineno: int, in_offset: int) -> Iterator[tuple[list[bytes], int, int]]:
-    lines: list[bytes] = []
-    start_line, start_off = lineno, in_offset
-    for raw in fin:
-        lines.append(raw)
-        in_offset += len(raw)
-        if len(lines) >= CHUNK:
-            yield lines, start_line, start_off
-            start_line, start_off, lines = start_line + len(lines), in_offset, []
-    if lines:
-        yield lines, start_line, start_off
+def _with_thresholds(lr: Any, thresholds: dict) -> Any:
+    """The job's LineRules with the first pass's thresholds (for lines the first pass did not see)."""
+    import dataclasses
+
+    from ghostsent.tagging.core import RecordRules
+
+    sel = dataclasses.replace(lr.rules.selection, thresholds=thresholds)
+    return dataclasses.replace(lr, rules=RecordRules(lr.rules.policy, sel))
 
 
-def parallel_results(tagger: Any, lr: Any, lineno: int, in_offset: int) -> Iterator[tuple[bytes, tuple]]:
-    """(line, result) for every line of tagger.fin, computed by tagger.opts.workers processes."""
-    n = tagger.opts.workers
-    ctx = multiprocessing.get_context("spawn")
+@contextlib.contextmanager
+def worker_pool(tagger: Any) -> Iterator[Any]:
+    """tagger.opts.workers processes, ready for both passes; terminated on the way out."""
+    from ghostsent.tagging.jsonl import LineRules
+
     led = tagger.ledger
+    lr = LineRules(tagger.rules, tagger.paths.in_label, tagger.opts.position)
     args = (str(led.path), getattr(led, "timeout", 30.0), tagger.opts, lr, tagger.check_ghost)
-    with ctx.Pool(n, initializer=_init, initargs=args) as pool:
-        queue: deque = deque()
-        for chunk in _read_chunks(tagger.fin, lineno, in_offset):
-            queue.append((chunk[0], pool.apply_async(_chunk, chunk)))
-            if len(queue) >= 2 * n:
-                yield from _drain(tagger, *queue.popleft())
-        while queue:
-            yield from _drain(tagger, *queue.popleft())
+    with multiprocessing.get_context("spawn").Pool(tagger.opts.workers, initializer=_init, initargs=args) as pool:
+        yield pool
 
 
-def _drain(tagger: Any, lines: list[bytes], fut: Any) -> Iterator[tuple[bytes, tuple]]:
-    results, new = fut.get()
-    tagger.cp.counts["new_identifiers"] += new
-    for raw, res in zip(lines, results):
-        yield raw, (res if res[0] is not None else (raw, *res[1:]))
+def _in_order(pool: Any, n: int, calls: Iterator[tuple[Any, tuple]]) -> Iterator[tuple[tuple, Any]]:
+    """(args, result) of fn(*args) for each (fn, args), in order, at most 2n in flight."""
+    queue: deque = deque()
+    for fn, args in calls:
+        queue.append((args, pool.apply_async(fn, args)))
+        if len(queue) >= 2 * n:
+            args, fut = queue.popleft()
+            yield args, fut.get()
+    while queue:
+        args, fut = queue.popleft()
+        yield args, fut.get()
+
+
+def _blobs(fin: Any, sizes: Iterator[int]) -> Iterator[tuple[bytes, int]]:
+    """(chunk bytes, number of lines) of consecutive lines of `fin`, each chunk at most the next size."""
+    for size in sizes:
+        lines = list(islice(fin, size))
+        if not lines:
+            return
+        yield b"".join(lines), len(lines)
+
+
+def parallel_first_pass(pool: Any, n: int, fin: Any, seen: Any) -> None:
+    """Fill jsonl._FirstPass `seen` with every line of `fin` (read from its start), ranked in n workers."""
+    def calls() -> Iterator[tuple[Any, tuple]]:
+        lineno = 0
+        for blob, n in _blobs(fin, iter(lambda: CHUNK, None)):
+            yield _rank_chunk, (blob, lineno)
+            lineno += n
+
+    for (blob, _), (ranks, owners) in _in_order(pool, n, calls()):
+        lengths = map(len, _lines(blob))
+        r = array("Q")
+        r.frombytes(ranks)
+        for owner, rank, length in zip(owners, r, lengths):
+            seen.add(owner, rank, length)
+
+
+def parallel_loop(tagger: Any, pool: Any) -> None:
+    """JsonlTagger._loop with the lines tagged in the workers, chunk by chunk, in input order."""
+    opts, cp = tagger.opts, tagger.cp
+    every = opts.checkpoint_every if tagger.resumable else CHUNK
+    start = cp.lines_done
+
+    def sizes() -> Iterator[int]:  # chunks end at every checkpoint boundary (lines start + k * every)
+        done = 0
+        while True:
+            size = min(CHUNK, every - done % every)
+            yield size
+            done += size
+
+    def calls() -> Iterator[tuple[Any, tuple]]:
+        lineno, in_offset = start, cp.in_offset
+        for blob, n in _blobs(tagger.fin, sizes()):
+            yield _tag_chunk, (blob, lineno, in_offset, *_selection_args(tagger, lineno, n))
+            lineno += n
+            in_offset += len(blob)
+
+    bar = tagger._progress()
+    hash_update = tagger.in_hash.update if tagger.resumable else None
+    lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
+    since_cp = 0
+    try:
+        for (blob, *_), res in _in_order(pool, opts.workers, calls()):
+            if hash_update is not None:
+                hash_update(blob)
+            _add_up(tagger, res)
+            tagger.fout.write(res.out)
+            lineno += _count_lines(blob)
+            in_offset += len(blob)
+            bytes_out += len(res.out)
+            since_cp = (lineno - start) % every
+            if since_cp == 0 and tagger.resumable:
+                cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+                tagger._checkpoint()
+                if tagger.after_checkpoint is not None:
+                    tagger.after_checkpoint(cp.checkpoints)
+            bar.update(len(blob))
+    finally:
+        bar.close()
+    cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+
+
+def _count_lines(blob: bytes) -> int:
+    return blob.count(b"\n") + (not blob.endswith(b"\n"))
+
+
+def _selection_args(tagger: Any, lineno: int, n: int) -> tuple[list | None, tuple[int, dict] | None]:
+    """For a chunk of n lines after line `lineno`: the owners of the lines the rule does not choose (see
+    the module docstring), and (lines the first pass read, the job's thresholds) if the chunk reaches
+    past them."""
+    if tagger.first is None:
+        return None, None
+    not_chosen = [tagger._not_chosen(i) for i in range(lineno + 1, lineno + n + 1)]
+    first_end = len(tagger.first.owner_of)
+    return not_chosen, (first_end, tagger.rules.selection.thresholds) if lineno + n > first_end else None
+
+
+def _add_up(tagger: Any, res: ChunkResult) -> None:
+    """A chunk's tallies into the run's (Checkpoint counts and owners, pending insertions, bad lines)."""
+    from ghostsent.tagging.jsonl import _BadLine
+
+    cp = tagger.cp
+    for lineno, reason in res.bad:
+        tagger._bad(_BadLine(reason), lineno)  # raises InputError at the first one without --skip-bad
+    counts = cp.counts
+    for k, v in res.counts.items():
+        counts[k] += v
+    counts["new_identifiers"] += res.new_identifiers
+    owners = cp.owners
+    for owner, (records, ghosts) in res.owners.items():
+        st = owners.get(owner)
+        if st is None:
+            owners[owner] = [records, ghosts]
+        else:
+            st[0] += records
+            st[1] += ghosts
+    tagger.pending.extend(res.rows)

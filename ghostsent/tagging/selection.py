@@ -144,8 +144,9 @@ class Selection:
     max_per_owner: int | None = None
     fraction: float | None = None
     thresholds: dict[str, int] | None = None
-    # digest -> (status, offset, inserted span) of the chosen records the first pass already placed
-    placed: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)
+    # digest -> (status, offset, inserted span, hash(text)) of the chosen records the first pass already
+    # placed; tag_record reuses one only for the same text (records sharing an id share a digest)
+    placed: dict[bytes, tuple[str, int, str, int]] = field(default_factory=dict)
 
     @property
     def needs_first_pass(self) -> bool:
@@ -212,6 +213,6 @@ class SmallestRanks:
         """Each owner's largest chosen rank: records with rank <= it are the owner's N."""
         return {owner: -h[0] for owner, h in self.heaps.items() if h}
 
-    def placed(self) -> dict[bytes, tuple[str, int, str]]:
-        """digest -> (status, offset, inserted) for the chosen records whose payload is core.eligible's."""
+    def placed(self) -> dict[bytes, tuple[str, int, str, int]]:
+        """digest -> (status, offset, inserted, hash of the text) for the chosen records whose payload is core.eligible's."""
         return {p[0]: p[1:] for p in self.payload.values() if isinstance(p, tuple)}
