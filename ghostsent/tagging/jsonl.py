@@ -281,6 +281,7 @@ class JsonlTagger:
         self.created_partial = False
         self.total: int | None = None
         self.first: _FirstPass | None = None   # what the first pass read (max_per_owner only)
+        self.pool: Any = None                  # --workers processes (parallel.py) during the passes
 
     # -- which run this is -------------------------------------------------------------------------
 
@@ -303,10 +304,10 @@ class JsonlTagger:
         self.rules = RecordRules(self.policy, self._selection())
         self._open_input(cp)
         try:
-            with self._pool() as pool:
-                self._first_pass(pool)
+            with self._pool() as self.pool:
+                self._first_pass()
                 self._open_output(cp)
-                self._loop(pool)
+                self._loop()
             self._checkpoint(finished=True)
         except BaseException as exc:
             err = self._failure(exc)
@@ -372,7 +373,7 @@ class JsonlTagger:
         from ghostsent.tagging.parallel import worker_pool
         return worker_pool(self)
 
-    def _first_pass(self, pool: Any = None) -> None:
+    def _first_pass(self) -> None:
         """For max_per_owner: read the whole input once, keeping each line's rank, owner and offset (so
         the tagging pass copies the lines not chosen without parsing them again), then find each owner's
         N smallest eligible ranks (selection.py). A seekable input is walked in rank order afterwards,
@@ -388,6 +389,7 @@ class JsonlTagger:
         fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
         if not compressed:
             fin.seek(0)
+        pool = self.pool
         if pool is not None and heaps is None:  # --workers: ranks and owners computed in the processes
             from ghostsent.tagging.parallel import parallel_first_pass
             parallel_first_pass(pool, self.opts.workers, fin, seen)
@@ -675,13 +677,13 @@ class JsonlTagger:
         return tqdm(total=self.total, initial=self.cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
                     file=sys.stderr, disable=not self.opts.progress, desc="tag", leave=False)
 
-    def _loop(self, pool: Any = None) -> None:
+    def _loop(self) -> None:
         """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
         each checkpoint), because attribute updates per line cost measurable time on large corpora.
         With --workers, parallel.py's chunk loop instead (the same checkpoints and accounting)."""
-        if pool is not None:
+        if self.pool is not None:
             from ghostsent.tagging.parallel import parallel_loop
-            return parallel_loop(self, pool)
+            return parallel_loop(self, self.pool)
         opts, cp = self.opts, self.cp
         bar = self._progress()
         hash_update = self.in_hash.update if self.resumable else None
