@@ -392,7 +392,7 @@ class JsonlTagger:
         pool = self.pool
         if pool is not None and heaps is None:  # --workers: ranks and owners computed in the processes
             from ghostsent.tagging.parallel import parallel_first_pass
-            parallel_first_pass(pool, self.opts.workers, fin, seen)
+            parallel_first_pass(pool, fin, seen)
         else:
             for lineno, raw in enumerate(fin, 1):
                 r = first_pass_record(raw, self.rules, lineno)

@@ -46,30 +46,41 @@ class ChunkResult(NamedTuple):
     new_identifiers: int
 
 
-def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, check_ghost: Any) -> None:
+class ChunkState(NamedTuple):
+    """What tagging a chunk needs in a process: its owners' ghosts, the job's line rules, and the same
+    rules choosing every record (for --max-per-owner chunks, whose lines the main process pre-sorts)."""
+    ghosts: Any
+    lr: Any
+    every: Any
+
+    @classmethod
+    def of(cls, ghosts: Any, lr: Any) -> "ChunkState":
+        from ghostsent.tagging.core import RecordRules
+        from ghostsent.tagging.jsonl import LineRules
+        from ghostsent.tagging.selection import Selection
+
+        every = LineRules(RecordRules(lr.rules.policy, Selection(lr.rules.selection.key)), lr.label, lr.position)
+        return cls(ghosts, lr, every)
+
+
+def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, wordlist: Any, check_ghost: Any) -> None:
     """Open the worker's ledger connection. A failure is kept and raised by the first chunk: an
     initializer that raises makes multiprocessing.Pool start workers again forever."""
     try:
         from ghostsent.ledger import open_ledger
-        from ghostsent.tagging.core import RecordRules
-        from ghostsent.tagging.jsonl import LedgerGhosts, LineRules
-        from ghostsent.tagging.selection import Selection
+        from ghostsent.tagging.jsonl import LedgerGhosts
 
-        opts.policy().validate()
         led = open_ledger(ledger_location, timeout=timeout)
-        # a worker's ghosts: drawn or read in its own ledger connection, checked like the main process's;
-        # the word list is loaded only if this worker draws one (the main process validated the options)
-        ghosts = LedgerGhosts(led, opts, opts.validate, check_ghost, defer_sync=True)
-        every = LineRules(RecordRules(lr.rules.policy, Selection(lr.rules.selection.key)), lr.label, lr.position)
-        _STATE.update(ghosts=ghosts, lr=lr, every=every)
+        # a worker's ghosts: drawn or read in its own ledger connection, checked like the main process's
+        _STATE["state"] = ChunkState.of(LedgerGhosts(led, opts, wordlist, check_ghost, defer_sync=True), lr)
     except Exception as e:  # noqa: BLE001 - re-raised in the chunk functions, in the main process
         _STATE["error"] = e
 
 
-def _state() -> dict[str, Any]:
+def _state() -> ChunkState:
     if "error" in _STATE:
         raise _STATE["error"]
-    return _STATE
+    return _STATE["state"]
 
 
 def _lines(blob: bytes) -> list[bytes]:
@@ -82,12 +93,16 @@ def _lines(blob: bytes) -> list[bytes]:
     return lines
 
 
-def _rank_chunk(blob: bytes, lineno: int) -> tuple[bytes, list]:
+def _rank_chunk(*args: Any) -> tuple[bytes, list]:
+    return rank_chunk(_state(), *args)
+
+
+def rank_chunk(st: ChunkState, blob: bytes, lineno: int) -> tuple[bytes, list]:
     """The first pass over a chunk: each line's rank (array "Q" bytes) and owner (None: blank/unreadable)."""
     from ghostsent.tagging.jsonl import first_pass_record
     from ghostsent.tagging.selection import rank_of
 
-    rules = _state()["lr"].rules
+    rules = st.lr.rules
     ranks, owners = array("Q"), []
     for raw in _lines(blob):
         lineno += 1
@@ -97,18 +112,21 @@ def _rank_chunk(blob: bytes, lineno: int) -> tuple[bytes, list]:
     return ranks.tobytes(), owners
 
 
-def _tag_chunk(blob: bytes, lineno: int, in_offset: int, not_chosen: list | None,
-               past: tuple[int, dict] | None) -> ChunkResult:
+def _tag_chunk(*args: Any) -> "ChunkResult":
+    return tag_chunk(_state(), *args)
+
+
+def tag_chunk(st: ChunkState, blob: bytes, lineno: int, in_offset: int, not_chosen: list | None,
+              past: tuple[int, dict] | None) -> ChunkResult:
     """tag_line and account for each line of a chunk. `not_chosen` (--max-per-owner): per line, the
     owner of a record the rule does not choose (copied), or None (tagged by a rule choosing every
     record); `past`: (lines the first pass read, the job's thresholds) when the chunk reaches past them."""
     from ghostsent.tagging.jsonl import NOT_SELECTED, _BadLine, account, tag_line
 
-    st = _state()
-    ghosts, lr = st["ghosts"], st["lr"]
+    ghosts, lr = st.ghosts, st.lr
     first_end, job = (past[0], _with_thresholds(lr, past[1])) if past is not None else (None, lr)
     if not_chosen is not None:
-        lr = st["every"]
+        lr = st.every
     before = ghosts.new
     counts = dict.fromkeys(_COUNTS, 0)
     owners: dict[str, list[int]] = {}
@@ -139,29 +157,56 @@ def _with_thresholds(lr: Any, thresholds: dict) -> Any:
     return dataclasses.replace(lr, rules=RecordRules(lr.rules.policy, sel))
 
 
+class Workers(NamedTuple):
+    """The N taggers of a run: N - 1 worker processes and the main process itself (`local`)."""
+    pool: Any
+    n: int
+    local: ChunkState
+
+
 @contextlib.contextmanager
-def worker_pool(tagger: Any) -> Iterator[Any]:
-    """tagger.opts.workers processes, ready for both passes; terminated on the way out."""
-    from ghostsent.tagging.jsonl import LineRules
+def worker_pool(tagger: Any) -> Iterator[Workers]:
+    """tagger.opts.workers taggers for both passes: N - 1 processes (terminated on the way out) and this
+    one, which tags a chunk whenever it would otherwise wait (see _in_order)."""
+    from ghostsent.tagging.jsonl import LedgerGhosts, LineRules
 
-    led = tagger.ledger
-    lr = LineRules(tagger.rules, tagger.paths.in_label, tagger.opts.position)
-    args = (str(led.path), getattr(led, "timeout", 30.0), tagger.opts, lr, tagger.check_ghost)
-    with multiprocessing.get_context("spawn").Pool(tagger.opts.workers, initializer=_init, initargs=args) as pool:
-        yield pool
+    led, opts = tagger.ledger, tagger.opts
+    lr = LineRules(tagger.rules, tagger.paths.in_label, opts.position)
+    local = ChunkState.of(LedgerGhosts(led, opts, tagger.wordlist, tagger.check_ghost, defer_sync=True), lr)
+    args = (str(led.path), getattr(led, "timeout", 30.0), opts, lr, tagger.wordlist, tagger.check_ghost)
+    with multiprocessing.get_context("spawn").Pool(opts.workers - 1, initializer=_init, initargs=args) as pool:
+        yield Workers(pool, opts.workers, local)
 
 
-def _in_order(pool: Any, n: int, calls: Iterator[tuple[Any, tuple]]) -> Iterator[tuple[tuple, Any]]:
-    """(args, result) of fn(*args) for each (fn, args), in order, at most 2n in flight."""
-    queue: deque = deque()
-    for fn, args in calls:
-        queue.append((args, pool.apply_async(fn, args)))
-        if len(queue) >= 2 * n:
-            args, fut = queue.popleft()
-            yield args, fut.get()
-    while queue:
-        args, fut = queue.popleft()
-        yield args, fut.get()
+def _in_order(workers: Workers, calls: Iterator[tuple[Any, Any, tuple]]) -> Iterator[tuple[tuple, Any]]:
+    """(args, result) for each (worker function, local function, args) of `calls`, in order. Up to
+    2(N - 1) calls are in flight in the worker processes; whenever the oldest is not finished yet, this
+    process runs the next call itself instead of waiting (while starting, the processes are still
+    importing, and this one tags meanwhile), up to 4N results held at once (bounded memory)."""
+    queue: deque = deque()  # (args, future or None, local result)
+    in_flight, limit, cap = 0, 2 * (workers.n - 1), 4 * workers.n
+    calls = iter(calls)
+    more = True
+    while more or queue:
+        while more and in_flight < limit:
+            call = next(calls, None)
+            if call is None:
+                more = False
+                break
+            queue.append((call[2], workers.pool.apply_async(call[0], call[2]), None))
+            in_flight += 1
+        if queue and (queue[0][1] is None or queue[0][1].ready() or not more or len(queue) >= cap):
+            args, fut, res = queue.popleft()
+            if fut is not None:
+                res = fut.get()
+                in_flight -= 1
+            yield args, res
+            continue
+        call = next(calls, None) if more else None
+        if call is None:
+            more = False
+            continue
+        queue.append((call[2], None, call[1](workers.local, *call[2])))
 
 
 def _blobs(fin: Any, sizes: Iterator[int]) -> Iterator[tuple[bytes, int]]:
@@ -173,15 +218,15 @@ def _blobs(fin: Any, sizes: Iterator[int]) -> Iterator[tuple[bytes, int]]:
         yield b"".join(lines), len(lines)
 
 
-def parallel_first_pass(pool: Any, n: int, fin: Any, seen: Any) -> None:
-    """Fill jsonl._FirstPass `seen` with every line of `fin` (read from its start), ranked in n workers."""
-    def calls() -> Iterator[tuple[Any, tuple]]:
+def parallel_first_pass(workers: Workers, fin: Any, seen: Any) -> None:
+    """Fill jsonl._FirstPass `seen` with every line of `fin` (read from its start), ranked by the taggers."""
+    def calls() -> Iterator[tuple[Any, Any, tuple]]:
         lineno = 0
         for blob, n in _blobs(fin, iter(lambda: CHUNK, None)):
-            yield _rank_chunk, (blob, lineno)
+            yield _rank_chunk, rank_chunk, (blob, lineno)
             lineno += n
 
-    for (blob, _), (ranks, owners) in _in_order(pool, n, calls()):
+    for (blob, _), (ranks, owners) in _in_order(workers, calls()):
         lengths = map(len, _lines(blob))
         r = array("Q")
         r.frombytes(ranks)
@@ -189,7 +234,7 @@ def parallel_first_pass(pool: Any, n: int, fin: Any, seen: Any) -> None:
             seen.add(owner, rank, length)
 
 
-def parallel_loop(tagger: Any, pool: Any) -> None:
+def parallel_loop(tagger: Any, workers: Workers) -> None:
     """JsonlTagger._loop with the lines tagged in the workers, chunk by chunk, in input order."""
     opts, cp = tagger.opts, tagger.cp
     every = opts.checkpoint_every if tagger.resumable else CHUNK
@@ -202,10 +247,10 @@ def parallel_loop(tagger: Any, pool: Any) -> None:
             yield size
             done += size
 
-    def calls() -> Iterator[tuple[Any, tuple]]:
+    def calls() -> Iterator[tuple[Any, Any, tuple]]:
         lineno, in_offset = start, cp.in_offset
         for blob, n in _blobs(tagger.fin, sizes()):
-            yield _tag_chunk, (blob, lineno, in_offset, *_selection_args(tagger, lineno, n))
+            yield _tag_chunk, tag_chunk, (blob, lineno, in_offset, *_selection_args(tagger, lineno, n))
             lineno += n
             in_offset += len(blob)
 
@@ -214,7 +259,7 @@ def parallel_loop(tagger: Any, pool: Any) -> None:
     lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
     since_cp = 0
     try:
-        for (blob, *_), res in _in_order(pool, opts.workers, calls()):
+        for (blob, *_), res in _in_order(workers, calls()):
             if hash_update is not None:
                 hash_update(blob)
             _add_up(tagger, res)
