@@ -27,6 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.context
+import os
+import signal
+from multiprocessing import popen_spawn_posix
 from array import array
 from collections import deque
 from itertools import islice
@@ -66,6 +70,9 @@ class ChunkState(NamedTuple):
 def _init(ledger_location: str, timeout: float, opts: Any, lr: Any, wordlist: Any, check_ghost: Any) -> None:
     """Open the worker's ledger connection. A failure is kept and raised by the first chunk: an
     initializer that raises makes multiprocessing.Pool start workers again forever."""
+    # Ctrl-C reaches the whole process group: the main process handles it (and terminates the pool);
+    # a worker stopping on its own could leave a half-sent result behind
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         from ghostsent.ledger import open_ledger
         from ghostsent.tagging.jsonl import LedgerGhosts
@@ -174,8 +181,54 @@ def worker_pool(tagger: Any) -> Iterator[Workers]:
     lr = LineRules(tagger.rules, tagger.paths.in_label, opts.position)
     local = ChunkState.of(LedgerGhosts(led, opts, tagger.wordlist, tagger.check_ghost, defer_sync=True), lr)
     args = (str(led.path), getattr(led, "timeout", 30.0), opts, lr, tagger.wordlist, tagger.check_ghost)
-    with multiprocessing.get_context("spawn").Pool(opts.workers - 1, initializer=_init, initargs=args) as pool:
+    with _QuietSpawn().Pool(opts.workers - 1, initializer=_init, initargs=args) as pool:
         yield Workers(pool, opts.workers, local)
+
+
+class _QuietPopen(popen_spawn_posix.Popen):
+    def _launch(self, process_obj: Any) -> None:
+        with _quiet_stderr():
+            super()._launch(process_obj)
+
+
+class _QuietProcess(multiprocessing.context.SpawnProcess):
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _QuietPopen(process_obj)
+
+
+class _QuietSpawn(multiprocessing.context.SpawnContext):
+    """"spawn", with every process started (workers, and any the pool starts again later) on a
+    standard error of /dev/null (_quiet_stderr)."""
+    Process = _QuietProcess
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Standard error on /dev/null while a process is started (it inherits fd 2). Their errors come back to the main process as
+    exceptions, which it reports in one line; what they could print themselves is only noise after the
+    main process was killed (a worker still starting reads a cut-off pickle, multiprocessing's resource
+    tracker lists its semaphores), and a killed run must show no traceback."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to protect
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 2)
+        finally:
+            os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _in_order(workers: Workers, calls: Iterator[tuple[Any, Any, tuple]]) -> Iterator[tuple[tuple, Any]]:
