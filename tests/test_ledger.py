@@ -70,6 +70,24 @@ def test_wal_foreign_keys_and_schema_version(tmp_path):
     raw.close()
 
 
+def test_insertions_have_one_identifier_index_that_every_lookup_uses(tmp_path):
+    """Issue 12 (speed): the single-column index on insertions.identifier_id is dropped (each inserted row
+    updated two indexes); lookups by identifier still use an index (insertions_document's first column),
+    never a scan of the table."""
+    path = tmp_path / "l.db"
+    with Ledger(path):
+        pass
+    raw = sqlite3.connect(path)
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='insertions'")}
+    assert "insertions_identifier" not in names and "insertions_document" in names
+    for sql in ("SELECT * FROM insertions WHERE identifier_id = ? ORDER BY id",
+                "SELECT count(*) FROM insertions WHERE identifier_id = ?",
+                "SELECT 1 FROM insertions WHERE identifier_id = ? AND document = ? AND sha256_after = ?"):
+        plan = " ".join(str(r[-1]) for r in raw.execute("EXPLAIN QUERY PLAN " + sql, ("a", "b", "c")[:sql.count("?")]))
+        assert "insertions_document" in plan, plan
+    raw.close()
+
+
 def test_migration_from_version_1_keeps_data(tmp_path):
     path = tmp_path / "old.db"
     with Ledger(path, _target_version=1) as old:
@@ -400,3 +418,27 @@ def test_export_carries_the_selection_secret_so_a_moved_ledger_selects_the_same_
         with pytest.raises(InputError, match=r"^a\.jsonl:\d+: field 'value' must be 16 to 64 bytes"):
             import_jsonl(d, io.StringIO(bad), "a.jsonl")
         assert d.identifiers() == [] and d.secrets() == {}
+
+
+def test_deferred_sync_commits_visibly_and_restores_full_sync(tmp_path):
+    """Ledger.deferred_sync (tag-jsonl's new owners): commits inside skip only their WAL fsync. They are
+    committed (another connection sees them at once, a rollback later does not undo them), the connection
+    is back to synchronous = FULL afterwards, and a transaction already open is left alone."""
+    path = tmp_path / "l.db"
+    with Ledger(path) as led:
+        sync = lambda: led._conn.execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+        assert sync() == 2
+        with led.deferred_sync():
+            assert sync() == 1
+            ident, new = led.identifier_for_owner_or_new("alice", "en", n_words=6, seed=1)
+        assert new and sync() == 2
+        other = sqlite3.connect(path)
+        assert other.execute("SELECT owner FROM identifiers WHERE id = ?", (ident.id,)).fetchone() == ("alice",)
+        other.close()
+        with led.transaction():
+            with led.deferred_sync():
+                assert sync() == 2  # inside a transaction: untouched, the outer commit decides
+        with pytest.raises(RuntimeError):
+            with led.deferred_sync():
+                raise RuntimeError("boom")
+        assert sync() == 2 and led.find(ident.id) is not None

@@ -90,7 +90,8 @@ def test_latter_half_is_uniform_over_the_half_despite_lazy_checks():
 
 
 def test_case_variants_of_www_and_mailto_are_protected():
-    for t in ["See Www.ex.org/a. B here.", "Mail MAILTO:a.b. C here."]:
+    for t in ["See Www.ex.org/a. B here.", "Mail MAILTO:a.b. C here.", "See wWW.ex.org/a. B here.",
+              "\u0130 then WWW.ex.org/a. B here."]:
         s, e = protected_spans(t)[0]
         assert t[s:e].lower().startswith(("www.", "mailto:"))
 

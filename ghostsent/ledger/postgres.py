@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Any, Iterable, Iterator
+from typing import Any, ContextManager, Iterable, Iterator
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ghostsent.errors import LedgerError
@@ -120,6 +120,10 @@ class _Nothing:
 
 class PostgresLedger(SQLiteLedger):
     """One ledger in a PostgreSQL database (the tables of schema.py, in the connection's search_path)."""
+
+    def deferred_sync(self) -> ContextManager[None]:
+        """A no-op: the server's own settings decide how commits are flushed (no SQLite PRAGMA here)."""
+        return contextlib.nullcontext()
 
     def __init__(self, url: str, _target_version: int | None = None, *, create: bool = True,
                  timeout: float = DEFAULT_TIMEOUT) -> None:

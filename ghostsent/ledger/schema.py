@@ -193,6 +193,13 @@ CREATE TABLE ledger_secrets (
 CREATE INDEX insertions_document ON insertions(identifier_id, document, sha256_after)
 """
 
+# Tagging speed (issue 12): every insertion updated two indexes that start with identifier_id; the
+# single-column one is redundant (insertions_document's first column answers the same lookups: by
+# identifier, counts) and cost ~0.9 us of the ~4.3 us an insertion row takes in SQLite. Rows unchanged.
+_V_DROP_INSERTIONS_IDENTIFIER = """
+DROP INDEX IF EXISTS insertions_identifier
+"""
+
 
 # Ordered; MIGRATIONS[i] upgrades a ledger from schema version i to i+1. Append, never edit.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
@@ -202,6 +209,8 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("owner_identifiers (one current identifier per owner, unique); application_id marks the file",
      _script(_V4)),
     ("ledger_secrets (the selection secret) and an index for merging insertion manifests", _script(_V_SCALE)),
+    ("drop the index insertions_identifier (insertions_document, which starts with identifier_id, serves its "
+     "lookups; one index fewer per inserted row)", _script(_V_DROP_INSERTIONS_IDENTIFIER)),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

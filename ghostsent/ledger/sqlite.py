@@ -166,6 +166,25 @@ class SQLiteLedger(LedgerStore):
             raise
         self._depth = 0
 
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """Commits inside skip their WAL fsync (synchronous = NORMAL: ~0.2 ms instead of ~4 ms for a new
+        owner's identifier, once per owner in tag-jsonl). They are still atomic, visible to every other
+        connection at once, and safe against a killed process; only an OS crash or power loss could undo
+        them, until the caller's next normal commit (synchronous = FULL), whose fsync of the WAL covers
+        every frame written before its own (a WAL checkpoint in between fsyncs what it copies); the
+        connection's own setting (FULL by default) is restored on the way out. tag-jsonl
+        only uses it before a checkpoint commit, and nothing it wrote depends on them before that commit."""
+        if self._depth:  # inside a transaction: its own commit decides
+            yield
+            return
+        before = int(self._conn.execute("PRAGMA synchronous").fetchone()[0])
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self._conn.execute(f"PRAGMA synchronous = {before}")
+
     @property
     def schema_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])

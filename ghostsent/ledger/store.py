@@ -9,6 +9,7 @@ registers its URL scheme in ghostsent/ledger/__init__.py (BACKENDS).
 """
 from __future__ import annotations
 
+import contextlib
 import random
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -39,6 +40,11 @@ class LedgerStore(ABC):
     @abstractmethod
     def transaction(self) -> ContextManager[None]:
         """All writes inside commit together or not at all; nested calls join the outer transaction."""
+
+    def deferred_sync(self) -> ContextManager[None]:
+        """Transactions committed inside may skip their own flush to stable storage, provided the caller
+        commits a normal transaction afterwards (which then makes them durable too). A no-op by default."""
+        return contextlib.nullcontext()
 
     @property
     @abstractmethod

@@ -6,7 +6,7 @@
     files.py      tag_files: files and folders, with --out or in place
     jsonl.py      tag_jsonl: a JSONL corpus, streaming, checkpointed, resumable (JsonlTagger, Checkpoint)
     codecs.py     .gz / .zst JSONL in and out
-    parallel.py   --workers N: jsonl.tag_line in processes, results in input order
+    parallel.py   --workers N: chunks of lines tagged end to end in N - 1 processes and this one, in order
     tables.py     Parquet, CSV and Hugging Face datasets through pyarrow (tag_table, tag_hf_dataset)
     splice.py     inserting into one string field of a raw JSON line
     spark.py      the same rules as a Spark job (needs pyspark; imported only by name)

@@ -240,14 +240,20 @@ def tag_record(record: Any, ghosts: Ghosts, rules: RecordRules, position: int) -
     if not sel.wants(r.owner, r.digest):
         return RecordTag(TextTag(NOT_SELECTED, r.text), r.owner, None, r.record_id)
     ghost = ghosts.ghost_for(r.owner)
-    known = sel.placed.get(r.digest) if sel.placed else None  # placed by the first pass already
-    tag = TextTag(known[0], r.text, known[1], known[2]) if known else tag_text(r.text, ghost, rng_of(r.digest))
+    # placed by the first pass already, if that was this very text: records sharing an owner and id share
+    # a digest, and a duplicate must not get another text's offset
+    known = sel.placed.get(r.digest) if sel.placed else None
+    if known is not None and known[3] == hash(r.text):
+        tag = TextTag(known[0], r.text, known[1], known[2])
+    else:
+        tag = tag_text(r.text, ghost, rng_of(r.digest))
     return RecordTag(tag, r.owner, ghost, r.record_id)
 
 
-def eligible(r: RankedRecord, ghosts: Ghosts) -> tuple[bytes, str, int, str] | None:
+def eligible(r: RankedRecord, ghosts: Ghosts) -> tuple[bytes, str, int, str, int] | None:
     """Whether a record would count as one of its owner's tagged records if chosen (selection.py): it
     carries the ghost already, or has a sentence boundary for it. Eligible: (digest, status, offset,
-    inserted span), which the tagging pass reuses instead of placing the ghost again; else None."""
+    inserted span, hash of the text), which the tagging pass reuses for the same text instead of placing
+    the ghost again; else None."""
     t = tag_text(r.text, ghosts.ghost_for(r.owner), rng_of(r.digest))
-    return None if t.status == NO_BOUNDARY else (r.digest, t.status, t.offset, t.inserted)
+    return None if t.status == NO_BOUNDARY else (r.digest, t.status, t.offset, t.inserted, hash(r.text))

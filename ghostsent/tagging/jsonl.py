@@ -227,18 +227,24 @@ class _FirstPass:
         self.ranks, self.owner_of, self.offsets = array("Q"), array("I"), array("Q")
         self.owners: list[str] = []
         self._index: dict[str, int] = {}
+        self.end = 0  # bytes of input read so far
 
-    def add(self, r: Any, offset: int) -> None:
-        self.offsets.append(offset)
-        if r is None:
+    def add_line(self, r: Any, length: int) -> None:
+        """The next line (of `length` bytes): its RankedRecord, or None if blank or unreadable."""
+        self.add(None if r is None else r.owner, 0 if r is None else rank_of(r.digest), length)
+
+    def add(self, owner: str | None, rank: int, length: int) -> None:
+        self.offsets.append(self.end)
+        self.end += length
+        if owner is None:
             self.ranks.append(0)
             self.owner_of.append(_UNREAD)
             return
-        i = self._index.get(r.owner)
+        i = self._index.get(owner)
         if i is None:
-            i = self._index[r.owner] = len(self.owners)
-            self.owners.append(r.owner)
-        self.ranks.append(rank_of(r.digest))
+            i = self._index[owner] = len(self.owners)
+            self.owners.append(owner)
+        self.ranks.append(rank)
         self.owner_of.append(i)
 
     def by_owner(self, cutoff: int) -> dict[int, list[int]]:
@@ -275,6 +281,7 @@ class JsonlTagger:
         self.created_partial = False
         self.total: int | None = None
         self.first: _FirstPass | None = None   # what the first pass read (max_per_owner only)
+        self.pool: Any = None                  # --workers processes (parallel.py) during the passes
 
     # -- which run this is -------------------------------------------------------------------------
 
@@ -297,9 +304,10 @@ class JsonlTagger:
         self.rules = RecordRules(self.policy, self._selection())
         self._open_input(cp)
         try:
-            self._first_pass()
-            self._open_output(cp)
-            self._loop()
+            with self._pool() as self.pool:
+                self._first_pass()
+                self._open_output(cp)
+                self._loop()
             self._checkpoint(finished=True)
         except BaseException as exc:
             err = self._failure(exc)
@@ -358,6 +366,13 @@ class JsonlTagger:
     def _selection(self) -> Selection:
         return job_selection(self.ledger, self.opts)
 
+    def _pool(self) -> Any:
+        """--workers processes for both passes (parallel.py), or a context holding None for one process."""
+        if self.opts.workers <= 1:
+            return contextlib.nullcontext()
+        from ghostsent.tagging.parallel import worker_pool
+        return worker_pool(self)
+
     def _first_pass(self) -> None:
         """For max_per_owner: read the whole input once, keeping each line's rank, owner and offset (so
         the tagging pass copies the lines not chosen without parsing them again), then find each owner's
@@ -374,17 +389,16 @@ class JsonlTagger:
         fin = open_read(self.paths.inp, codec_of(self.paths.inp)) if compressed else self.fin
         if not compressed:
             fin.seek(0)
-        offset = 0
-        for lineno, raw in enumerate(fin, 1):
-            try:
-                obj, _ = _parse(raw, 0)
-                r = None if obj is None else rank_record(obj, self.rules, lineno)
-            except (_BadLine, BadRecord):
-                r = None
-            seen.add(r, offset)
-            offset += len(raw)
-            if heaps is not None and r is not None and sel.admits(r.digest):
-                heaps.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
+        pool = self.pool
+        if pool is not None and heaps is None:  # --workers: ranks and owners computed in the processes
+            from ghostsent.tagging.parallel import parallel_first_pass
+            parallel_first_pass(pool, fin, seen)
+        else:
+            for lineno, raw in enumerate(fin, 1):
+                r = first_pass_record(raw, self.rules, lineno)
+                seen.add_line(r, len(raw))
+                if heaps is not None and r is not None and sel.admits(r.digest):
+                    heaps.offer(r.owner, rank_of(r.digest), lambda r=r: eligible(r, self))
         if compressed:
             fin.close()
             sel.thresholds, sel.placed = heaps.thresholds(), heaps.placed()
@@ -625,7 +639,8 @@ class JsonlTagger:
         """The owner's ghost: their current identifier, drawn (and counted) the first time they appear."""
         got = self.ghosts.get(owner)
         if got is None:
-            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
+            with self.ledger.deferred_sync():  # made durable by the next checkpoint's commit (ledger docs)
+                ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
             if new:
                 self.cp.counts["new_identifiers"] += 1
             if self.check_ghost is not None:
@@ -635,27 +650,7 @@ class JsonlTagger:
 
     def _apply(self, raw: bytes, res: tuple, lineno: int) -> bytes:
         """Count one line's result (tag_line) and queue its insertion; the bytes to write."""
-        out, status, owner, ins, reason, read = res
-        counts = self.cp.counts
-        if status == "blank":
-            counts["blank"] += 1
-            return raw
-        if status == "bad":
-            counts["records"] += read
-            raise _BadLine(reason)
-        counts["records"] += 1
-        st = self.cp.owners.get(owner)
-        if st is None:
-            st = self.cp.owners[owner] = [0, 0]
-        st[0] += 1
-        if status != TAGGED:
-            counts[status.replace("-", "_")] += 1
-            st[1] += status == ALREADY_TAGGED
-            return raw
-        st[1] += 1
-        self.pending.append(ins)
-        counts["inserted"] += 1
-        return out
+        return account(raw, res, self.cp.counts, self.cp.owners, self.pending)
 
     def _bad(self, e: _BadLine, lineno: int) -> None:
         if not self.opts.skip_bad:
@@ -666,12 +661,8 @@ class JsonlTagger:
             self.cp.bad.append({"line": lineno, "reason": str(e)})
 
     def _results(self, lineno: int, in_offset: int) -> Iterator[tuple[bytes, tuple]]:
-        """(line, tag_line result) in input order: here, or from --workers processes (parallel.py)."""
+        """(line, tag_line result) in input order."""
         lr = LineRules(self.rules, self.paths.in_label, self.opts.position)
-        if self.opts.workers > 1:
-            from ghostsent.tagging.parallel import parallel_results
-            yield from parallel_results(self, lr, lineno, in_offset)
-            return
         not_chosen = self._not_chosen if self.first is not None else None
         for raw in self.fin:
             lineno += 1
@@ -680,14 +671,21 @@ class JsonlTagger:
             yield raw, ((raw, NOT_SELECTED, owner, None, None, False) if owner is not None
                         else tag_line(raw, lineno, in_offset, self, lr))
 
-    def _loop(self) -> None:
-        """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
-        each checkpoint), because attribute updates per line cost measurable time on large corpora."""
+    def _progress(self) -> Any:
         from tqdm import tqdm
 
+        return tqdm(total=self.total, initial=self.cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
+                    file=sys.stderr, disable=not self.opts.progress, desc="tag", leave=False)
+
+    def _loop(self) -> None:
+        """The hot loop: line numbers and offsets live in locals (and are written back to self.cp at
+        each checkpoint), because attribute updates per line cost measurable time on large corpora.
+        With --workers, parallel.py's chunk loop instead (the same checkpoints and accounting)."""
+        if self.pool is not None:
+            from ghostsent.tagging.parallel import parallel_loop
+            return parallel_loop(self, self.pool)
         opts, cp = self.opts, self.cp
-        bar = tqdm(total=self.total, initial=cp.in_offset, unit="B", unit_scale=True, unit_divisor=1024,
-                   file=sys.stderr, disable=not opts.progress, desc="tag", leave=False)
+        bar = self._progress()
         hash_update = self.in_hash.update if self.resumable else None
         apply, write = self._apply, self.fout.write
         lineno, in_offset, bytes_out = cp.lines_done, cp.in_offset, cp.bytes_out
@@ -720,6 +718,33 @@ class JsonlTagger:
         finally:
             bar.close()
         cp.lines_done, cp.in_offset, cp.bytes_out = lineno, in_offset, bytes_out
+
+
+def account(raw: bytes, res: tuple, counts: dict[str, int], owners: dict[str, list[int]], pending: list) -> bytes:
+    """Count one line's result (tag_line) into `counts` and `owners` (owner -> [records, ghosts carried])
+    and queue its insertion row in `pending`; the bytes to write. A bad line raises _BadLine (after
+    counting it as a record when it was one). The one accounting rule, for this process and for
+    --workers processes (parallel.py), whose tallies the main process adds up."""
+    out, status, owner, ins, reason, read = res
+    if status == "blank":
+        counts["blank"] += 1
+        return raw
+    if status == "bad":
+        counts["records"] += read
+        raise _BadLine(reason)
+    counts["records"] += 1
+    st = owners.get(owner)
+    if st is None:
+        st = owners[owner] = [0, 0]
+    st[0] += 1
+    if status != TAGGED:
+        counts[status.replace("-", "_")] += 1
+        st[1] += status == ALREADY_TAGGED
+        return raw
+    st[1] += 1
+    pending.append(ins)
+    counts["inserted"] += 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -782,6 +807,16 @@ def _splice(raw: bytes, line: str | None, tag: Any, rules: RecordRules, new_text
     return spliced.encode("utf-8", "surrogatepass")
 
 
+def first_pass_record(raw: bytes, rules: RecordRules, lineno: int) -> Any:
+    """The first pass's view of a line: its RankedRecord, or None for a blank line or one the rules
+    cannot read (the tagging pass reports those)."""
+    try:
+        obj, _ = _parse(raw, 0)
+        return None if obj is None else rank_record(obj, rules, lineno)
+    except (_BadLine, BadRecord):
+        return None
+
+
 def _parse(raw: bytes, in_offset: int) -> tuple[Any, str | None]:
     """(object, the line as text) for a JSON line; (None, None) for a blank one; _BadLine otherwise."""
     try:
@@ -832,15 +867,22 @@ class LedgerGhosts:
 
 
     def __init__(self, ledger: Any, opts: JsonlOptions, wordlist: Any,
-                 check: Callable[[Any], None] | None = None) -> None:
+                 check: Callable[[Any], None] | None = None, defer_sync: bool = False) -> None:
+        """`wordlist`: the word list for new identifiers, or a callable returning it (loaded when the
+        first one is drawn). `defer_sync`: commit new identifiers with Ledger.deferred_sync (only for a
+        job whose next checkpoint commit makes them durable)."""
         self.ledger, self.opts, self.wordlist, self.check = ledger, opts, wordlist, check
+        self.defer_sync = defer_sync
         self.ghosts: dict[str, OwnerGhost] = {}
         self.new = 0
 
     def ghost_for(self, owner: str) -> OwnerGhost:
         g = self.ghosts.get(owner)
         if g is None:
-            ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
+            if callable(self.wordlist):
+                self.wordlist = self.wordlist()
+            with self.ledger.deferred_sync() if self.defer_sync else contextlib.nullcontext():
+                ident, new = owner_identifier(self.ledger, owner, self.opts, self.wordlist)
             self.new += new
             if self.check is not None:
                 self.check(ident)

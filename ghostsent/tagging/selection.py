@@ -45,15 +45,25 @@ def record_key(record_id: Any, position: int) -> str:
     return "id:" + json.dumps(record_id, ensure_ascii=False, sort_keys=True)
 
 
-class KeyedRandom(random.SystemRandom):
-    """A random.Random whose bits come from a keyed digest (then SHA-256 of it, extended as needed):
-    deterministic per record, unpredictable without the secret. SystemRandom's seed() is a no-op, so
-    making one costs far less than random.Random(seed) (about 1 us against 10 us)."""
+class KeyedRandom:
+    """The random source placement draws from: bits from a keyed digest (then SHA-256 of it, extended as
+    needed), deterministic per record, unpredictable without the secret.
+
+    Not a random.Random subclass, because making one runs the C constructor, which seeds a Mersenne
+    Twister state we never use (about 2 us a record, a tenth of tagging one). It offers random.Random's
+    API over getrandbits by borrowing Random's own pure-Python methods (they only call getrandbits,
+    _randbelow and random), so every draw is what random.Random's code computes from these bits, as the
+    former SystemRandom subclass did (tests/test_tagging.py compares the two draw by draw)."""
+
+    __slots__ = ("_buf", "_pos", "_seed", "_n")
 
     def __init__(self, seed: bytes) -> None:
-        # Random.__init__ would only call SystemRandom's no-op seed() and clear gauss_next: done here
-        self.gauss_next = None
         self._buf, self._pos, self._seed, self._n = seed, 0, seed, 0
+
+    _randbelow = random.Random._randbelow_with_getrandbits
+    randint, choice, choices, shuffle, sample = (random.Random.randint, random.Random.choice,
+                                                 random.Random.choices, random.Random.shuffle, random.Random.sample)
+    uniform = random.Random.uniform
 
     def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
         """random.Random.randrange, with its one-argument case (placement's only one) inlined: the
@@ -64,7 +74,7 @@ class KeyedRandom(random.SystemRandom):
             while r >= start:
                 r = self.getrandbits(k)
             return r
-        return super().randrange(start, stop, step)
+        return random.Random.randrange(self, start, stop, step)  # type: ignore[arg-type]
 
     def getrandbits(self, k: int) -> int:
         if k < 0:
@@ -134,8 +144,9 @@ class Selection:
     max_per_owner: int | None = None
     fraction: float | None = None
     thresholds: dict[str, int] | None = None
-    # digest -> (status, offset, inserted span) of the chosen records the first pass already placed
-    placed: dict[bytes, tuple[str, int, str]] = field(default_factory=dict)
+    # digest -> (status, offset, inserted span, hash(text)) of the chosen records the first pass already
+    # placed; tag_record reuses one only for the same text (records sharing an id share a digest)
+    placed: dict[bytes, tuple[str, int, str, int]] = field(default_factory=dict)
 
     @property
     def needs_first_pass(self) -> bool:
@@ -202,6 +213,6 @@ class SmallestRanks:
         """Each owner's largest chosen rank: records with rank <= it are the owner's N."""
         return {owner: -h[0] for owner, h in self.heaps.items() if h}
 
-    def placed(self) -> dict[bytes, tuple[str, int, str]]:
-        """digest -> (status, offset, inserted) for the chosen records whose payload is core.eligible's."""
+    def placed(self) -> dict[bytes, tuple[str, int, str, int]]:
+        """digest -> (status, offset, inserted, hash of the text) for the chosen records whose payload is core.eligible's."""
         return {p[0]: p[1:] for p in self.payload.values() if isinstance(p, tuple)}

@@ -88,8 +88,9 @@ def _interrupt(p, rng: random.Random, took: float, ready: Path) -> int:
     return sig
 
 
-def kill_and_resume(d: Path, seed: int, lines: int = 4000, max_kills: int = 6) -> int:
-    """tag-jsonl --resume, killed or interrupted up to max_kills times; returns the number of kills."""
+def kill_and_resume(d: Path, seed: int, lines: int = 4000, max_kills: int = 6, workers: int = 1) -> int:
+    """tag-jsonl --resume, killed or interrupted up to max_kills times; returns the number of kills. With
+    `workers` > 1 the interrupted runs use --workers (the reference is one process: the same bytes)."""
     rng = random.Random(seed)
     inp = d / "in.jsonl"
     data = harness.corpus(lines, seed=seed)
@@ -101,7 +102,7 @@ def kill_and_resume(d: Path, seed: int, lines: int = 4000, max_kills: int = 6) -
     out, ledger = d / "out.jsonl", d / "l.db"
     kills = 0
     while True:
-        p = popen("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger)
+        p = popen("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger, "--workers", str(workers))
         sig = _interrupt(p, rng, took, Path(str(out) + ".lock")) if kills < max_kills else None
         _, err = p.communicate(timeout=600)
         err = err.decode()

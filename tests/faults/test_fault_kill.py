@@ -18,5 +18,11 @@ def test_random_kills_and_interrupts_then_resume(tmp_path):
     scenarios.kill_and_resume(tmp_path, SEED, lines=4000, max_kills=6)
 
 
+def test_random_kills_with_workers_then_resume(tmp_path):
+    """The same with --workers 2 (chunks tagged in a worker process and in the main one): a kill -9 or
+    Ctrl-C at any moment leaves what one process leaves, and the resumed result is one process's."""
+    scenarios.kill_and_resume(tmp_path, SEED + 2, lines=4000, max_kills=4, workers=2)
+
+
 def test_random_kills_during_insert_in_place_then_rerun(tmp_path):
     scenarios.insert_kill_rerun(tmp_path, SEED + 1, files=40, rounds=3)
