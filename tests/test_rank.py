@@ -12,10 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
+from ghostsent import stats
 from ghostsent.detection import rank
 from ghostsent.errors import CapabilityError
 from ghostsent.passphrase import Ghost, draw_words, resolve_template
-from ghostsent.targets.base import Target
+from ghostsent.targets.base import ReplyToken, Target
 from ghostsent.wordlists import load_wordlist
 
 from proc import child_env, gs
@@ -50,6 +51,19 @@ class TopNModel(Target):
             out.append(dict(list(top.items())[:n]))
         return out
 
+    def top_reply_tokens(self, prompts: Sequence[Any], n: int, max_tokens: int) -> list[list[ReplyToken]]:
+        """A chat reply that says "Sure!", echoes the prompt's text, then ends (echo), or word pieces
+        (prefixes), or nothing at all (none); each step's top-N from top_next_tokens on a prompt that
+        grows with the reply (so alternatives differ along it)."""
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            toks = {"echo": ["Sure", "!"] + [" " + w for w in text.split("\n")[-1].split()[-4:]] + ["."],
+                    "prefixes": ["A", "pp", "le", " fig"], "none": []}[self.style][:max_tokens]
+            tops = self.top_next_tokens([text + "".join(toks[:i]) for i in range(len(toks))], n)
+            out.append([ReplyToken(t, top) for t, top in zip(toks, tops)])
+        return out
+
     def score(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - not used by the rank test
         raise NotImplementedError
 
@@ -78,6 +92,7 @@ class LocalModel(Target):
 
 @pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),
                                         (TopNModel("prefixes"), "chat"), (TopNModel("none"), "completions"),
+                                        (TopNModel("none"), "chat"),
                                         (LocalModel(), "local")])
 @pytest.mark.parametrize("template", ["{words}", "The ghost sentence of this post is {words}."])
 def test_size_is_at_most_alpha_by_exact_enumeration(model, mode, template):
@@ -109,6 +124,29 @@ def test_matching_rules():
     assert rank.count_at_or_above(s, SMALL.index("apple")) == 1
     assert rank.count_at_or_above(s, SMALL.index("apricot")) == 2   # better words count
     assert rank.count_at_or_above(s, SMALL.index("date")) == 7      # unmatched: tied at the bottom
+
+
+def test_chat_alignment_rule():
+    """The scored reply token: right after the first reproduction of the shown text's last 1-3 words,
+    when the next token starts a new word; else the first token."""
+    al = rank.aligned_position
+    assert al(["Sure", "!", " Here", ":", " date", " fig", " grape", "."], "apple date fig") == 6
+    assert al(["date", " Fig", ",", " cherry"], "apple date fig") == 2          # casing/punctuation folded
+    assert al(["Fig", "gy", " tree", "."], "apple fig") == 0                   # "figgy" is not "fig"
+    assert al(["fig"], "apple fig") == 0                                       # nothing after it
+    assert al(["I", " cannot", "."], "apple fig") == 0 and al([], "fig") == 0
+    assert al([" a", " fig", " x", " b", " fig", " y"], "b fig") == 5          # the longest gram first
+
+
+def test_chat_records_reply_and_place_and_uses_the_chosen_combiner():
+    g = Ghost(("apple", "date", "fig"), "{words}")
+    [r] = rank.rank_tests(TopNModel("echo"), [g], SMALL, mode="chat", top_n=5)
+    assert r.reply_positions == [3, 4] and r.replies[0] == "Sure! apple." and len(r.prompts) == 2
+    assert r.combiner == rank.COMBINERS["chat"] == "truncated-product(tau=0.05)" and "replies" in r.to_dict()
+    [c] = rank.rank_tests(TopNModel("echo"), [g], SMALL, mode="completions", top_n=5)
+    assert c.p_value == stats.truncated_product(c.p_positions, rank.TPM_TAU) and c.replies is None
+    [loc] = rank.rank_tests(LocalModel(), [g], SMALL, mode="local")
+    assert loc.combiner == "fisher" and loc.p_value == stats.fisher_combine(loc.p_positions)
 
 
 def test_positions_are_fixed_by_the_template():

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import DTYPES, Scored, Target
+from ghostsent.targets.base import DTYPES, ReplyToken, Scored, Target
 
 log = logging.getLogger(__name__)
 
@@ -455,21 +455,47 @@ class HFTarget(Target):
         out = []
         with self._inference():
             for p in prompts:
-                if isinstance(p, str):
-                    ids = self._encode(p)
-                else:
-                    if not self.is_chat:
-                        raise ModelError(f"{self.spec}: the tokenizer has no chat template")
-                    text = self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-                    ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
-                row = torch.log_softmax(self._forward(torch.tensor([ids], device=self.device))[0, -1].float(), -1)
-                vals, idx = torch.topk(row, n)
-                top: dict[str, float] = {}
-                for v, i in zip(vals.tolist(), idx.tolist()):
-                    tok = self.tokenizer.decode([i])
-                    top[tok] = max(float(v), top.get(tok, -np.inf))
-                out.append(top)
+                ids = self._encode(p) if isinstance(p, str) else self._chat_ids(p)
+                out.append(self._top_dict(self._forward(torch.tensor([ids], device=self.device))[0, -1], n))
         return out
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        if not self.is_chat:
+            raise ModelError(f"{self.spec}: the tokenizer has no chat template")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def top_reply_tokens(self, prompts: Sequence[list[dict[str, str]]], n: int,
+                         max_tokens: int) -> list[list[ReplyToken]]:
+        """What an OpenAI-compatible chat server running this model returns with logprobs=true,
+        top_logprobs=n at temperature 0: the greedy reply's tokens (end-of-sequence excluded) and the
+        top-n alternatives at each, from the raw logits (no sampling processors)."""
+        import torch
+
+        out = []
+        with self._inference():
+            for p in prompts:
+                ids = self._chat_ids(p)
+                g = self.model.generate(torch.tensor([ids], device=self.device), max_new_tokens=max_tokens,
+                                        do_sample=False, output_logits=True, return_dict_in_generate=True,
+                                        attention_mask=torch.ones((1, len(ids)), dtype=torch.long, device=self.device),
+                                        pad_token_id=self._pad, eos_token_id=self.tokenizer.eos_token_id)
+                new = g.sequences[0, len(ids):].tolist()
+                eos = self.tokenizer.eos_token_id
+                stop = new.index(eos) if eos in new else len(new)
+                strings = self._token_strings(new[:stop])
+                out.append([ReplyToken(tok, self._top_dict(g.logits[i][0], n)) for i, tok in enumerate(strings)])
+        return out
+
+    def _top_dict(self, logits: Any, n: int) -> dict[str, float]:
+        import torch
+
+        vals, idx = torch.topk(torch.log_softmax(logits.float(), -1), n)
+        top: dict[str, float] = {}
+        for v, i in zip(vals.tolist(), idx.tolist()):
+            tok = self.tokenizer.decode([i])
+            top[tok] = max(float(v), top.get(tok, -np.inf))
+        return top
 
     def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
         out = []
