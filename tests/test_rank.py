@@ -252,3 +252,28 @@ def test_local_top_n_agrees_with_the_llama_cpp_server(default_target, upstream_t
     assert max(local, key=local.get) == max(server, key=server.get) == " Paris"
     assert len(set(local) & set(server)) >= 6
     assert abs(local[" Paris"] - server[" Paris"]) < 0.3
+
+
+# --- the echo-aligned chat mode on the real model and server -------------------------------------------------
+
+def test_chat_rank_over_llama_cpp_server_detects_known_text(upstream_target):
+    """The real server's chat replies with top-20 per token: the aligned place predicts Hamlet's next word."""
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(upstream_target, [Ghost(FAMOUS, "{words}")], words, mode="chat", top_n=20)
+    assert r.mode == "chat" and r.combiner.startswith("truncated-product"), r
+    assert sum(k > 0 for k in r.reply_positions) >= len(r.positions) // 2, r.replies
+    assert r.p_value < 1e-4, r
+
+
+def test_local_chat_replies_agree_with_the_llama_cpp_server(default_target, upstream_target):
+    """HFTarget.top_reply_tokens (what the study uses for rank_chat20) against the real server on the same
+    model: the same greedy reply start, the same aligned place, the same best alternatives there."""
+    shown = "to be or not to be that"
+    prompt = [rank.chat_prompt(shown)]
+    [local] = default_target.top_reply_tokens(prompt, 10, rank.CHAT_REPLY_TOKENS)
+    [server] = upstream_target.top_reply_tokens(prompt, 10, rank.CHAT_REPLY_TOKENS)
+    assert [t.token for t in local[:6]] == [t.token for t in server[:6]]
+    k = rank.aligned_position([t.token for t in local], shown)
+    assert k > 0 and k == rank.aligned_position([t.token for t in server], shown)
+    a, b = local[k].top, server[k].top
+    assert max(a, key=a.get) == max(b, key=b.get) and len(set(a) & set(b)) >= 6

@@ -23,7 +23,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ghostsent.detection.probe import CHAT_INSTRUCTIONS
 from ghostsent.errors import InputError
 from ghostsent.passphrase import Ghost
 from ghostsent.stats import fisher_combine, truncated_product
@@ -35,7 +34,9 @@ LOCAL, COMPLETIONS, CHAT = "local", "completions", "chat"
 MODES = (LOCAL, COMPLETIONS, CHAT)
 CHAT_REPLY_TOKENS = 32      # the chat reply asked for; its top-N at one aligned place is scored
 ALIGN_WORDS = 3             # a reply reproducing the shown text's last 1..3 words aligns it
-CHAT_INSTRUCTION = CHAT_INSTRUCTIONS[0]
+# Chosen among three on known text (docs/statistics.md, 2b): asking to repeat AND continue makes a small
+# chat model reproduce the shown text and go on, so the aligned place exists and predicts the next word.
+CHAT_INSTRUCTION = "Repeat the following text, then continue it with the next twenty words:\n\n{context}"
 # The combiner per mode, chosen on the development runs (docs/survival/study-none, study-pipeline; table
 # from scripts/rank_combiner_dev.py in docs/statistics.md, 2b) before any published run: with top-N
 # visibility most positions give p_j = 1, which the truncated product ignores and Fisher's product dilutes.
