@@ -277,3 +277,14 @@ def test_local_chat_replies_agree_with_the_llama_cpp_server(default_target, upst
     assert k > 0 and k == rank.aligned_position([t.token for t in server], shown)
     a, b = local[k].top, server[k].top
     assert max(a, key=a.get) == max(b, key=b.get) and len(set(a) & set(b)) >= 6
+
+
+def test_real_model_chat_rank_gives_fresh_passphrases_unremarkable_p(default_target):
+    """An innocent real model (the embedded SmolLM2 never saw these ids) through the echo-aligned chat rule
+    with the truncated product: nothing near detection."""
+    rng = random.Random(5)
+    wl = load_wordlist()
+    fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(3)]
+    rs = rank.rank_tests(default_target, fresh, wl.words, mode="chat", top_n=20)
+    assert all(len(r.replies) == len(r.positions) == 6 for r in rs)
+    assert min(r.p_value for r in rs) > 1e-3, [(r.p_value, r.at_or_above) for r in rs]

@@ -410,6 +410,7 @@ class HFTarget(Target):
         with self._inference(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
             seqs = self.model.generate(ids, **kw)
+        width = ids.shape[1]
         texts = [self.tokenizer.decode(s[width:], skip_special_tokens=True) for s in seqs]
         per = 1 if greedy else n
         grouped = [texts[i * per:(i + 1) * per] for i in range(len(rows))]
@@ -476,8 +477,6 @@ class HFTarget(Target):
         """What an OpenAI-compatible chat server running this model returns with logprobs=true,
         top_logprobs=n at temperature 0: the greedy reply's tokens (end-of-sequence excluded) and the
         top-n alternatives at each, from the raw logits (no sampling processors)."""
-        import torch
-
         out: list[list[ReplyToken]] = []
         rows = [self._chat_ids(p) for p in prompts]
         eos = self.tokenizer.eos_token_id
