@@ -14,7 +14,7 @@ import pytest
 
 from ghostsent import stats
 from ghostsent.detection import rank
-from ghostsent.errors import CapabilityError
+from ghostsent.errors import CapabilityError, ModelError
 from ghostsent.passphrase import Ghost, draw_words, resolve_template
 from ghostsent.targets.base import ReplyToken, Target
 from ghostsent.wordlists import load_wordlist
@@ -213,6 +213,9 @@ def test_a_server_without_top_logprobs_is_refused(llama_server):
         with pytest.raises(CapabilityError) as e:
             require_top_logprobs(t, mode, 20)
         assert "top log-probabilities" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ModelError) as e:   # the chat rank test's own request, refused the same way
+        t.top_reply_tokens([rank.chat_prompt("a b")], 20, rank.CHAT_REPLY_TOKENS)
+    assert "top log-probabilities" in str(e.value) and "\n" not in str(e.value)
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------

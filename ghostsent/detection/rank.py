@@ -8,9 +8,13 @@ model, from the top-N visible tokens for an API, where an unmatched word scores 
 
     p_j = #{w in list : s_j(w) >= s_j(W_j)} / V
 
-is super-uniform given the past (ties and unmatched words count against the ghost), and Fisher's
-product over the positions is a valid p-value (stats.fisher_combine; the lemma in docs/statistics.md,
-section 2b). No nulls are needed: the floor is about V^-n, not 1/(N+1).
+is super-uniform given the past (ties and unmatched words count against the ghost), and any combiner
+monotone in each p_j that is valid for iid uniforms is valid over the positions (docs/statistics.md,
+section 2b): Fisher's product locally, the truncated product for the sparse top-N modes (COMBINERS).
+No nulls are needed: the floor is about V^-n, not 1/(N+1).
+
+Chat is echo-aligned: the greedy reply to "repeat, then continue" is read token by token and scored right
+after its reproduction of the shown text (aligned_position), a rule that never looks at the held-out word.
 
 Positions (fixed before looking): every word that has some text before it, i.e. all n words when the
 template has a prefix, words 2..n when it has none. The test shows words 1..n-1, never the last.
