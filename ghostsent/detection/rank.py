@@ -176,7 +176,8 @@ def _result(mode: str, top_n: int | None, ghost: Ghost, pos: list[int], rows: np
         counts.append(count_at_or_above(r, i))
         vis.append(bool(np.isfinite(r[i])))
     ps = [c / vocab for c in counts]
-    return RankTestResult(mode, top_n, pos, counts, vis, ps, combine(mode, ps), vocab, COMBINERS[mode], prompts=prompts)
+    return RankTestResult(mode, top_n, pos, counts, vis, ps, combine(mode, ps), vocab, COMBINERS[mode],
+                          prompts=prompts)
 
 
 def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *, mode: str | None = None,
