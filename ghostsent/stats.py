@@ -305,6 +305,39 @@ def fisher_combine(p_values: Sequence[float]) -> float:
     return float(min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
 
 
+def _log_poisson_cdf(k: int, x: float) -> float:
+    """log P(Poisson(x) <= k - 1) = log Q(k, x), the regularised upper incomplete gamma, stable for
+    huge x (a log-sum of e^-x x^s / s!, s < k); 0 when x <= 0 (every Gamma(k) sum exceeds it)."""
+    if x <= 0:
+        return 0.0
+    logs = [s * math.log(x) - math.lgamma(s + 1) - x for s in range(k)]
+    top = max(logs)
+    return min(0.0, top + math.log(math.fsum(math.exp(v - top) for v in logs)))
+
+
+def truncated_product(p_values: Sequence[float], tau: float) -> float:
+    """Zaykin et al. (2002)'s truncated product: W = prod of the p_i <= tau (1 when none), p = P(W <= w).
+
+    For L iid uniforms, K = #{p_i <= tau} ~ Binomial(L, tau) and, given K = k, the kept p_i / tau are iid
+    uniform, so -ln W + k ln tau is Gamma(k, 1): P(W <= w) = sum_{k>=1} C(L,k) tau^k (1-tau)^(L-k)
+    Q(k, k ln tau - ln w) in closed form (docs/statistics.md, section 2b). Monotone non-decreasing in each
+    p_i, hence valid for sequentially super-uniform p-values as well. Unlike Fisher's product it ignores
+    the many p_i = 1 of a top-N test (words not visible) instead of diluting the few small ones.
+    """
+    if not 0 < tau < 1:
+        raise ValueError("tau must be in (0, 1)")
+    ps = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
+    kept = ps[ps <= tau]
+    if not len(kept):
+        return 1.0
+    n, log_w = len(ps), float(np.sum(np.log(kept)))
+    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(tau)
+            + ((n - k) * math.log1p(-tau) if k < n else 0.0) + _log_poisson_cdf(k, k * math.log(tau) - log_w)
+            for k in range(1, n + 1)]
+    top = max(logs)
+    return float(min(1.0, math.exp(top) * math.fsum(math.exp(v - top) for v in logs)))
+
+
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (the study's detection rates; small n, rates at
     0 or 1 included, where the normal interval collapses to a point)."""

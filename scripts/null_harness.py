@@ -240,6 +240,13 @@ def rank_api_chat(ctx: Context, seed: int) -> float:
                    ctx.nulls, tests=("rank",), rank_mode="chat")
 
 
+def rank_completions_sparse(ctx: Context, seed: int) -> float:
+    """Top-20 over completions as in the study (12 words, no prefix: 11 positions, most p_j = 1): the
+    truncated product's regime."""
+    return _detect(RandomNextTokens(ctx.en, "api", seed=seed), _members(ctx.en, 1, seed, words=12, template="none"),
+                   seed, ctx.nulls, tests=("rank",), rank_mode="completions")
+
+
 def rank_audit_api(ctx: Context, seed: int) -> float:
     return _detect(RandomNextTokens(ctx.en, "api", seed=seed), _members(ctx.en, 3, seed), seed, ctx.nulls,
                    tests=("probe", "rank"), rank_mode="completions", modes=("chat",))
@@ -311,8 +318,10 @@ WORKFLOWS = [
     Workflow("audit-strata", "audit --tests ppl, 5 identifiers in 3 strata (shipped + user list, 2 lengths)",
              audit_strata),
     Workflow("rank-local", "rank-test, whole distribution with heavy ties (user list)", rank_local),
-    Workflow("rank-chat-echo", "rank-test over chat top-20, top tokens echo the prompt (user list, no prefix)",
-             rank_api_chat),
+    Workflow("rank-chat-echo", "rank-test over chat top-20, echo-aligned; replies and top tokens echo the prompt "
+             "(user list, no prefix)", rank_api_chat),
+    Workflow("rank-completions-tpm", "rank-test over completions top-20, truncated product, 11 positions",
+             rank_completions_sparse),
     Workflow("audit-probe-rank", "audit --tests probe,rank over completions top-20, 3 identifiers", rank_audit_api),
     Workflow("broken-rule", "SELF-CHECK: min of two valid p-values (must FAIL)", broken_rule, self_check=True),
 ]

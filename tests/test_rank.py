@@ -12,10 +12,11 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 
+from ghostsent import stats
 from ghostsent.detection import rank
-from ghostsent.errors import CapabilityError
+from ghostsent.errors import CapabilityError, ModelError
 from ghostsent.passphrase import Ghost, draw_words, resolve_template
-from ghostsent.targets.base import Target
+from ghostsent.targets.base import ReplyToken, Target
 from ghostsent.wordlists import load_wordlist
 
 from proc import child_env, gs
@@ -50,6 +51,19 @@ class TopNModel(Target):
             out.append(dict(list(top.items())[:n]))
         return out
 
+    def top_reply_tokens(self, prompts: Sequence[Any], n: int, max_tokens: int) -> list[list[ReplyToken]]:
+        """A chat reply that says "Sure!", echoes the prompt's text, then ends (echo), or word pieces
+        (prefixes), or nothing at all (none); each step's top-N from top_next_tokens on a prompt that
+        grows with the reply (so alternatives differ along it)."""
+        out = []
+        for p in prompts:
+            text = p[-1]["content"]
+            toks = {"echo": ["Sure", "!"] + [" " + w for w in text.split("\n")[-1].split()[-4:]] + ["."],
+                    "prefixes": ["A", "pp", "le", " fig"], "none": []}[self.style][:max_tokens]
+            tops = self.top_next_tokens([text + "".join(toks[:i]) for i in range(len(toks))], n)
+            out.append([ReplyToken(t, top) for t, top in zip(toks, tops)])
+        return out
+
     def score(self, *a: Any, **k: Any) -> Any:  # pragma: no cover - not used by the rank test
         raise NotImplementedError
 
@@ -78,6 +92,7 @@ class LocalModel(Target):
 
 @pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),
                                         (TopNModel("prefixes"), "chat"), (TopNModel("none"), "completions"),
+                                        (TopNModel("none"), "chat"),
                                         (LocalModel(), "local")])
 @pytest.mark.parametrize("template", ["{words}", "The ghost sentence of this post is {words}."])
 def test_size_is_at_most_alpha_by_exact_enumeration(model, mode, template):
@@ -109,6 +124,29 @@ def test_matching_rules():
     assert rank.count_at_or_above(s, SMALL.index("apple")) == 1
     assert rank.count_at_or_above(s, SMALL.index("apricot")) == 2   # better words count
     assert rank.count_at_or_above(s, SMALL.index("date")) == 7      # unmatched: tied at the bottom
+
+
+def test_chat_alignment_rule():
+    """The scored reply token: right after the first reproduction of the shown text's last 1-3 words,
+    when the next token starts a new word; else the first token."""
+    al = rank.aligned_position
+    assert al(["Sure", "!", " Here", ":", " date", " fig", " grape", "."], "apple date fig") == 6
+    assert al(["date", " Fig", ",", " cherry"], "apple date fig") == 2          # casing/punctuation folded
+    assert al(["Fig", "gy", " tree", "."], "apple fig") == 0                   # "figgy" is not "fig"
+    assert al(["fig"], "apple fig") == 0                                       # nothing after it
+    assert al(["I", " cannot", "."], "apple fig") == 0 and al([], "fig") == 0
+    assert al([" a", " fig", " x", " b", " fig", " y"], "b fig") == 5          # the longest gram first
+
+
+def test_chat_records_reply_and_place_and_uses_the_chosen_combiner():
+    g = Ghost(("apple", "date", "fig"), "{words}")
+    [r] = rank.rank_tests(TopNModel("echo"), [g], SMALL, mode="chat", top_n=5)
+    assert r.reply_positions == [3, 4] and r.replies[0] == "Sure! apple." and len(r.prompts) == 2
+    assert r.combiner == rank.COMBINERS["chat"] == "truncated-product(tau=0.05)" and "replies" in r.to_dict()
+    [c] = rank.rank_tests(TopNModel("echo"), [g], SMALL, mode="completions", top_n=5)
+    assert c.p_value == stats.truncated_product(c.p_positions, rank.TPM_TAU) and c.replies is None
+    [loc] = rank.rank_tests(LocalModel(), [g], SMALL, mode="local")
+    assert loc.combiner == "fisher" and loc.p_value == stats.fisher_combine(loc.p_positions)
 
 
 def test_positions_are_fixed_by_the_template():
@@ -175,6 +213,9 @@ def test_a_server_without_top_logprobs_is_refused(llama_server):
         with pytest.raises(CapabilityError) as e:
             require_top_logprobs(t, mode, 20)
         assert "top log-probabilities" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ModelError) as e:   # the chat rank test's own request, refused the same way
+        t.top_reply_tokens([rank.chat_prompt("a b")], 20, rank.CHAT_REPLY_TOKENS)
+    assert "top log-probabilities" in str(e.value) and "\n" not in str(e.value)
 
 
 # --- the CLI ------------------------------------------------------------------------------------------------
@@ -214,3 +255,39 @@ def test_local_top_n_agrees_with_the_llama_cpp_server(default_target, upstream_t
     assert max(local, key=local.get) == max(server, key=server.get) == " Paris"
     assert len(set(local) & set(server)) >= 6
     assert abs(local[" Paris"] - server[" Paris"]) < 0.3
+
+
+# --- the echo-aligned chat mode on the real model and server -------------------------------------------------
+
+def test_chat_rank_over_llama_cpp_server_detects_known_text(upstream_target):
+    """The real server's chat replies with top-20 per token: the aligned place predicts Hamlet's next word."""
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(upstream_target, [Ghost(FAMOUS, "{words}")], words, mode="chat", top_n=20)
+    assert r.mode == "chat" and r.combiner.startswith("truncated-product"), r
+    assert sum(k > 0 for k in r.reply_positions) >= len(r.positions) // 2, r.replies
+    assert r.p_value < 1e-4, r
+
+
+def test_local_chat_replies_agree_with_the_llama_cpp_server(default_target, upstream_target):
+    """HFTarget.top_reply_tokens (what the study uses for rank_chat20) against the real server on the same
+    model: the same greedy reply start, the same aligned place, the same best alternatives there."""
+    shown = "to be or not to be that"
+    prompt = [rank.chat_prompt(shown)]
+    [local] = default_target.top_reply_tokens(prompt, 10, rank.CHAT_REPLY_TOKENS)
+    [server] = upstream_target.top_reply_tokens(prompt, 10, rank.CHAT_REPLY_TOKENS)
+    assert [t.token for t in local[:6]] == [t.token for t in server[:6]]
+    k = rank.aligned_position([t.token for t in local], shown)
+    assert k > 0 and k == rank.aligned_position([t.token for t in server], shown)
+    a, b = local[k].top, server[k].top
+    assert max(a, key=a.get) == max(b, key=b.get) and len(set(a) & set(b)) >= 6
+
+
+def test_real_model_chat_rank_gives_fresh_passphrases_unremarkable_p(default_target):
+    """An innocent real model (the embedded SmolLM2 never saw these ids) through the echo-aligned chat rule
+    with the truncated product: nothing near detection."""
+    rng = random.Random(5)
+    wl = load_wordlist()
+    fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(3)]
+    rs = rank.rank_tests(default_target, fresh, wl.words, mode="chat", top_n=20)
+    assert all(len(r.replies) == len(r.positions) == 6 for r in rs)
+    assert min(r.p_value for r in rs) > 1e-3, [(r.p_value, r.at_or_above) for r in rs]

@@ -190,3 +190,51 @@ def test_wilson_interval_matches_textbook_values_and_covers():
         ks = rng.binomial(n, p, size=4000)
         cover = np.mean([stats.wilson_interval(int(k), n)[0] <= p <= stats.wilson_interval(int(k), n)[1] for k in ks])
         assert cover >= 0.92, (p, n, cover)
+
+
+# --- issue 10: the truncated product for sparse top-N evidence ----------------------------------------------
+
+@pytest.mark.parametrize("tau", [0.01, 0.05, 0.1])
+def test_truncated_product_cdf_matches_monte_carlo(tau):
+    """The closed form P(W <= w) against 400,000 simulated sets of L = 8 iid uniforms (4 sigma)."""
+    rng = np.random.default_rng(11)
+    u = rng.random((400_000, 8))
+    w_sim = np.prod(np.where(u <= tau, u, 1.0), axis=1)
+    for w in (tau * 0.9, tau ** 1.5, tau ** 2, tau ** 3, 1e-6):
+        p = stats.truncated_product([w] + [1.0] * 7, tau)   # an observed W equal to w
+        mc = float(np.mean(w_sim <= w))
+        assert abs(p - mc) <= 4 * math.sqrt(p * (1 - p) / len(w_sim)) + 1e-6, (tau, w, p, mc)
+
+
+def test_truncated_product_special_cases():
+    assert stats.truncated_product([0.03], 0.05) == pytest.approx(0.03)     # one p: itself
+    assert stats.truncated_product([0.2, 1.0, 0.5], 0.05) == 1.0           # nothing kept
+    tiny = stats.truncated_product([1 / 7776] * 11, 0.05)
+    assert 0 < tiny < 1e-25                                               # no underflow to 0
+    with pytest.raises(ValueError):
+        stats.truncated_product([0.1], 1.0)
+
+
+def test_truncated_product_is_monotone_in_each_p():
+    """Raising one p never lowers the combined p (including crossing tau: the p drops out of W)."""
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        ps = rng.random(6) ** 3
+        j = int(rng.integers(6))
+        lo = stats.truncated_product(ps, 0.05)
+        for up in (ps[j] * 1.5, 0.049, 0.051, 0.9, 1.0):
+            if up >= ps[j]:
+                assert stats.truncated_product(np.r_[ps[:j], up, ps[j + 1:]], 0.05) >= lo - 1e-15
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.1, 0.2])
+def test_truncated_product_is_valid_for_discrete_super_uniform_p_values(tau):
+    """Exact size by enumeration: three independent discrete uniform p-values on {1/V, ..., 1}, V = 11, and
+    a super-uniform version (mass moved up to 1, as unmatched top-N words do)."""
+    v = 11
+    grid = [(i + 1) / v for i in range(v)]
+    coarse = [2 / v] * 2 + [1.0] * (v - 2)      # P(p <= 2/V) = 2/V, else 1
+    for g in (grid, coarse):
+        ps = np.array([stats.truncated_product([a, b, c], tau) for a in g for b in g for c in g])
+        for a in (0.005, 0.01, 0.05, 0.2, 0.5):
+            assert np.mean(ps <= a) <= a + 1e-12, (tau, a)

@@ -48,6 +48,9 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
         for t in ("probe", "ppl", "ppl_ref", "untouched_ppl", "rank", "rank_top20", "rank_chat20"):
             assert 0 < r[t]["p_value"] <= 1
         assert set(r["baselines"]) == {"loss", "zlib", "min_k", "min_k_pp"}
+        assert r["rank"]["combiner"] == "fisher" and r["rank_top20"]["combiner"].startswith("truncated-product")
+        assert r["rank_chat20"]["combiner"].startswith("truncated-product")
+        assert len(r["rank_chat20"]["reply_positions"]) == len(r["rank_chat20"]["at_or_above"])
     s = run["summary"]
     for t in ("probe", "ppl", "ppl_ref", "rank", "rank_top20", "rank_chat20", "loss", "zlib", "min_k", "min_k_pp"):
         assert 0 <= s["roc"][t]["auc"] <= 1
@@ -69,3 +72,20 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     assert (out / "runs" / run["key"] / "result.json").stat().st_mtime == before
     with pytest.raises(InputError, match="another configuration"):
         run_study(StudyConfig(**{**TINY, "seed": 1}), out, progress=False, log=lambda m: None)
+
+
+def test_results_of_runs_before_the_combiners_still_load():
+    """docs/survival/study-none was written before the word-rank combiners were recorded: it loads, the
+    stored p-values stay as they were, and the missing combiner reads as None (Fisher's product then)."""
+    from pathlib import Path
+
+    from ghostsent.study.results import StudyRow, summarise
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "survival" / "study-none" / "results.json"
+    data = json.loads(path.read_text())
+    raw = data["runs"][0]["rows"]
+    rows = [StudyRow.from_dict(r) for r in raw]
+    assert rows[0].ranks["rank_chat20"].combiner is None
+    assert rows[0].ranks["rank_top20"].p_value == raw[0]["rank_top20"]["p_value"]
+    assert "combiner" not in rows[0].to_dict()["rank"]
+    assert summarise(StudyConfig(**data["config"]), rows)["detection_rate"]["rank"]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ghostsent.targets.base import Scored, Target
+from ghostsent.targets.base import ReplyToken, Scored, Target
 from ghostsent.wordlists import WordList
 
 
@@ -166,6 +166,19 @@ class RandomNextTokens(InnocentTarget):
 
     def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
         return [self._top(p if isinstance(p, str) else p[-1]["content"], n) for p in prompts]
+
+    def top_reply_tokens(self, prompts: Sequence[Any], n: int, max_tokens: int) -> list[list[ReplyToken]]:
+        """A chat reply that often echoes the shown text (after a "Sure!", sometimes cut short), then
+        random list words; each step's alternatives as in _top, so the aligned place sees echoes too."""
+        out = []
+        for p in prompts:
+            shown = p[-1]["content"].split("\n")[-1].split()
+            toks = ["Sure", "!"][: self.rng.randint(0, 2)]
+            toks += [" " + w for w in shown[-self.rng.randint(0, 4):]] if self.rng.random() < 0.8 else []
+            toks += [" " + self.rng.choice(self.words) for _ in range(self.rng.randint(0, 5))]
+            out.append([ReplyToken(t, self._top(" ".join(shown) + "".join(toks[:i]), n))
+                        for i, t in enumerate(toks[:max_tokens])])
+        return out
 
     def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
         return [sum(map(ord, t[:3])) % 97 for t in texts]   # 97 tokens: many words share one

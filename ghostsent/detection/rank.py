@@ -8,9 +8,13 @@ model, from the top-N visible tokens for an API, where an unmatched word scores 
 
     p_j = #{w in list : s_j(w) >= s_j(W_j)} / V
 
-is super-uniform given the past (ties and unmatched words count against the ghost), and Fisher's
-product over the positions is a valid p-value (stats.fisher_combine; the lemma in docs/statistics.md,
-section 2b). No nulls are needed: the floor is about V^-n, not 1/(N+1).
+is super-uniform given the past (ties and unmatched words count against the ghost), and any combiner
+monotone in each p_j that is valid for iid uniforms is valid over the positions (docs/statistics.md,
+section 2b): Fisher's product locally, the truncated product for the sparse top-N modes (COMBINERS).
+No nulls are needed: the floor is about V^-n, not 1/(N+1).
+
+Chat is echo-aligned: the greedy reply to "repeat, then continue" is read token by token and scored right
+after its reproduction of the shown text (aligned_position), a rule that never looks at the held-out word.
 
 Positions (fixed before looking): every word that has some text before it, i.e. all n words when the
 template has a prefix, words 2..n when it has none. The test shows words 1..n-1, never the last.
@@ -23,15 +27,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ghostsent.detection.probe import CHAT_INSTRUCTIONS
 from ghostsent.errors import InputError
 from ghostsent.passphrase import Ghost
-from ghostsent.stats import fisher_combine
-from ghostsent.targets.base import Target
+from ghostsent.stats import fisher_combine, truncated_product
+from ghostsent.targets.base import ReplyToken, Target
+from ghostsent.wordlists import word_tokens
 
 DEFAULT_TOP_N = 20          # OpenAI's maximum top_logprobs
 LOCAL, COMPLETIONS, CHAT = "local", "completions", "chat"
 MODES = (LOCAL, COMPLETIONS, CHAT)
+CHAT_REPLY_TOKENS = 32      # the chat reply asked for; its top-N at one aligned place is scored
+ALIGN_WORDS = 3             # a reply reproducing the shown text's last 1..3 words aligns it
+# Chosen among three on known text (docs/statistics.md, 2b): asking to repeat AND continue makes a small
+# chat model reproduce the shown text and go on, so the aligned place exists and predicts the next word.
+CHAT_INSTRUCTION = "Repeat the following text, then continue it with the next twenty words:\n\n{context}"
+# The combiner per mode, chosen on the development runs (docs/survival/study-none, study-pipeline; table
+# from scripts/rank_combiner_dev.py in docs/statistics.md, 2b) before any published run: with top-N
+# visibility most positions give p_j = 1, which the truncated product ignores and Fisher's product dilutes.
+TPM_TAU = 0.05
+COMBINERS = {LOCAL: "fisher", COMPLETIONS: f"truncated-product(tau={TPM_TAU:g})",
+             CHAT: f"truncated-product(tau={TPM_TAU:g})"}
 
 
 @dataclass
@@ -44,8 +59,11 @@ class RankTestResult:
     at_or_above: list[int]         # list words scoring at least as well as the passphrase word
     visible: list[bool]            # the word matched some scored token (always True locally)
     p_positions: list[float]
-    p_value: float                 # Fisher's product over the positions
+    p_value: float                 # the mode's combiner over the positions (COMBINERS)
     vocab_size: int
+    combiner: str = "fisher"
+    replies: list[str] | None = None        # chat: the greedy reply to each position's prompt
+    reply_positions: list[int] | None = None  # chat: the reply token whose top-N was scored
     prompts: list[Any] = field(default_factory=list)
 
     @property
@@ -70,7 +88,34 @@ def context(ghost: Ghost, j: int) -> str:
 
 
 def chat_prompt(text: str) -> list[dict[str, str]]:
-    return [{"role": "user", "content": CHAT_INSTRUCTIONS[0].format(context=text)}]
+    return [{"role": "user", "content": CHAT_INSTRUCTION.format(context=text)}]
+
+
+def combine(mode: str, p_positions: Sequence[float]) -> float:
+    """The mode's combiner (COMBINERS): Fisher's product locally, the truncated product for top-N."""
+    return fisher_combine(p_positions) if mode == LOCAL else truncated_product(p_positions, TPM_TAU)
+
+
+def _holds(tokens: Sequence[str], upto: int, at: int, gram: list[str]) -> bool:
+    return word_tokens("".join(tokens[:upto]))[at:at + len(gram)] == gram
+
+
+def aligned_position(tokens: Sequence[str], shown: str) -> int:
+    """The reply token whose top-N is scored: the token right after the reply's first reproduction of the
+    shown text's last m words (m = 3, 2, 1: the longest reproduced; words compared by word_tokens), and
+    after which the next token does not extend the last word; else the first token (0).
+    Looks only at the reply and the shown text, never at the held-out word, so p_j stays super-uniform."""
+    want, got = word_tokens(shown), word_tokens("".join(tokens))
+    for m in range(min(ALIGN_WORDS, len(want)), 0, -1):
+        gram = want[-m:]
+        at = next((q for q in range(len(got) - m + 1) if got[q:q + m] == gram), None)
+        if at is None:
+            continue
+        for i in range(1, len(tokens)):
+            if _holds(tokens, i, at, gram) and _holds(tokens, i + 1, at, gram):
+                return i
+        return 0
+    return 0
 
 
 def default_mode(target: Target) -> str:
@@ -131,7 +176,8 @@ def _result(mode: str, top_n: int | None, ghost: Ghost, pos: list[int], rows: np
         counts.append(count_at_or_above(r, i))
         vis.append(bool(np.isfinite(r[i])))
     ps = [c / vocab for c in counts]
-    return RankTestResult(mode, top_n, pos, counts, vis, ps, fisher_combine(ps), vocab, prompts)
+    return RankTestResult(mode, top_n, pos, counts, vis, ps, combine(mode, ps), vocab, COMBINERS[mode],
+                          prompts=prompts)
 
 
 def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *, mode: str | None = None,
@@ -147,12 +193,40 @@ def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *,
             rows = target.next_token_scores([context(g, j) for j in pos], lead)
             out.append(_result(LOCAL, None, g, pos, rows, index, len(words), []))
         return out
+    if mode == CHAT:
+        return _chat_tests(target, ghosts, words, index, top_n)
     jobs = [(g, positions(g)) for g in ghosts]
-    prompts = [context(g, j) if mode == COMPLETIONS else chat_prompt(context(g, j)) for g, pos in jobs for j in pos]
+    prompts = [context(g, j) for g, pos in jobs for j in pos]
     tops = iter(target.top_next_tokens(prompts, top_n))
     flat = iter(prompts)
     out = []
     for g, pos in jobs:
         rows = np.array([match_scores(next(tops), words) for _ in pos]).reshape(len(pos), len(words))
         out.append(_result(mode, top_n, g, pos, rows, index, len(words), [next(flat) for _ in pos]))
+    return out
+
+
+def _chat_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], index: dict[str, int],
+                top_n: int) -> list[RankTestResult]:
+    """Echo-aligned chat: one greedy reply per position, scored at aligned_position (an empty reply shows
+    nothing: every word unmatched, p_j = 1)."""
+    jobs = [(g, positions(g)) for g in ghosts]
+    shown = [context(g, j) for g, pos in jobs for j in pos]
+    prompts = [chat_prompt(c) for c in shown]
+    replies = iter(target.top_reply_tokens(prompts, top_n, CHAT_REPLY_TOKENS))
+    flat = iter(zip(shown, prompts))
+    out = []
+    for g, pos in jobs:
+        rows, texts, places, asked = [], [], [], []
+        for _ in pos:
+            reply: list[ReplyToken] = next(replies)
+            c, prompt = next(flat)
+            k = aligned_position([t.token for t in reply], c)
+            rows.append(match_scores(reply[k].top if reply else {}, words))
+            texts.append("".join(t.token for t in reply))
+            places.append(k)
+            asked.append(prompt)
+        r = _result(CHAT, top_n, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), asked)
+        r.replies, r.reply_positions = texts, places
+        out.append(r)
     return out

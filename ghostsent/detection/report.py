@@ -186,8 +186,9 @@ def plot_pvalues(res: DetectionResult) -> list[Image]:
 
 EXACTNESS = ("Under the stated assumptions (docs/statistics.md) the perplexity p-values are exact and the probe "
              "p-values are valid upper bounds (a union bound over the places a reply is searched); the word-rank "
-             "p-values are valid without nulls (Fisher over super-uniform per-word ranks). The corrected p "
-             "multiplies an identifier's j-th test by j(j+1) and then applies Holm over the run's family.")
+             "p-values are valid without nulls (Fisher's or the truncated product over super-uniform per-word "
+             "ranks). The corrected p multiplies an identifier's j-th test by j(j+1) and then applies Holm over "
+             "the run's family.")
 
 
 def blocks(res: DetectionResult, images: Sequence[Image] = ()) -> list[Block]:

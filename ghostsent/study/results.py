@@ -17,7 +17,8 @@ from ghostsent.study.config import StudyConfig
 TESTS = ("probe", "ppl", "ppl_ref")
 # The word-rank test three ways on the same identifiers: the whole distribution (local), and what an
 # OpenAI-compatible server running the tuned model shows with top-20 log-probabilities over
-# /v1/completions and over chat (HFTarget.top_next_tokens: the same model, in-process).
+# /v1/completions (HFTarget.top_next_tokens) and over chat, echo-aligned (HFTarget.top_reply_tokens): the
+# same model, in-process; each with its mode's combiner (rank.COMBINERS).
 RANK_TESTS = {"rank": ("local", None), "rank_top20": ("completions", 20), "rank_chat20": ("chat", 20)}
 
 
@@ -28,9 +29,21 @@ class RankOutcome:
     p_value: float
     at_or_above: list[int]
     first_place: int
+    combiner: str | None = None                 # None: a run before issue 10's combiners (Fisher's product)
+    reply_positions: list[int] | None = None    # chat: the reply token scored at each position
 
     def to_dict(self) -> dict[str, Any]:
-        return {"p_value": self.p_value, "at_or_above": list(self.at_or_above), "first_place": self.first_place}
+        d: dict[str, Any] = {"p_value": self.p_value, "at_or_above": list(self.at_or_above),
+                             "first_place": self.first_place}
+        if self.combiner is not None:
+            d["combiner"] = self.combiner
+        if self.reply_positions is not None:
+            d["reply_positions"] = list(self.reply_positions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RankOutcome":
+        return cls(d["p_value"], d["at_or_above"], d["first_place"], d.get("combiner"), d.get("reply_positions"))
 BASELINES = ("loss", "zlib", "min_k", "min_k_pp")
 
 
@@ -112,8 +125,7 @@ class StudyRow:
         return cls(d["id"], d["role"], d["repetitions"], d["ghost_text"], d["documents"],
                    ProbeOutcome(p["p_value"], p["completed"], p["best_matches"], p.get("replies", [])),
                    baselines=d["baselines"], **ranked,
-                   ranks={t: RankOutcome(d[t]["p_value"], d[t]["at_or_above"], d[t]["first_place"])
-                          for t in RANK_TESTS if t in d})
+                   ranks={t: RankOutcome.from_dict(d[t]) for t in RANK_TESTS if t in d})
 
 
 def tests_in(rows: Sequence[StudyRow]) -> tuple[str, ...]:

@@ -31,6 +31,14 @@ def safe_url(url: str) -> str:
 
 
 @dataclass
+class ReplyToken:
+    """One generated token of a reply and the top-N alternatives (string -> log-probability) at its place."""
+
+    token: str
+    top: dict[str, float]
+
+
+@dataclass
 class Scored:
     """Log-probabilities of one continuation's tokens given a context.
 
@@ -155,6 +163,12 @@ class Target(ABC):
     def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
         """The top-n first tokens (string -> log-probability) of the reply to each prompt: a str is raw
         text (/v1/completions), a list of messages a chat (APIs; ModelError where none are returned)."""
+        raise NotImplementedError(f"{self.spec} reports no top log-probabilities")
+
+    def top_reply_tokens(self, prompts: Sequence[list[dict[str, str]]], n: int,
+                         max_tokens: int) -> list[list[ReplyToken]]:
+        """The greedy (temperature 0) chat reply to each conversation, up to max_tokens tokens, each
+        generated token with the top-n alternatives at its place (the echo-aligned chat rank test)."""
         raise NotImplementedError(f"{self.spec} reports no top log-probabilities")
 
     def describe(self) -> dict[str, Any]:

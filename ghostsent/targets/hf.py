@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import DTYPES, Scored, Target
+from ghostsent.targets.base import DTYPES, ReplyToken, Scored, Target
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CPU_TOKEN_BUDGET = 2048
 CUDA_TOKEN_BUDGET = 16384
 MAX_BATCH_ROWS = 512
-
+REPLY_BATCH = 16   # chat replies generated together (left-padded) by top_reply_tokens
 
 
 def _offline_env() -> None:
@@ -370,6 +370,18 @@ class HFTarget(Target):
                     bar.close()
         return [s for s in out if s is not None]
 
+    def _left_pad(self, rows: list[list[int]]) -> tuple[Any, Any]:
+        """Left-padded ids and attention mask on the device, so each row continues from its own end."""
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r)
+            mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
     def _generate_ids(self, ids: list[int], max_tokens: int, temperature: float, n: int, seed: int | None) -> list[str]:
         return self._generate_batch([ids], max_tokens, temperature, n, seed)[0]
 
@@ -386,13 +398,7 @@ class HFTarget(Target):
             raise ValueError("n must be >= 1")
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids, mask = self._left_pad(rows)
         kw: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": self._pad,
                               "eos_token_id": self.tokenizer.eos_token_id, "attention_mask": mask}
         greedy = temperature == 0
@@ -404,6 +410,7 @@ class HFTarget(Target):
         with self._inference(), torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(4), "little"))
             seqs = self.model.generate(ids, **kw)
+        width = ids.shape[1]
         texts = [self.tokenizer.decode(s[width:], skip_special_tokens=True) for s in seqs]
         per = 1 if greedy else n
         grouped = [texts[i * per:(i + 1) * per] for i in range(len(rows))]
@@ -455,21 +462,46 @@ class HFTarget(Target):
         out = []
         with self._inference():
             for p in prompts:
-                if isinstance(p, str):
-                    ids = self._encode(p)
-                else:
-                    if not self.is_chat:
-                        raise ModelError(f"{self.spec}: the tokenizer has no chat template")
-                    text = self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-                    ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
-                row = torch.log_softmax(self._forward(torch.tensor([ids], device=self.device))[0, -1].float(), -1)
-                vals, idx = torch.topk(row, n)
-                top: dict[str, float] = {}
-                for v, i in zip(vals.tolist(), idx.tolist()):
-                    tok = self.tokenizer.decode([i])
-                    top[tok] = max(float(v), top.get(tok, -np.inf))
-                out.append(top)
+                ids = self._encode(p) if isinstance(p, str) else self._chat_ids(p)
+                out.append(self._top_n(self._forward(torch.tensor([ids], device=self.device))[0, -1], n))
         return out
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        if not self.is_chat:
+            raise ModelError(f"{self.spec}: the tokenizer has no chat template")
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def top_reply_tokens(self, prompts: Sequence[list[dict[str, str]]], n: int,
+                         max_tokens: int) -> list[list[ReplyToken]]:
+        """What an OpenAI-compatible chat server running this model returns with logprobs=true,
+        top_logprobs=n at temperature 0: the greedy reply's tokens (end-of-sequence excluded) and the
+        top-n alternatives at each, from the raw logits (no sampling processors)."""
+        out: list[list[ReplyToken]] = []
+        rows = [self._chat_ids(p) for p in prompts]
+        eos = self.tokenizer.eos_token_id
+        with self._inference():
+            for at in range(0, len(rows), REPLY_BATCH):
+                ids, mask = self._left_pad(rows[at:at + REPLY_BATCH])
+                g = self.model.generate(ids, attention_mask=mask, max_new_tokens=max_tokens, do_sample=False,
+                                        output_logits=True, return_dict_in_generate=True, pad_token_id=self._pad,
+                                        eos_token_id=eos)
+                for b in range(ids.shape[0]):
+                    new = g.sequences[b, ids.shape[1]:].tolist()
+                    stop = new.index(eos) if eos in new else len(new)
+                    strings = self._token_strings(new[:stop])
+                    out.append([ReplyToken(t, self._top_n(g.logits[i][b], n)) for i, t in enumerate(strings)])
+        return out
+
+    def _top_n(self, logits: Any, n: int) -> dict[str, float]:
+        import torch
+
+        vals, idx = torch.topk(torch.log_softmax(logits.float(), -1), n)
+        top: dict[str, float] = {}
+        for v, i in zip(vals.tolist(), idx.tolist()):
+            tok = self.tokenizer.decode([i])
+            top[tok] = max(float(v), top.get(tok, -np.inf))
+        return top
 
     def leading_token_ids(self, texts: Sequence[str]) -> list[int]:
         out = []

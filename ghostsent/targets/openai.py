@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import EchoLogprobs, Scored, Target, safe_url
+from ghostsent.targets.base import EchoLogprobs, ReplyToken, Scored, Target, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -466,6 +466,23 @@ class OpenAITarget(Target):
             path = "/completions" if isinstance(prompt, str) else "/chat/completions"
             raise self._fail(f"POST {path} returned no top log-probabilities (the word-rank test needs them)")
         return got
+
+    def top_reply_tokens(self, prompts: Sequence[list[dict[str, str]]], n: int,
+                         max_tokens: int) -> list[list[ReplyToken]]:
+        """One /chat/completions request per conversation: greedy, max_tokens, logprobs=true,
+        top_logprobs=n; choices[0].logprobs.content gives each generated token and its alternatives."""
+        return self._map(lambda p: self._reply_one(p, n, max_tokens), list(prompts))
+
+    def _reply_one(self, messages: list[dict[str, str]], n: int, max_tokens: int) -> list[ReplyToken]:
+        d = self._post("/chat/completions", {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                                             "temperature": 0, "logprobs": True, "top_logprobs": n})
+        content = (self._first_choice(d).get("logprobs") or {}).get("content")
+        steps = [e for e in content if isinstance(e, dict)] if isinstance(content, list) else []
+        if not steps:
+            raise self._fail("POST /chat/completions returned no top log-probabilities (the word-rank test needs them)")
+        # A malformed token string counts as empty text (it cannot help align anything).
+        return [ReplyToken(e["token"] if isinstance(e.get("token"), str) else "", _top_dict(e.get("top_logprobs")))
+                for e in steps]
 
     def describe(self) -> dict[str, Any]:
         return {
