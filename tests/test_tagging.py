@@ -479,11 +479,11 @@ def test_keyed_random_draws_like_the_former_random_subclass(seed, calls):
     new, old = KeyedRandom(seed), _OldKeyedRandom(seed)
     for name, n in calls:
         a, b = list(range(n % 40 + 1)), list(range(n % 40 + 1))
-        got = {"randrange": lambda r, _: r.randrange(n), "randrange2": lambda r, _: r.randrange(3, n + 3, 2),
+        got = {"randrange": lambda r, _, n=n: r.randrange(n), "randrange2": lambda r, _, n=n: r.randrange(3, n + 3, 2),
                "random": lambda r, _: r.random(), "choice": lambda r, xs: r.choice(xs),
                "shuffle": lambda r, xs: (r.shuffle(xs), xs)[1], "sample": lambda r, xs: r.sample(xs, len(xs) // 2),
-               "randint": lambda r, _: r.randint(-n, n), "getrandbits": lambda r, _: r.getrandbits(n % 200),
-               "uniform": lambda r, _: r.uniform(0, n)}[name]
+               "randint": lambda r, _, n=n: r.randint(-n, n), "getrandbits": lambda r, _, n=n: r.getrandbits(n % 200),
+               "uniform": lambda r, _, n=n: r.uniform(0, n)}[name]
         assert got(new, a) == got(old, b)
 
 
