@@ -116,7 +116,8 @@ def refined_count(lead: np.ndarray, own: int, own_rest: float, rest_of: Callable
     token (the others' S is their lead), `own_rest` the passphrase word's remaining tokens'
     log-probability, `rest_of(indices)` the others'. S(w) <= lead(w) by construction, so only candidates
     with lead(w) >= S(own) - tol can count; `tol` (>= the scorer's numerical noise between batches)
-    counts near-ties against the ghost, and so do NaNs (a NaN own score counts V). With more than `cap`
+    counts near-ties against the ghost, and so do NaNs (a NaN leading score counts; another word's NaN
+    remainder is taken as 0, the passphrase word's own NaN score counts V). With more than `cap`
     multi-token candidates none is scored and the count is the number of candidates, an upper bound of
     the exact count (a position where the word is that far down the list has little to gain)."""
     s_own = lead[own] + np.minimum(0.0, own_rest)
@@ -127,7 +128,8 @@ def refined_count(lead: np.ndarray, own: int, own_rest: float, rest_of: Callable
     need = others[multi[others]]
     if cap is not None and len(need) > cap:
         return len(cand), len(cand)
-    s = lead[need] + np.minimum(0.0, rest_of(need)) if len(need) else np.empty(0)
+    # Another word's NaN remainder scores 0: S = lead, the most it can count against the ghost.
+    s = lead[need] + np.minimum(0.0, np.nan_to_num(rest_of(need), nan=0.0)) if len(need) else np.empty(0)
     return 1 + len(others) - len(need) + int(np.sum(np.isnan(s) | (s >= s_own - tol))), len(cand)
 
 
