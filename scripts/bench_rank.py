@@ -60,9 +60,11 @@ def main() -> None:
     toks = rank._word_tokens(t, wl.words)
     ctx = rank.context(ghosts[0], 3)
     multi = [i for i, x in enumerate(toks) if len(x) > 1][:300]
-    big = t.rest_logprobs(ctx, [toks[i] for i in multi])
-    small = np.concatenate([t.rest_logprobs(ctx, [toks[i]]) for i in multi[:40]])
-    print(f"batch noise of full-word scores: max |diff| {np.max(np.abs(big[:40] - small)):.2e} nats "
+    big = t.rest_logprobs([ctx] * len(multi), [toks[i] for i in multi])
+    small = np.concatenate([t.rest_logprobs([ctx], [toks[i]]) for i in multi[:40]])
+    other = t.rest_logprobs([ctx, "x"] * 20, [toks[i] for i in multi[:40]])[::2]  # unshared, padded batch
+    print(f"batch noise of full-word scores: max |diff| {np.max(np.abs(big[:40] - small)):.2e} nats, "
+          f"shared vs separate contexts {np.max(np.abs(other - small[::2])):.2e} "
           f"(tolerance {t.word_score_tolerance:g})")
 
 

@@ -87,10 +87,10 @@ class WordModel(LocalModel):
     def word_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [[len(t) % 4] + [ord(ch) for ch in t[1:1 + len(t) % 3]] for t in texts]
 
-    def rest_logprobs(self, context: str, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        h = sum(map(ord, context))
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        hs = [sum(map(ord, c)) for c in contexts]
         return np.array([0.0 if len(r) < 2 else np.nan if (h + sum(r)) % 11 == 0 else -float((h + sum(r)) % 4)
-                         for r in rows])
+                         for h, r in zip(hs, rows)])
 
 
 @pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),

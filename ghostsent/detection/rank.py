@@ -181,11 +181,12 @@ def _local_refined(target: Target, g: Ghost, toks: list[list[int]], index: dict[
     leads = target.next_token_scores(ctxs, lead_ids)
     tol = float(target.word_score_tolerance)
     multi = np.array([len(t) > 1 for t in toks])
+    owns = [index[g.words[j]] for j in pos]
+    own_rests = target.rest_logprobs(ctxs, [toks[i] for i in owns])   # one batch for the whole ghost
     counts, cands = [], []
-    for c, row, j in zip(ctxs, leads, pos):
-        own = index[g.words[j]]
-        own_rest = float(target.rest_logprobs(c, [toks[own]])[0])
-        count, n_cand = refined_count(row, own, own_rest, lambda ix, c=c: target.rest_logprobs(c, [toks[i] for i in ix]),
+    for c, row, own, own_rest in zip(ctxs, leads, owns, own_rests):
+        count, n_cand = refined_count(row, own, float(own_rest),
+                                      lambda ix, c=c: target.rest_logprobs([c] * len(ix), [toks[i] for i in ix]),
                                       multi, cap, tol)
         counts.append(count)
         cands.append(n_cand)

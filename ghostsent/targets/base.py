@@ -161,8 +161,8 @@ class Target(ABC):
         """The token ids of each text as the model tokenises it on its own (local models)."""
         raise NotImplementedError(f"{self.spec} has no local tokenizer")
 
-    def rest_logprobs(self, context: str, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        """Per row of token ids: sum over its tokens after the first of log p(token | context, earlier
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Per row of token ids: sum over its tokens after the first of log p(token | contexts[i], earlier
         tokens of the row); 0 for a one-token row (local models)."""
         raise NotImplementedError(f"{self.spec} gives no word scores")
 

@@ -495,14 +495,40 @@ class HFTarget(Target):
     def word_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         return [list(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
 
-    def rest_logprobs(self, context: str, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        """Batched over the context's shared KV cache (`_score_rows`, the perplexity test's hot loop)."""
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """One context for all rows: batched over its shared KV cache (`_score_rows`, the perplexity
+        test's hot loop). Several: each row after its own context, in plain right-padded batches."""
         out = np.zeros(len(rows))
         todo = [i for i, r in enumerate(rows) if len(r) > 1]
-        if todo:
-            stats = self._score_rows(self._encode(context), [list(rows[i]) for i in todo])
+        if not todo:
+            return out
+        if len(set(contexts[i] for i in todo)) == 1:
+            stats = self._score_rows(self._encode(contexts[todo[0]]), [list(rows[i]) for i in todo])
             for i, (lp, _, _) in zip(todo, stats):
                 out[i] = float(np.sum(lp[1:]))
+            return out
+        for k in range(0, len(todo), 16):
+            chunk = todo[k:k + 16]
+            for i, v in zip(chunk, self._rest_separate([self._encode(contexts[i]) for i in chunk], [list(rows[i]) for i in chunk])):
+                out[i] = v
+        return out
+
+    def _rest_separate(self, ctx_ids: list[list[int]], rows: list[list[int]]) -> list[float]:
+        import torch
+
+        seqs = [c + r for c, r in zip(ctx_ids, rows)]
+        T = max(map(len, seqs))
+        ids = torch.full((len(seqs), T), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for b, q in enumerate(seqs):
+            ids[b, : len(q)] = torch.tensor(q, dtype=torch.long)
+            mask[b, : len(q)] = 1
+        with self._inference():
+            logp = torch.log_softmax(self._forward(ids.to(self.device), mask.to(self.device)).float(), dim=-1)
+        out = []
+        for b, (c, r) in enumerate(zip(ctx_ids, rows)):
+            P = len(c)  # the logits at P-1+k predict the row's token k
+            out.append(float(sum(logp[b, P - 1 + k, r[k]] for k in range(1, len(r)))))
         return out
 
     def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
