@@ -131,3 +131,37 @@ def test_study_cli_refuses_a_dilution_the_corpus_cannot_supply(tmp_path):
     [line] = out.stderr.decode().strip().splitlines()
     assert line.startswith("Error: ") and "--dilution or --documents" in line, line
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
+    """Two dilutions of one run at tiny scale (1 training step): both runs, the same ghosts, a 2x corpus,
+    the axis in results.json, results.md and a plot; the local rank test refined; old rows still load."""
+    from ghostsent.study.results import StudyRow, markdown
+
+    out = tmp_path / "study"
+    run_study(StudyConfig(**{**TINY, "max_steps": 1, "dilutions": (1, 2)}), out, progress=False, log=lambda m: None)
+    data = json.loads((out / "results.json").read_text())
+    r1, r2 = data["runs"]
+    assert (r1["key"], r2["key"]) == ("w8-latter-half-none-en", "w8-latter-half-none-en-d2")
+    assert (r1["documents"], r2["documents"]) == (10, 20) and data["config"]["dilutions"] == [1, 2]
+    assert [x["ghost_text"] for x in r1["rows"]] == [x["ghost_text"] for x in r2["rows"]]
+    assert [x["documents"] for x in r1["rows"]] == [x["documents"] for x in r2["rows"]]
+    rank = r1["rows"][0]["rank"]
+    assert rank["refined"] is True and len(rank["candidates"]) == len(rank["at_or_above"])
+    md = (out / "results.md").read_text()
+    assert "## Dilution" in md and "Dilution 2×: 20 training documents" in md and "full-word scores" in md
+    assert (out / "dilution_w8-latter-half-none-en.png").stat().st_size > 0
+    # A result.json written before the refinement and the axis (no refined/candidates, no dilution) loads.
+    old = json.loads(json.dumps(r1))
+    for row in old["rows"]:
+        for t in ("rank", "rank_top20", "rank_chat20"):
+            row[t].pop("refined", None)
+            row[t].pop("candidates", None)
+    rows = [StudyRow.from_dict(x) for x in old["rows"]]
+    assert rows[0].ranks["rank"].refined is None and "refined" not in rows[0].to_dict()["rank"]
+    old["run"].pop("dilution")
+    old.pop("documents")
+    cfg = dict(data["config"])
+    cfg.pop("dilutions")
+    assert "## Run `w8-latter-half-none-en`" in markdown({**data, "config": cfg, "runs": [old]})

@@ -210,7 +210,8 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted
     words = planted[0].subject.wordlist.words
     for name, (mode, n) in RANK_TESTS.items():
         for row, r in zip(rows, rank_tests(tuned, [p.ghost for p in planted], words, mode=mode, top_n=n or 20)):
-            row.ranks[name] = RankOutcome(r.p_value, r.at_or_above, r.first_place)
+            row.ranks[name] = RankOutcome(r.p_value, r.at_or_above, r.first_place,
+                                          r.refined if mode == "local" else None, r.candidates or None)
     return rows
 
 
