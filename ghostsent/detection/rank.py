@@ -37,7 +37,7 @@ DEFAULT_TOP_N = 20          # OpenAI's maximum top_logprobs
 # Full-word scores computed per position at most (the multi-token candidates whose leading token alone
 # reaches the passphrase word's full score); with more, the candidates' number is the count (an upper
 # bound: still valid), which bounds the cost on CPU (see scripts/bench_rank.py).
-REFINE_CAP = 256
+REFINE_CAP = 64
 LOCAL, COMPLETIONS, CHAT = "local", "completions", "chat"
 MODES = (LOCAL, COMPLETIONS, CHAT)
 
