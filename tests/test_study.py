@@ -165,3 +165,4 @@ def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     cfg = dict(data["config"])
     cfg.pop("dilutions")
     assert "## Run `w8-latter-half-none-en`" in markdown({**data, "config": cfg, "runs": [old]})
+
