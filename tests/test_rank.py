@@ -90,18 +90,88 @@ class LocalModel(Target):
     score = generate = chat = TopNModel.score
 
 
+class WordModel(LocalModel):
+    """The innocent local subject, also scoring whole words: " w" is 1 to 3 tokens (the first one shared
+    with other words), the remainder's log-probability a function of the context and the tokens (ties,
+    and NaN for some), never of the held-out word."""
+
+    spec = "test:local-words"
+    supports_word_scores = True
+
+    def word_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [[len(t) % 4] + [ord(ch) for ch in t[1:1 + len(t) % 3]] for t in texts]
+
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        hs = [sum(map(ord, c)) for c in contexts]
+        return np.array([0.0 if len(r) < 2 else np.nan if (h + sum(r)) % 11 == 0 else -float((h + sum(r)) % 4)
+                         for h, r in zip(hs, rows)])
+
+
 @pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),
                                         (TopNModel("prefixes"), "chat"), (TopNModel("none"), "completions"),
                                         (TopNModel("none"), "chat"),
-                                        (LocalModel(), "local")])
+                                        (LocalModel(), "local"), (WordModel(), "local")])
 @pytest.mark.parametrize("template", ["{words}", "The ghost sentence of this post is {words}."])
 def test_size_is_at_most_alpha_by_exact_enumeration(model, mode, template):
     """Every passphrase of 3 words from a 7-word list, each equally likely (the null): the fraction with
     p <= a is the exact size of the test, and must be at most a for every a."""
     ghosts = [Ghost(w, template) for w in itertools.product(SMALL, repeat=3)]
-    ps = np.array([r.p_value for r in rank.rank_tests(model, ghosts, SMALL, mode=mode, top_n=5)])
+    ps = np.array([r.p_value for r in rank.rank_tests(model, ghosts, SMALL, mode=mode, top_n=5,
+                                                      refine=isinstance(model, WordModel))])
     for a in (0.01, 0.05, 0.1, 0.2, 0.5):
         assert np.mean(ps <= a) <= a + 1e-12, (a, np.mean(ps <= a))
+
+
+@pytest.mark.parametrize("cap", [None, 0, 1, 2])
+@pytest.mark.parametrize("template", ["{words}", "Ghost: {words}."])
+def test_refined_local_size_is_at_most_alpha_with_and_without_the_cap(cap, template):
+    """The refined rule over every 3-word passphrase: exact size <= a, whether the cap is off, or hit at
+    some positions (count = candidates), or everywhere; and each position's p is super-uniform."""
+    ghosts = [Ghost(w, template) for w in itertools.product(SMALL, repeat=3)]
+    res = rank.rank_tests(WordModel(), ghosts, SMALL, cap=cap, refine=True)
+    assert all(r.refined and r.cap == cap and len(r.candidates) == len(r.positions) for r in res)
+    ps = np.array([r.p_value for r in res])
+    for a in (0.01, 0.05, 0.1, 0.2, 0.5):
+        assert np.mean(ps <= a) <= a + 1e-12, (a, np.mean(ps <= a))
+    pj = np.array([r.p_positions[-1] for r in res])
+    for x in sorted(set(pj)):
+        assert np.mean(pj <= x) <= x + 1e-12
+
+
+def test_refined_count_is_the_exact_full_word_count_or_an_upper_bound_past_the_cap():
+    """refined_count against brute force (every word's full score computed) on random scores with ties
+    and NaNs: equal with the cap off, never below it with any cap, never above the candidates."""
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        V = int(rng.integers(2, 40))
+        lead = np.round(rng.normal(-3, 2, V), 1)
+        rest = np.minimum(0, np.round(rng.normal(-1, 2, V), 1))
+        multi = rng.random(V) < 0.6
+        lead[rng.random(V) < 0.05] = np.nan
+        rest[rng.random(V) < 0.05] = np.nan
+        rest[~multi] = 0     # a one-token word's full score is its leading token's
+        full = lead + np.nan_to_num(rest, nan=0.0)     # another word's NaN remainder: S = lead
+        tol = float(rng.choice([0.0, 0.1]))
+        for own in range(V):
+            own_s = lead[own] + rest[own]
+            exact = V if np.isnan(own_s) else int(np.sum(np.isnan(full) | (full >= own_s - tol)))
+            args = (lead, own, rest[own], lambda ix: rest[ix], multi)
+            assert rank.refined_count(*args, None, tol)[0] == exact
+            for cap in (0, 1, 3):
+                got, n_cand = rank.refined_count(*args, cap, tol)
+                assert exact <= got <= max(n_cand, exact) and n_cand <= V
+
+
+def test_refined_breaks_leading_token_ties_but_is_not_bounded_by_the_leading_rule():
+    """Words sharing a leading token tie under the old rule; full-word scores separate them. And the
+    refined count is a different statistic, not a smaller one: a one-token word with a less likely
+    leading token than the passphrase word's still beats it when its remainder is unlikely."""
+    lead = np.array([-1.0, -1.0, -1.0, -2.0])     # words 0-2 share a leading token; word 3 is one token
+    rest = np.array([-0.1, -3.0, -4.0, 0.0])
+    multi = np.array([True, True, True, False])
+    lead_count = lambda own: int(np.sum(lead >= lead[own]))   # noqa: E731
+    assert lead_count(0) == 3 and rank.refined_count(lead, 0, rest[0], lambda ix: rest[ix], multi, None)[0] == 1
+    assert lead_count(1) == 3 and rank.refined_count(lead, 1, rest[1], lambda ix: rest[ix], multi, None)[0] == 3
 
 
 def test_per_position_p_is_super_uniform_given_the_past():
@@ -175,6 +245,39 @@ def test_local_model_detects_text_it_knows_and_not_fresh_passphrases(default_tar
     wl = load_wordlist()
     fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(4)]
     assert min(r.p_value for r in rank.rank_tests(default_target, fresh, wl.words)) > 1e-3
+
+
+def test_refined_agrees_with_brute_force_scoring_of_every_word(default_target):
+    """The refined count with the cap off equals the count from scoring every word of a 400-word list
+    (with "be") in full with HFTarget.score (joint tokenisation, its own batches) on a real small case."""
+    words = list(dict.fromkeys(["to", "be"] + list(load_wordlist().words[:398])))
+    g = Ghost(("to", "be"), "{words}")
+    [r] = rank.rank_tests(default_target, [g], words, cap=None, refine=True)
+    assert r.refined and r.cap is None and r.positions == [1]
+    full = np.array([float(np.sum(s.logprobs)) for s in default_target.score("to", [" " + w for w in words])])
+    own = full[words.index("be")]
+    assert r.at_or_above[0] == int(np.sum(full >= own - default_target.word_score_tolerance)), r
+    assert r.at_or_above[0] <= r.candidates[0] < len(words)
+
+
+def test_refined_p_values_are_super_uniform_on_never_inserted_ids(default_target):
+    """Validity on the real model: the per-position p of 20 fresh 4-word passphrases (80 positions)
+    stays at or above the uniform, within 3 binomial standard errors (fails if the rule under-counts)."""
+    wl = load_wordlist()
+    rng = random.Random(5)
+    ghosts = [Ghost(draw_words(wl, 4, rng), resolve_template("post")) for _ in range(20)]
+    ps = np.array([p for r in rank.rank_tests(default_target, ghosts, wl.words, refine=True) for p in r.p_positions])
+    assert len(ps) == 80
+    for x in (0.05, 0.1, 0.25, 0.5):
+        assert np.mean(ps <= x) <= x + 3 * np.sqrt(x * (1 - x) / len(ps)), (x, np.mean(ps <= x))
+
+
+def test_refined_beats_the_leading_token_rule_on_known_text(default_target):
+    words = _list_with(FAMOUS)
+    [lead] = rank.rank_tests(default_target, [Ghost(FAMOUS, "{words}")], words, refine=False)
+    [ref] = rank.rank_tests(default_target, [Ghost(FAMOUS, "{words}")], words, refine=True)
+    assert not lead.refined and ref.refined and ref.cap == rank.REFINE_CAP
+    assert ref.p_value < lead.p_value / 10 and sum(ref.at_or_above) < sum(lead.at_or_above), (lead, ref)
 
 
 # --- the real llama.cpp server -------------------------------------------------------------------------

@@ -89,3 +89,100 @@ def test_results_of_runs_before_the_combiners_still_load():
     assert rows[0].ranks["rank_top20"].p_value == raw[0]["rank_top20"]["p_value"]
     assert "combiner" not in rows[0].to_dict()["rank"]
     assert summarise(StudyConfig(**data["config"]), rows)["detection_rate"]["rank"]
+
+
+# --- the dilution axis ------------------------------------------------------------------------------------
+
+def test_dilution_plants_the_same_ghosts_in_the_same_documents_of_a_d_times_larger_corpus(tmp_path):
+    from ghostsent.ledger import Ledger
+    from ghostsent.study.config import run_key
+    from ghostsent.study.runner import prepare_corpus, training_corpus
+
+    cfg = StudyConfig(**{**TINY, "dilutions": (1, 3)})
+    docs = prepare_corpus(cfg)
+    assert len(docs) == 30 and len({d.key for d in docs}) == 30
+    assert docs[:10] == prepare_corpus(StudyConfig(**TINY))     # the carriers' corpus is the undiluted one
+    got = {}
+    for run in cfg.runs():
+        with Ledger(tmp_path / f"{run_key(run)}.db") as ledger:
+            members, controls, texts, used = training_corpus(cfg, run, docs, ledger)
+        got[run["dilution"]] = (members, controls, texts, used)
+        assert len(texts) == len(used) == 10 * run["dilution"]
+    (m1, c1, t1, u1), (m3, c3, t3, u3) = got[1], got[3]
+    assert [m.ghost.text for m in m1] == [m.ghost.text for m in m3]            # the same ghosts ...
+    assert [m.documents for m in m1] == [m.documents for m in m3]              # ... in the same documents
+    assert [c.ghost.text for c in c1] == [c.ghost.text for c in c3]
+    assert t3[:10] == t1 and u3[:10] == u1                                     # the same tagged carriers
+    carriers = {k for m in m3 for k in m.documents}
+    assert carriers <= {d.key for d in u1} and all(d.text in t3 for d in u3[10:])  # extras untouched
+    assert [run_key(r) for r in cfg.runs()] == ["w8-latter-half-none-en", "w8-latter-half-none-en-d3"]
+
+
+def test_undiluted_configuration_and_run_names_are_unchanged():
+    """A study folder (config.json) and its checkpoints (runs/<run_key>) written before the axis existed
+    must still be reused."""
+    from ghostsent.study.config import run_key
+
+    d = StudyConfig().to_dict()
+    assert "dilutions" not in d and StudyConfig(dilutions=(1, 10)).to_dict()["dilutions"] == [1, 10]
+    assert run_key({"words": 12, "position": "latter-half", "template": "none", "wordlist": "en"}) == \
+        run_key(StudyConfig().runs()[0]) == "w12-latter-half-none-en"
+
+
+def test_bad_dilutions_are_refused_before_any_model_loads(tmp_path):
+    from ghostsent.study.runner import prepare_corpus
+
+    for bad in ((0,), (), (2, 2)):
+        with pytest.raises(InputError, match="dilutions") as e:
+            validate(StudyConfig(**{**TINY, "dilutions": bad}))
+        assert e.value.hint == "dilution"
+    with pytest.raises(InputError, match="dilution 100000 x 10 documents") as e:
+        prepare_corpus(StudyConfig(**{**TINY, "dilutions": (1, 100000)}))
+    assert e.value.hint == "dilution_documents"
+
+
+def test_study_cli_refuses_a_dilution_the_corpus_cannot_supply(tmp_path):
+    from proc import gs
+
+    out = gs("study", "--corpus", "builtin:pydoc", "--documents", "10", "--min-words", "60", "--max-words", "70",
+             "--repetitions", "1,3", "--ids-per-cell", "1", "--controls", "3", "--words", "8", "--nulls", "100",
+             "--alpha", "0.01", "--k", "2", "--dilution", "1,100000", "--out", tmp_path / "s", timeout=120)
+    assert out.returncode == 3, out.stderr
+    [line] = out.stderr.decode().strip().splitlines()
+    assert line.startswith("Error: ") and "--dilution or --documents" in line, line
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
+    """Two dilutions of one run at tiny scale (1 training step): both runs, the same ghosts, a 2x corpus,
+    the axis in results.json, results.md and a plot; the local rank test refined; old rows still load."""
+    from ghostsent.study.results import StudyRow, markdown
+
+    out = tmp_path / "study"
+    run_study(StudyConfig(**{**TINY, "max_steps": 1, "dilutions": (1, 2)}), out, progress=False, log=lambda m: None)
+    data = json.loads((out / "results.json").read_text())
+    r1, r2 = data["runs"]
+    assert (r1["key"], r2["key"]) == ("w8-latter-half-none-en", "w8-latter-half-none-en-d2")
+    assert (r1["documents"], r2["documents"]) == (10, 20) and data["config"]["dilutions"] == [1, 2]
+    assert [x["ghost_text"] for x in r1["rows"]] == [x["ghost_text"] for x in r2["rows"]]
+    assert [x["documents"] for x in r1["rows"]] == [x["documents"] for x in r2["rows"]]
+    rank = r1["rows"][0]["rank"]
+    assert rank["refined"] is True and len(rank["candidates"]) == len(rank["at_or_above"])
+    md = (out / "results.md").read_text()
+    assert "## Dilution" in md and "Dilution 2×: 20 training documents" in md and "full-word scores" in md
+    assert (out / "dilution_w8-latter-half-none-en.png").stat().st_size > 0
+    # A result.json written before the refinement and the axis (no refined/candidates, no dilution) loads.
+    old = json.loads(json.dumps(r1))
+    for row in old["rows"]:
+        for t in ("rank", "rank_top20", "rank_chat20"):
+            row[t].pop("refined", None)
+            row[t].pop("candidates", None)
+    rows = [StudyRow.from_dict(x) for x in old["rows"]]
+    assert rows[0].ranks["rank"].refined is None and "refined" not in rows[0].to_dict()["rank"]
+    old["run"].pop("dilution")
+    old.pop("documents")
+    cfg = dict(data["config"])
+    cfg.pop("dilutions")
+    assert "## Run `w8-latter-half-none-en`" in markdown({**data, "config": cfg, "runs": [old]})
+

@@ -129,7 +129,7 @@ HINTS = {
     # study
     "repetitions": "--repetitions", "max_words": "--max-words / --min-words", "ids_per_cell": "--ids-per-cell / --controls",
     "pipeline": "--pipeline", "screen": "--screen", "k": "--k", "documents": "--documents, --corpus or --repetitions", "nulls": "--nulls",
-    "study_out": "--out",
+    "study_out": "--out", "dilution": "--dilution", "dilution_documents": "--dilution or --documents",
 }
 
 

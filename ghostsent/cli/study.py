@@ -44,6 +44,8 @@ from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
                    "and without --pipeline train on the same pages [default: pipeline with --pipeline default].")
 @click.option("--out", "out_dir", default="ghostsent-study", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output folder; rerunning with the same folder resumes.")
+@click.option("--dilution", "dilutions", default="1", show_default=True,
+              help="Dilution axis: d trains on the same ghosts plus (d-1) x --documents untouched documents.")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N for training and detection [default: CUDA when present].")
 @click.option("--preset", type=click.Choice(["quick"]), default=None,
               help="quick: 300 documents, 2 identifiers per cell, 12 controls (about 20-30 min on 2 CPU cores); "
@@ -52,7 +54,7 @@ from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
 @click.pass_context
 def study(ctx, corpus, text_field, owner_field, n_documents, min_words, max_words, repetitions, ids_per_cell, n_controls,
           words, positions, templates, wordlists, model, gguf, method, lr, epochs, seq_len, batch_size, grad_accum,
-          max_steps, n_nulls, k_values, alpha, seed, pipeline, screen, out_dir, device, preset, as_json):
+          max_steps, n_nulls, k_values, alpha, seed, pipeline, screen, out_dir, dilutions, device, preset, as_json):
     """Insert, fine-tune, detect: measure how many repetitions each test needs."""
     from ghostsent.study.config import StudyConfig
     from ghostsent.study.runner import run_study
@@ -61,7 +63,7 @@ def study(ctx, corpus, text_field, owner_field, n_documents, min_words, max_word
         given = {k for k in ctx.params if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         quick = {"n_documents": 300, "ids_per_cell": 2, "n_controls": 12}
         n_documents, ids_per_cell, n_controls = (ctx.params[k] if k in given else v for k, v in quick.items())
-    cfg = StudyConfig(device=device,
+    cfg = StudyConfig(device=device, dilutions=int_list(dilutions, "--dilution", 1),
         corpus=corpus, text_field=text_field, owner_field=owner_field, min_words=min_words, max_words=max_words,
         n_documents=n_documents, repetitions=int_list(repetitions, "--repetitions"), ids_per_cell=ids_per_cell,
         n_controls=n_controls, words=int_list(words, "--words"), positions=str_list(positions),

@@ -13,6 +13,11 @@ monotone in each p_j that is valid for iid uniforms is valid over the positions 
 section 2b): Fisher's product locally, the truncated product for the sparse top-N modes (COMBINERS).
 No nulls are needed: the floor is about V^-n, not 1/(N+1).
 
+With `refine=True` (opt-in), a local model that can score whole words (Target.supports_word_scores)
+refines the count with the full-word score S_j(w) = log P(" w" | context), summed over the word's tokens
+(`refined_count`, below): only words whose leading token alone reaches S_j(W_j) can reach it, so at most
+REFINE_CAP of them are scored and beyond that their number, an upper bound of the count, is used.
+
 Chat is echo-aligned: the greedy reply to "repeat, then continue" is read token by token and scored right
 after its reproduction of the shown text (aligned_position), a rule that never looks at the held-out word.
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +39,10 @@ from ghostsent.targets.base import ReplyToken, Target
 from ghostsent.wordlists import word_tokens
 
 DEFAULT_TOP_N = 20          # OpenAI's maximum top_logprobs
+# Full-word scores computed per position at most (the multi-token candidates whose leading token alone
+# reaches the passphrase word's full score); with more, the candidates' number is the count (an upper
+# bound: still valid), which bounds the cost on CPU (see scripts/bench_rank.py).
+REFINE_CAP = 64
 LOCAL, COMPLETIONS, CHAT = "local", "completions", "chat"
 MODES = (LOCAL, COMPLETIONS, CHAT)
 CHAT_REPLY_TOKENS = 32      # the chat reply asked for; its top-N at one aligned place is scored
@@ -65,6 +74,10 @@ class RankTestResult:
     replies: list[str] | None = None        # chat: the greedy reply to each position's prompt
     reply_positions: list[int] | None = None  # chat: the reply token whose top-N was scored
     prompts: list[Any] = field(default_factory=list)
+    refined: bool = False          # local: full-word scores (refined_count), not the leading token alone
+    cap: int | None = None         # refined: most full-word scores computed per position (None: no cap)
+    candidates: list[int] = field(default_factory=list)  # refined: per position, words whose leading
+    #                                token reaches the passphrase word's full score (count = this if > cap)
 
     @property
     def first_place(self) -> int:
@@ -141,6 +154,31 @@ def count_at_or_above(scores: np.ndarray, index: int) -> int:
     return len(s) if np.isnan(own) else int(np.sum(s >= own))
 
 
+def refined_count(lead: np.ndarray, own: int, own_rest: float, rest_of: Callable[[np.ndarray], np.ndarray],
+                  multi: np.ndarray, cap: int | None, tol: float = 0.0) -> tuple[int, int]:
+    """(count, candidates) at one position under the full-word score S(w) = lead(w) + min(0, rest(w)).
+
+    `lead` holds every list word's leading-token log-probability, `multi` which words have more than one
+    token (the others' S is their lead), `own_rest` the passphrase word's remaining tokens'
+    log-probability, `rest_of(indices)` the others'. S(w) <= lead(w) by construction, so only candidates
+    with lead(w) >= S(own) - tol can count; `tol` (>= the scorer's numerical noise between batches)
+    counts near-ties against the ghost, and so do NaNs (a NaN leading score counts; another word's NaN
+    remainder is taken as 0, the passphrase word's own NaN score counts V). With more than `cap`
+    multi-token candidates none is scored and the count is the number of candidates, an upper bound of
+    the exact count (a position where the word is that far down the list has little to gain)."""
+    s_own = lead[own] + np.minimum(0.0, own_rest)
+    if np.isnan(s_own):
+        return len(lead), len(lead)
+    cand = np.flatnonzero(np.isnan(lead) | (lead >= s_own - tol))
+    others = cand[cand != own]
+    need = others[multi[others]]
+    if cap is not None and len(need) > cap:
+        return len(cand), len(cand)
+    # Another word's NaN remainder scores 0: S = lead, the most it can count against the ghost.
+    s = lead[need] + np.minimum(0.0, np.nan_to_num(rest_of(need), nan=0.0)) if len(need) else np.empty(0)
+    return 1 + len(others) - len(need) + int(np.sum(np.isnan(s) | (s >= s_own - tol))), len(cand)
+
+
 @lru_cache(maxsize=8)
 def _prefix_index(words: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Every non-blank prefix of " word" and of "word" (lower case) -> the indices of the words it starts."""
@@ -180,12 +218,49 @@ def _result(mode: str, top_n: int | None, ghost: Ghost, pos: list[int], rows: np
                           prompts=prompts)
 
 
+def _local_refined(target: Target, g: Ghost, toks: list[list[int]], index: dict[str, int],
+                   cap: int | None) -> RankTestResult:
+    """The local mode with full-word scores: one pass for every word's leading token at every position
+    (next_token_scores), then per position the passphrase word's and the candidates' remaining tokens."""
+    lead_ids = [t[0] for t in toks]
+    pos = positions(g)
+    ctxs = [context(g, j) for j in pos]
+    leads = target.next_token_scores(ctxs, lead_ids)
+    tol = float(target.word_score_tolerance)
+    multi = np.array([len(t) > 1 for t in toks])
+    owns = [index[g.words[j]] for j in pos]
+    own_rests = target.rest_logprobs(ctxs, [toks[i] for i in owns])   # one batch for the whole ghost
+    counts, cands = [], []
+    for c, row, own, own_rest in zip(ctxs, leads, owns, own_rests):
+        count, n_cand = refined_count(row, own, float(own_rest),
+                                      lambda ix, c=c: target.rest_logprobs([c] * len(ix), [toks[i] for i in ix]),
+                                      multi, cap, tol)
+        counts.append(count)
+        cands.append(n_cand)
+    ps = [k / len(toks) for k in counts]
+    return RankTestResult(LOCAL, None, pos, counts, [True] * len(pos), ps, fisher_combine(ps), len(toks), [],
+                          refined=True, cap=cap, candidates=cands)
+
+
+def _word_tokens(target: Target, words: Sequence[str]) -> list[list[int]]:
+    """Each list word's tokens as " word" (the form it takes after the context); one-token fallback."""
+    toks = target.word_token_ids([" " + w for w in words])
+    lead = target.leading_token_ids([" " + w for w in words])
+    return [t if t and t[0] == lead_id else [lead_id] for t, lead_id in zip(toks, lead)]
+
+
 def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *, mode: str | None = None,
-               top_n: int = DEFAULT_TOP_N) -> list[RankTestResult]:
-    """The word-rank test of each ghost (all drawn from the list `words`) against `target`."""
+               top_n: int = DEFAULT_TOP_N, refine: bool = False, cap: int | None = REFINE_CAP
+               ) -> list[RankTestResult]:
+    """The word-rank test of each ghost (all drawn from the list `words`) against `target`. Locally,
+    `refine` (opt-in: about 4x the cost on CPU, and past the cap it counts every candidate) uses full-word
+    scores where the target gives them (at most `cap` per position; None: all)."""
     mode = check_mode(target, mode)
     index = {w: i for i, w in enumerate(words)}
     if mode == LOCAL:
+        if refine and target.supports_word_scores:
+            toks = _word_tokens(target, words)
+            return [_local_refined(target, g, toks, index, cap) for g in ghosts]
         lead = target.leading_token_ids([" " + w for w in words])
         out = []
         for g in ghosts:

@@ -46,15 +46,22 @@ class StudyConfig:
     pipeline: str | None = None      # "default": train on what `ghostsent survive`'s stages keep
     screen: str = "none"             # "pipeline": the corpus holds only pages the pipeline keeps untagged
     device: str | None = None        # None: CUDA when present, else CPU (training and detection)
+    # Dilution axis: a run with dilution d trains on the same carriers and ghosts plus (d-1) x n_documents
+    # untouched documents, so the ghosts are d times rarer in the corpus.
+    dilutions: tuple[int, ...] = (1,)
 
     def runs(self) -> list[dict[str, Any]]:
         return [
-            {"words": w, "position": p, "template": t, "wordlist": wl}
-            for w, p, t, wl in product(self.words, self.positions, self.templates, self.wordlists)
+            {"words": w, "position": p, "template": t, "wordlist": wl, "dilution": d}
+            for w, p, t, wl, d in product(self.words, self.positions, self.templates, self.wordlists, self.dilutions)
         ]
 
     def carriers_needed(self) -> int:
         return self.ids_per_cell * sum(self.repetitions)
+
+    def documents_needed(self) -> int:
+        """Documents the corpus must supply: n_documents for the carriers, more for the largest dilution."""
+        return self.n_documents * max(self.dilutions)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -64,12 +71,22 @@ class StudyConfig:
             del d["screen"]  # likewise
         if d.get("device") is None:
             d.pop("device", None)
+        if d["dilutions"] == [1]:
+            del d["dilutions"]  # likewise: an undiluted study's configuration (and folder) is unchanged
         return d
 
 
-def run_key(r: dict[str, Any]) -> str:
+def base_key(r: dict[str, Any]) -> str:
+    """A run's name without its dilution: it seeds the identifiers, carriers and nulls, so every
+    dilution of a run plants the same ghosts in the same documents."""
     tpl = r["template"] if r["template"] in ("none", "post", "project", "document", "author") else "custom"
     return f"w{r['words']}-{r['position']}-{tpl}-{Path(str(r['wordlist'])).stem}"
+
+
+def run_key(r: dict[str, Any]) -> str:
+    """The run's folder name: base_key, with "-d<d>" for a dilution d > 1 (undiluted names unchanged)."""
+    d = int(r.get("dilution", 1))
+    return base_key(r) + (f"-d{d}" if d != 1 else "")
 
 
 def validate(cfg: StudyConfig) -> None:
@@ -89,6 +106,8 @@ def validate(cfg: StudyConfig) -> None:
         raise InputError(
             f"n_nulls {cfg.n_nulls} cannot give p < {cfg.alpha:g} (smallest p is 1/(N+1)); use at least {int(1 / cfg.alpha)}",
             hint="nulls")
+    if not cfg.dilutions or min(cfg.dilutions) < 1 or len(set(cfg.dilutions)) != len(cfg.dilutions):
+        raise InputError(f"dilutions {list(cfg.dilutions)} must be distinct integers >= 1", hint="dilution")
     if cfg.pipeline not in (None, "default"):
         raise InputError(f"unknown pipeline {cfg.pipeline!r} (choose default)", hint="pipeline")
     if cfg.screen not in SCREENS:

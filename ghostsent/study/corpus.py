@@ -415,3 +415,32 @@ def excerpt(text: str, max_words: int | None) -> str:
     return text[:best].rstrip()
 
 
+
+
+def rest_after(text: str, part: str) -> str:
+    """What follows the excerpt `part` of `text` (excerpt() gives a prefix, or the first words re-joined)."""
+    if text.startswith(part):
+        return text[len(part):].lstrip()
+    return " ".join(text.split()[len(part.split()):])
+
+
+def further_excerpts(sources: list[tuple[Document, str]], max_words: int | None, keep_words: int,
+                     limit: int) -> list[Document]:
+    """Up to `limit` more documents cut from what follows each source's first excerpt: pass k takes the
+    k-th excerpt of every source in order (key "<key>#k"), so excerpts never overlap and early sources
+    do not crowd out the others. A remainder shorter than `keep_words` words ends that source."""
+    out: list[Document] = []
+    live = list(sources)
+    k = 2
+    while live and len(out) < limit and max_words is not None:
+        nxt = []
+        for doc, rest in live:
+            part = excerpt(rest, max_words)
+            if len(part.split()) < keep_words:
+                continue
+            out.append(Document(f"{doc.key}#{k}", part, doc.owner))
+            nxt.append((doc, rest_after(rest, part)))
+            if len(out) == limit:
+                break
+        live, k = nxt, k + 1
+    return out

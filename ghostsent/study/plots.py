@@ -73,4 +73,32 @@ def make_plots(study: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel("mean exposure (bits)")
         ax.legend(fontsize=8)
         save(fig, f"exposure_{key}.png")
+    _dilution_plots(study, save, plt)
     return files
+
+
+def _dilution_plots(study: dict[str, Any], save: Any, plt: Any) -> None:
+    """Per run with several dilutions: detection rate by repetitions, one line per dilution, per test."""
+    from ghostsent.study.config import base_key
+
+    cfg = study["config"]
+    if len(cfg.get("dilutions", [1])) < 2:
+        return
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for res in study["runs"]:
+        groups.setdefault(base_key(res["run"]), []).append(res)
+    reps = cfg["repetitions"]
+    for key, runs in groups.items():
+        tests = [t for t in ("probe", "ppl_ref", "rank", "rank_chat20") if t in runs[0]["summary"]["detection_rate"]]
+        fig, axes = plt.subplots(1, len(tests), figsize=(3.2 * len(tests), 3.2), sharey=True, squeeze=False)
+        for ax, t in zip(axes[0], tests):
+            for res in sorted(runs, key=lambda r: r["run"].get("dilution", 1)):
+                rate = res["summary"]["detection_rate"][t]
+                ax.plot(reps, [rate[str(r)] for r in reps], marker="o", label=f"{res['run'].get('dilution', 1)}×")
+            ax.set_xscale("log")
+            ax.set_xticks(reps, [str(r) for r in reps])
+            ax.set_title(t, fontsize=9)
+            ax.set_xlabel("repetitions")
+        axes[0][0].set_ylabel(f"detected at p < {cfg['alpha']:g}")
+        axes[0][0].legend(title="dilution", fontsize=7)
+        save(fig, f"dilution_{key}.png")

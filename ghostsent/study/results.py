@@ -12,7 +12,8 @@ import numpy as np
 
 from ghostsent.study import baselines
 from ghostsent.stats import wilson_interval
-from ghostsent.study.config import StudyConfig
+from ghostsent.detection.rank import REFINE_CAP
+from ghostsent.study.config import StudyConfig, base_key
 
 TESTS = ("probe", "ppl", "ppl_ref")
 # The word-rank test three ways on the same identifiers: the whole distribution (local), and what an
@@ -31,6 +32,8 @@ class RankOutcome:
     first_place: int
     combiner: str | None = None                 # None: a run before issue 10's combiners (Fisher's product)
     reply_positions: list[int] | None = None    # chat: the reply token scored at each position
+    refined: bool | None = None                 # local mode: full-word scores (absent in older runs)
+    candidates: list[int] | None = None         # refined: per position, the words that could count
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"p_value": self.p_value, "at_or_above": list(self.at_or_above),
@@ -39,11 +42,16 @@ class RankOutcome:
             d["combiner"] = self.combiner
         if self.reply_positions is not None:
             d["reply_positions"] = list(self.reply_positions)
+        if self.refined is not None:
+            d |= {"refined": self.refined, "candidates": list(self.candidates or [])}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RankOutcome":
-        return cls(d["p_value"], d["at_or_above"], d["first_place"], d.get("combiner"), d.get("reply_positions"))
+        return cls(d["p_value"], d["at_or_above"], d["first_place"], d.get("combiner"), d.get("reply_positions"),
+                   d.get("refined"), d.get("candidates"))
+
+
 BASELINES = ("loss", "zlib", "min_k", "min_k_pp")
 
 
@@ -190,8 +198,12 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
              "loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% (20%)", "min_k_pp": "Min-K%++ (20%)"}
     for res in study["runs"]:
         s = res["summary"]
-        L += [f"## Run `{res['key']}`", "",
-              f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
+        d = res["run"].get("dilution", 1)
+        L += [f"## Run `{res['key']}`", ""]
+        if len(cfg.get("dilutions", [1])) > 1 or d != 1:
+            L += [f"Dilution {d}×: {res.get('documents', '?')} training documents, the same ghosts in the same "
+                  f"carriers as every other dilution of `{base_key(res['run'])}`.", ""]
+        L += [f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
               f"{res['train'].get('seconds')} s.", "",
               "Detection rate at p < %g by repetitions [Wilson 95%% interval]:" % alpha, "",
               "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | all detected from | control FPs |",
@@ -205,9 +217,34 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
             L.append(f"| {names[t]} | {s['roc'][t]['auc']:.3f} | {s['roc'][t]['tpr_at_1pct_fpr']:.2f} |")
         L += ["", f"Untouched model (calibration): {s['control_false_positives']['untouched_ppl']} of "
                   f"{len(res['rows'])} identifiers below p < {alpha:g}.", ""]
+        refined = [r["rank"].get("refined") for r in res["rows"] if "rank" in r]
+        if refined and all(refined):
+            L += [f"Word-rank (whole distribution): full-word scores (multi-token refinement, at most "
+                  f"{REFINE_CAP} per position).", ""]
+    L += dilution_table(study)
     L += [f"![{p}]({p})" for p in plots]
     L += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in study["versions"].items())]
     return "\n".join(L) + "\n"
+
+
+def dilution_table(study: dict[str, Any]) -> list[str]:
+    """Per run (all dilutions of it side by side): from how many repetitions each test detects every
+    ghost, and its ROC AUC. Empty when the study has one dilution."""
+    dils = study["config"].get("dilutions", [1])
+    if len(dils) < 2:
+        return []
+    groups: dict[str, dict[int, Any]] = {}
+    for res in study["runs"]:
+        groups.setdefault(base_key(res["run"]), {})[res["run"].get("dilution", 1)] = res["summary"]
+    L = ["## Dilution", "", "The same ghosts in a corpus d times larger: all detected from (repetitions) / ROC AUC.", ""]
+    for key, by_d in groups.items():
+        ds = sorted(by_d)
+        L += [f"`{key}`:", "", "| test | " + " | ".join(f"{d}×" for d in ds) + " |", "|---|" + "---|" * len(ds)]
+        for t in by_d[ds[0]]["detection_rate"]:
+            L.append(f"| {t} | " + " | ".join(f"{by_d[d]['smallest_repetitions'].get(t) or '—'} / "
+                                             f"{by_d[d]['roc'][t]['auc']:.3f}" for d in ds) + " |")
+        L.append("")
+    return L
 
 
 def _cell(rate: float, ci: Sequence[float] | None) -> str:

@@ -32,8 +32,8 @@ from ghostsent.errors import InputError, ModelError
 from ghostsent.fsio import atomic_write
 from ghostsent.passphrase import Ghost
 from ghostsent.study import baselines
-from ghostsent.study.config import StudyConfig, run_key, validate
-from ghostsent.study.corpus import Document, excerpt, load_corpus
+from ghostsent.study.config import StudyConfig, base_key, run_key, validate
+from ghostsent.study.corpus import Document, excerpt, further_excerpts, load_corpus, rest_after
 from ghostsent.study.plots import make_plots
 from ghostsent.study.results import RANK_TESTS, ProbeOutcome, RankOutcome, Ranked, StudyRow, markdown, summarise
 
@@ -68,33 +68,44 @@ def versions() -> dict[str, str]:
 
 
 def prepare_corpus(cfg: StudyConfig, screen: Callable[[list[Any]], list[int]] | None = None) -> list[Any]:
-    """`n_documents` excerpts in a seeded random order; with `screen`, only those it keeps (it gets every
-    candidate excerpt and returns the indices to keep)."""
-
+    """cfg.documents_needed() excerpts in a seeded order: the first n_documents (the carriers' corpus,
+    the same whatever the dilutions) are first excerpts of distinct documents; a dilution's extra
+    documents continue with further first excerpts, then with later, non-overlapping excerpts. With
+    `screen`, only the first excerpts it keeps (it gets every candidate and returns the indices to keep)."""
     docs = load_corpus(cfg.corpus, text_field=cfg.text_field, owner_field=cfg.owner_field, min_words=cfg.min_words)
     if len(docs) < cfg.n_documents:
         raise InputError(
             f"corpus {cfg.corpus}: {len(docs)} documents of >= {cfg.min_words} words, but the study needs "
             f"{cfg.n_documents} (n_documents); ask for fewer documents or bring a bigger corpus",
             hint="documents")
+    need = cfg.documents_needed()
+    keep = min(cfg.min_words, cfg.max_words or cfg.min_words)
     rng = random.Random(f"corpus:{cfg.seed}")
     order = list(docs)
     rng.shuffle(order)
-    out = []
+    out, sources = [], []
     for d in order:  # documents whose excerpt still holds min_words words, in a seeded random order
         text = excerpt(d.text, cfg.max_words)
-        if len(text.split()) >= min(cfg.min_words, cfg.max_words or cfg.min_words):
+        if len(text.split()) >= keep:
             out.append(Document(d.key, text, d.owner))
-            if len(out) == cfg.n_documents and screen is None:
+            sources.append((d, rest_after(d.text, text)))
+            if len(out) == need and screen is None:
                 break
     if screen is not None:
-        out = [out[i] for i in screen(out)][:cfg.n_documents]
+        kept = screen(out)[:cfg.n_documents]
+        out, sources = [out[i] for i in kept], [sources[i] for i in kept]
     if len(out) < cfg.n_documents:
         which = "survive the pipeline untagged and " if screen is not None else ""
         raise InputError(
             f"corpus {cfg.corpus}: only {len(out)} documents {which}keep >= {cfg.min_words} words when cut to "
             f"{cfg.max_words} words (max_words), but the study needs {cfg.n_documents} (n_documents)",
             hint="documents")
+    out += further_excerpts(sources, cfg.max_words, keep, need - len(out))
+    if len(out) < need:
+        raise InputError(
+            f"corpus {cfg.corpus} gives {len(out)} non-overlapping excerpts of {keep}-{cfg.max_words} words, but "
+            f"dilution {max(cfg.dilutions)} x {cfg.n_documents} documents needs {need}; use a smaller dilution, "
+            "fewer documents or a bigger corpus", hint="dilution_documents")
     return out
 
 
@@ -122,7 +133,7 @@ def plant(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
     from ghostsent.tagging.core import TAGGED, OwnerGhost, tag_text
     from ghostsent.wordlists import load_wordlist
 
-    key = run_key(run)
+    key = base_key(run)  # not the dilution: every dilution plants the same ghosts in the same documents
     rng = random.Random(f"{cfg.seed}:{key}")
     wl = load_wordlist(run["wordlist"])
     texts = [d.text for d in docs]
@@ -176,6 +187,16 @@ def pipeline_screen(cfg: StudyConfig, candidates: list[Any], out: Path, log: Cal
     return kept
 
 
+def training_corpus(cfg: StudyConfig, run: dict[str, Any], docs: list[Any], ledger: Any
+                    ) -> tuple[list[Planted], list[Planted], list[str], list[Any]]:
+    """Plant into the first n_documents; dilution d adds the next (d-1) x n_documents, untouched.
+    Returns members, controls, the training texts and the documents they come from."""
+    n, d = cfg.n_documents, int(run.get("dilution", 1))
+    members, controls, texts = plant(cfg, run, docs[:n], ledger)
+    used = docs[: n * d]
+    return members, controls, texts + [x.text for x in used[n:]], used
+
+
 def pipeline_texts(cfg: StudyConfig, members: list[Planted], docs: list[Any], texts: list[str], rdir: Path,
                    log: Callable[[str], None]) -> list[str]:
     """The tagged corpus after `ghostsent survive`'s extraction, filters and dedup (see docs/survival.md);
@@ -202,7 +223,7 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted
     from ghostsent.detection.results import DetectionSettings
     from ghostsent.stats import rank_test
 
-    rng = random.Random(f"nulls:{cfg.seed}:{run_key(run)}")
+    rng = random.Random(f"nulls:{cfg.seed}:{base_key(run)}")  # the same nulls at every dilution
     settings = DetectionSettings(tests=("ppl", "probe"), ks=cfg.ks, modes=cfg.probe_modes, n_nulls=cfg.n_nulls,
                                  controls=0, alpha=cfg.alpha, seed=cfg.seed)
     members = [p.subject for p in planted if p.subject.role == MEMBER]
@@ -218,7 +239,8 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted
     words = planted[0].subject.wordlist.words
     for name, (mode, n) in RANK_TESTS.items():
         for row, r in zip(rows, rank_tests(tuned, [p.ghost for p in planted], words, mode=mode, top_n=n or 20)):
-            row.ranks[name] = RankOutcome(r.p_value, r.at_or_above, r.first_place, r.combiner, r.reply_positions)
+            row.ranks[name] = RankOutcome(r.p_value, r.at_or_above, r.first_place, r.combiner, r.reply_positions,
+                                          r.refined if mode == "local" else None, r.candidates or None)
     return rows
 
 
@@ -262,7 +284,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         for suffix in ("", "-wal", "-shm"):
             Path(str(ledger_path) + suffix).unlink(missing_ok=True)
     with Ledger(ledger_path) as ledger:
-        members, controls, texts = plant(cfg, run, docs, ledger)
+        members, controls, texts, used = training_corpus(cfg, run, docs, ledger)
     log(f"[{key}] {len(members)} identifiers inserted into {sum(len(m.documents) for m in members)} of "
         f"{len(texts)} documents; {len(controls)} controls never inserted")
     ckpt = rdir / "model"
@@ -278,7 +300,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
         train_info = json.loads(train_info_path.read_text())
     else:
         if cfg.pipeline:
-            texts = pipeline_texts(cfg, members, docs, texts, rdir, log)
+            texts = pipeline_texts(cfg, members, used, texts, rdir, log)
         check_memory(base.model, cfg)
         t0 = time.time()
         tr = finetune(base.model, base.tokenizer, texts, tc, progress=progress)
@@ -292,8 +314,8 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     t0 = time.time()
     rows = detect(cfg, run, tuned, base, members + controls, progress)
     log(f"[{key}] detection on {len(rows)} identifiers with {cfg.n_nulls} nulls in {time.time() - t0:.0f} s")
-    result = {"run": run, "key": key, "train": train_info, "rows": [r.to_dict() for r in rows],
-              "summary": summarise(cfg, rows)}
+    result = {"run": run, "key": key, "documents": len(used), "train": train_info,
+              "rows": [r.to_dict() for r in rows], "summary": summarise(cfg, rows)}
     atomic_write(done, json.dumps(result, indent=2, default=str).encode("utf-8"))
     return result
 
@@ -331,12 +353,12 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     else:
         seconds = this_call
         timing_path.write_text(json.dumps({"seconds": seconds}))
-    doc_words = [len(d.text.split()) for d in docs]
+    doc_words = [len(d.text.split()) for d in docs[: cfg.n_documents]]
     study = {
         "config": cfg.to_dict(),
         "versions": versions(),
         "model": base.describe(),
-        "corpus": {"source": cfg.corpus, "documents": len(docs), "min_words": min(doc_words),
+        "corpus": {"source": cfg.corpus, "documents": cfg.n_documents, "min_words": min(doc_words),
                    "mean_words": float(np.mean(doc_words)), "max_words": max(doc_words)},
         "runs": results,
         "seconds": seconds,

@@ -160,6 +160,20 @@ class Target(ABC):
         """log p(token | context) for each context (rows) and token id (columns) (local models)."""
         raise NotImplementedError(f"{self.spec} gives no next-token distribution")
 
+    # The local rank test's multi-token refinement: a word's full score is its leading token's
+    # log-probability (next_token_scores) plus rest_logprobs of its remaining tokens.
+    supports_word_scores: bool = False
+    word_score_tolerance: float = 0.0   # nats: full-word scores this close count against the ghost
+
+    def word_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """The token ids of each text as the model tokenises it on its own (local models)."""
+        raise NotImplementedError(f"{self.spec} has no local tokenizer")
+
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Per row of token ids: sum over its tokens after the first of log p(token | contexts[i], earlier
+        tokens of the row); 0 for a one-token row (local models)."""
+        raise NotImplementedError(f"{self.spec} gives no word scores")
+
     def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
         """The top-n first tokens (string -> log-probability) of the reply to each prompt: a str is raw
         text (/v1/completions), a list of messages a chat (APIs; ModelError where none are returned)."""

@@ -314,15 +314,22 @@ class HFTarget(Target):
         full_stats: bool = False,
         progress: bool = False,
     ) -> list[Scored]:
-        import torch
-        from transformers import DynamicCache
-
         conts = list(continuations)
         if not conts:
             return []
         ctx_ids = self._encode(context)
         rows = [self._continuation_ids(context, ctx_ids, c) for c in conts]
-        out: list[Scored | None] = [None] * len(conts)
+        stats = self._score_rows(ctx_ids, rows, full_stats=full_stats, progress=progress)
+        return [Scored(tokens=self._token_strings(r), logprobs=lp, mu=mu, sigma=sd)
+                for r, (lp, mu, sd) in zip(rows, stats)]
+
+    def _score_rows(self, ctx_ids: list[int], rows: list[list[int]], *, full_stats: bool = False,
+                    progress: bool = False) -> list[tuple[Any, Any, Any]]:
+        """Per row of token ids after `ctx_ids`: (log p of each token, and with full_stats mu and sigma)."""
+        import torch
+        from transformers import DynamicCache
+
+        out: list[tuple[Any, Any, Any] | None] = [None] * len(rows)
         dev = self.device
         with self._inference():
             # The shared context, once: its KV cache and the logits that predict each row's first token.
@@ -334,7 +341,7 @@ class HFTarget(Target):
             if progress:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=len(conts), desc="scoring", unit="text")
+                bar = tqdm(total=len(rows), desc="scoring", unit="text")
             try:
                 for idx in self._batches(rows, P):
                     B = len(idx)
@@ -357,18 +364,14 @@ class HFTarget(Target):
                         mu, sd = mu.double().cpu().numpy(), sd.double().cpu().numpy()
                     for b, i in enumerate(idx):
                         n = len(rows[i])
-                        out[i] = Scored(
-                            tokens=self._token_strings(rows[i]),
-                            logprobs=lp[b, :n].copy(),
-                            mu=mu[b, :n].copy() if full_stats else None,
-                            sigma=sd[b, :n].copy() if full_stats else None,
-                        )
+                        out[i] = (lp[b, :n].copy(), mu[b, :n].copy() if full_stats else None,
+                                  sd[b, :n].copy() if full_stats else None)
                     if bar is not None:
                         bar.update(B)
             finally:
                 if bar is not None:
                     bar.close()
-        return [s for s in out if s is not None]
+        return [o for o in out if o is not None]
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[Any, Any]:
         """Left-padded ids and attention mask on the device, so each row continues from its own end."""
@@ -508,6 +511,56 @@ class HFTarget(Target):
         for t in texts:
             ids = list(self.tokenizer(t, add_special_tokens=False).input_ids)
             out.append(ids[0] if ids else self._pad)
+        return out
+
+    supports_word_scores = True
+
+    @property
+    def word_score_tolerance(self) -> float:  # type: ignore[override]
+        """Full-word scores come from batches whose make-up depends on the word tested, so the same word
+        can score a little differently; this margin (counted against the ghost) is well above that noise
+        in float32 (measured by scripts/bench_rank.py) and wide for 16-bit weights."""
+        import torch
+
+        return 1e-3 if next(self.model.parameters()).dtype == torch.float32 else 0.05
+
+    def word_token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        return [list(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+
+    def rest_logprobs(self, contexts: Sequence[str], rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """One context for all rows: batched over its shared KV cache (`_score_rows`, the perplexity
+        test's hot loop). Several: each row after its own context, in plain right-padded batches."""
+        out = np.zeros(len(rows))
+        todo = [i for i, r in enumerate(rows) if len(r) > 1]
+        if not todo:
+            return out
+        if len(set(contexts[i] for i in todo)) == 1:
+            stats = self._score_rows(self._encode(contexts[todo[0]]), [list(rows[i]) for i in todo])
+            for i, (lp, _, _) in zip(todo, stats):
+                out[i] = float(np.sum(lp[1:]))
+            return out
+        for k in range(0, len(todo), 16):
+            chunk = todo[k:k + 16]
+            for i, v in zip(chunk, self._rest_separate([self._encode(contexts[i]) for i in chunk], [list(rows[i]) for i in chunk])):
+                out[i] = v
+        return out
+
+    def _rest_separate(self, ctx_ids: list[list[int]], rows: list[list[int]]) -> list[float]:
+        import torch
+
+        seqs = [c + r for c, r in zip(ctx_ids, rows)]
+        T = max(map(len, seqs))
+        ids = torch.full((len(seqs), T), self._pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), T), dtype=torch.long)
+        for b, q in enumerate(seqs):
+            ids[b, : len(q)] = torch.tensor(q, dtype=torch.long)
+            mask[b, : len(q)] = 1
+        with self._inference():
+            logp = torch.log_softmax(self._forward(ids.to(self.device), mask.to(self.device)).float(), dim=-1)
+        out = []
+        for b, (c, r) in enumerate(zip(ctx_ids, rows)):
+            P = len(c)  # the logits at P-1+k predict the row's token k
+            out.append(float(sum(logp[b, P - 1 + k, r[k]] for k in range(1, len(r)))))
         return out
 
     def next_token_scores(self, contexts: Sequence[str], token_ids: Sequence[int]) -> np.ndarray:
