@@ -155,7 +155,7 @@ def test_refined_count_is_the_exact_full_word_count_or_an_upper_bound_past_the_c
         for own in range(V):
             own_s = lead[own] + rest[own]
             exact = V if np.isnan(own_s) else int(np.sum(np.isnan(full) | (full >= own_s - tol)))
-            args = (lead, own, rest[own], lambda ix: rest[ix], multi)
+            args = (lead, own, rest[own], lambda ix, rest=rest: rest[ix], multi)
             assert rank.refined_count(*args, None, tol)[0] == exact
             for cap in (0, 1, 3):
                 got, n_cand = rank.refined_count(*args, cap, tol)

@@ -186,3 +186,14 @@ def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     cfg.pop("dilutions")
     assert "## Run `w8-latter-half-none-en`" in markdown({**data, "config": cfg, "runs": [old]})
 
+
+def test_available_memory_counts_reclaimable_cache_like_the_kernel():
+    """The fine-tuning memory check reads MemAvailable (free + reclaimable cache): the free pages alone
+    refused a run on a machine whose page cache was merely warm."""
+    from ghostsent.study.runner import available_memory
+
+    got = available_memory()
+    with open("/proc/meminfo") as fh:
+        info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh}
+    assert got is not None and abs(got - info["MemAvailable"]) < 256 << 20  # the kernel's figure, read now
+    assert got >= info["MemFree"] - (256 << 20)

@@ -109,13 +109,28 @@ def prepare_corpus(cfg: StudyConfig, screen: Callable[[list[Any]], list[int]] | 
     return out
 
 
+def available_memory() -> int | None:
+    """Bytes the system can give without swapping: MemAvailable (free pages plus reclaimable page cache),
+    not the free pages alone, which a warm page cache keeps low; None when unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_memory(model: Any, cfg: StudyConfig) -> None:
     """Refuse before training when fine-tuning cannot fit: weights, gradients and two Adam moments."""
     n = sum(p.numel() for p in model.parameters())
     need = n * 4 * (4 if cfg.method == "full" else 1.3) + cfg.batch_size * cfg.seq_len * 2_000_000
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+    avail = available_memory()
+    if avail is None:
         return
     if need > avail:
         raise ModelError(
