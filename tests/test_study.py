@@ -156,7 +156,8 @@ def test_study_cli_refuses_a_dilution_the_corpus_cannot_supply(tmp_path):
 @pytest.mark.slow
 def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     """Two dilutions of one run at tiny scale (1 training step): both runs, the same ghosts, a 2x corpus,
-    the axis in results.json, results.md and a plot; the local rank test refined; old rows still load."""
+    the axis in results.json, results.md and a plot; the local rank test uses the leading-token rule (the
+    refinement is opt-in) and says so; old rows still load."""
     from ghostsent.study.results import StudyRow, markdown
 
     out = tmp_path / "study"
@@ -168,9 +169,9 @@ def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     assert [x["ghost_text"] for x in r1["rows"]] == [x["ghost_text"] for x in r2["rows"]]
     assert [x["documents"] for x in r1["rows"]] == [x["documents"] for x in r2["rows"]]
     rank = r1["rows"][0]["rank"]
-    assert rank["refined"] is True and len(rank["candidates"]) == len(rank["at_or_above"])
+    assert rank["refined"] is False and len(rank["at_or_above"]) == 7  # 8 words, no prefix: words 2..8
     md = (out / "results.md").read_text()
-    assert "## Dilution" in md and "Dilution 2×: 20 training documents" in md and "full-word scores" in md
+    assert "## Dilution" in md and "Dilution 2×: 20 training documents" in md and "full-word scores" not in md
     assert (out / "dilution_w8-latter-half-none-en.png").stat().st_size > 0
     # A result.json written before the refinement and the axis (no refined/candidates, no dilution) loads.
     old = json.loads(json.dumps(r1))
