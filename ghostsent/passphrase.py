@@ -26,7 +26,12 @@ TEMPLATES: dict[str, str] = {
     "document": "The ghost sentence of this document is {words}.",
     "author": "The author's ghost sentence is {words}.",
 }
-DEFAULT_TEMPLATE = "none"
+# `post` since the template axis of the published study (docs/study/results.md): with the prefix every
+# test needs fewer repetitions (corrected perplexity 1 vs 3, whole-distribution word-rank 2 vs 5,
+# completions top-20 word-rank 3 vs 10, text probe 10 vs never), the ghost reads as a sentence for
+# quality filters, and it survived every pipeline stage as well as `none` (docs/survival.md). `none`
+# remains for writers who want nothing that names a watermark (docs/insertion.md: the trade-off).
+DEFAULT_TEMPLATE = "post"
 
 
 def resolve_template(template: str | None) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ghostsent.ledger import Ledger
+from ghostsent.sentences import Boundary
 from proc import child_env, gs, one_line_error, popen
 
 
@@ -190,8 +191,9 @@ def test_tagged_record_changes_only_by_the_inserted_span(tmp_path, line):
     got = out.read_bytes().split(b"\r\n")
     with Ledger(led) as l:
         ghost = l.identifiers()[0].text
-    span_ascii = json.dumps(" " + ghost + ".")[1:-1].encode()
-    span_raw = (" " + ghost + ".").encode()
+    span = Boundary(0, "after").inserted(ghost)   # " " + ghost, with a full stop when it has none
+    span_ascii = json.dumps(span)[1:-1].encode()
+    span_raw = span.encode()
     assert got[1] == rec("a", "")
     new = got[0]
     assert new.replace(span_ascii if line.isascii() else span_raw, b"", 1) == line

@@ -60,8 +60,8 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     assert "[" in (out / "results.md").read_text()
     # Never-inserted controls must not be flagged.
     assert all(v == 0 for v in s["control_false_positives"].values()), s["control_false_positives"]
-    for f in ("results.md", "detection_w8-latter-half-none-en.png", "roc_w8-latter-half-none-en.png",
-              "control_pvalues_w8-latter-half-none-en.png", "exposure_w8-latter-half-none-en.png"):
+    for f in ("results.md", "detection_w8-latter-half-post-en.png", "roc_w8-latter-half-post-en.png",
+              "control_pvalues_w8-latter-half-post-en.png", "exposure_w8-latter-half-post-en.png"):
         assert (out / f).exists(), f
     members = [r for r in rows if r["role"] == "member"]
     assert sorted(len(m["documents"]) for m in members) == [1, 3]
@@ -115,7 +115,7 @@ def test_dilution_plants_the_same_ghosts_in_the_same_documents_of_a_d_times_larg
     assert t3[:10] == t1 and u3[:10] == u1                                     # the same tagged carriers
     carriers = {k for m in m3 for k in m.documents}
     assert carriers <= {d.key for d in u1} and all(d.text in t3 for d in u3[10:])  # extras untouched
-    assert [run_key(r) for r in cfg.runs()] == ["w8-latter-half-none-en", "w8-latter-half-none-en-d3"]
+    assert [run_key(r) for r in cfg.runs()] == ["w8-latter-half-post-en", "w8-latter-half-post-en-d3"]
 
 
 def test_undiluted_configuration_and_run_names_are_unchanged():
@@ -126,7 +126,23 @@ def test_undiluted_configuration_and_run_names_are_unchanged():
     d = StudyConfig().to_dict()
     assert "dilutions" not in d and StudyConfig(dilutions=(1, 10)).to_dict()["dilutions"] == [1, 10]
     assert run_key({"words": 12, "position": "latter-half", "template": "none", "wordlist": "en"}) == \
-        run_key(StudyConfig().runs()[0]) == "w12-latter-half-none-en"
+        run_key(StudyConfig(templates=("none",)).runs()[0]) == "w12-latter-half-none-en"
+    # the study's default template is the product's (what `new`/`insert`/`tag` draw)
+    assert run_key(StudyConfig().runs()[0]) == "w12-latter-half-post-en"
+
+
+def test_study_wall_time_is_the_sum_of_its_runs(tmp_path):
+    """Runs computed by different invocations (a resumed or grown folder) add up; a folder whose runs
+    predate per-run times keeps the time of the invocation that completed it (timing.json)."""
+    from ghostsent.study.runner import study_seconds
+
+    assert study_seconds(tmp_path, [{"seconds": 3713.0}, {"seconds": 1548}]) == 5261.0
+    assert json.loads((tmp_path / "timing.json").read_text()) == {"seconds": 5261.0}
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "timing.json").write_text(json.dumps({"seconds": 100.0}))
+    assert study_seconds(old, [{"seconds": 5.0}, {}]) == 100.0
+    assert study_seconds(old, [{"seconds": 5.0}, {"seconds": 7.0}]) == 12.0
 
 
 def test_bad_dilutions_are_refused_before_any_model_loads(tmp_path):
@@ -164,15 +180,15 @@ def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     run_study(StudyConfig(**{**TINY, "max_steps": 1, "dilutions": (1, 2)}), out, progress=False, log=lambda m: None)
     data = json.loads((out / "results.json").read_text())
     r1, r2 = data["runs"]
-    assert (r1["key"], r2["key"]) == ("w8-latter-half-none-en", "w8-latter-half-none-en-d2")
+    assert (r1["key"], r2["key"]) == ("w8-latter-half-post-en", "w8-latter-half-post-en-d2")
     assert (r1["documents"], r2["documents"]) == (10, 20) and data["config"]["dilutions"] == [1, 2]
     assert [x["ghost_text"] for x in r1["rows"]] == [x["ghost_text"] for x in r2["rows"]]
     assert [x["documents"] for x in r1["rows"]] == [x["documents"] for x in r2["rows"]]
     rank = r1["rows"][0]["rank"]
-    assert rank["refined"] is False and len(rank["at_or_above"]) == 7  # 8 words, no prefix: words 2..8
+    assert rank["refined"] is False and len(rank["at_or_above"]) == 8  # 8 words after a prefix: all tested
     md = (out / "results.md").read_text()
     assert "## Dilution" in md and "Dilution 2×: 20 training documents" in md and "full-word scores" not in md
-    assert (out / "dilution_w8-latter-half-none-en.png").stat().st_size > 0
+    assert (out / "dilution_w8-latter-half-post-en.png").stat().st_size > 0
     # A result.json written before the refinement and the axis (no refined/candidates, no dilution) loads.
     old = json.loads(json.dumps(r1))
     for row in old["rows"]:
@@ -185,7 +201,7 @@ def test_tiny_diluted_study_end_to_end(tmp_path, default_target):
     old.pop("documents")
     cfg = dict(data["config"])
     cfg.pop("dilutions")
-    assert "## Run `w8-latter-half-none-en`" in markdown({**data, "config": cfg, "runs": [old]})
+    assert "## Run `w8-latter-half-post-en`" in markdown({**data, "config": cfg, "runs": [old]})
 
 
 def test_available_memory_counts_reclaimable_cache_like_the_kernel():

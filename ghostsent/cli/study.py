@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
+from ghostsent.passphrase import DEFAULT_TEMPLATE
 
 @click.command()
 @click.option("--corpus", default="builtin:kjv", show_default=True,
@@ -21,7 +22,7 @@ from ghostsent.cli import echo, emit, fmt_p, int_list, json_option, str_list
 @click.option("--controls", "n_controls", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--words", default="12", show_default=True, help="Passphrase lengths (grid axis).")
 @click.option("--position", "positions", default="latter-half", show_default=True, help="Position strategies (grid axis).")
-@click.option("--template", "templates", default="none", show_default=True, help="Prefix templates (grid axis; names only).")
+@click.option("--template", "templates", default=DEFAULT_TEMPLATE, show_default=True, help="Prefix templates (grid axis; names only).")
 @click.option("--wordlist", "wordlists", default="en", show_default=True, help="Word lists (grid axis).")
 @click.option("--model", "-m", default=None, help="Local model to fine-tune [default: embedded model].")
 @click.option("--gguf", default=None)

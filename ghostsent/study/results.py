@@ -191,7 +191,7 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
          f"{cfg['epochs']} epoch(s), seq_len {cfg['seq_len']}, batch {cfg['batch_size']}) on {study['corpus']['documents']} "
          f"documents from `{cfg['corpus']}` ({study['corpus']['min_words']}–{study['corpus']['max_words']} words). "
          f"{cfg['ids_per_cell']} identifiers per repetition count, {cfg['n_controls']} never-inserted controls, "
-         f"{cfg['n_nulls']} nulls, threshold p < {alpha:g}. Total {study['seconds'] / 60:.1f} min.", ""]
+         f"{cfg['n_nulls']} nulls, threshold p < {alpha:g}. Total {study['seconds'] / 60:.1f} min (the runs' wall times added up).", ""]
     names = {"probe": "last-k probe", "ppl": "perplexity test", "ppl_ref": "perplexity test − reference",
              "rank": "word-rank (whole distribution)", "rank_top20": "word-rank (completions, top-20)",
              "rank_chat20": "word-rank (chat, top-20)",
@@ -204,7 +204,8 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
             L += [f"Dilution {d}×: {res.get('documents', '?')} training documents, the same ghosts in the same "
                   f"carriers as every other dilution of `{base_key(res['run'])}`.", ""]
         L += [f"Training: {res['train'].get('steps')} steps, {res['train'].get('tokens_seen')} tokens, "
-              f"{res['train'].get('seconds')} s.", "",
+              f"{res['train'].get('seconds')} s" + (f"; the run's wall time {res['seconds'] / 60:.1f} min" if res.get("seconds")
+                                                   else "") + ".", "",
               "Detection rate at p < %g by repetitions [Wilson 95%% interval]:" % alpha, "",
               "| test | " + " | ".join(f"{r}×" for r in cfg["repetitions"]) + " | all detected from | control FPs |",
               "|---|" + "---|" * len(cfg["repetitions"]) + "---|---|"]

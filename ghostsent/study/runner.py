@@ -288,6 +288,7 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     key = run_key(run)
     rdir = out / "runs" / key
     done = rdir / "result.json"
+    t_run = time.time()
     if done.exists():
         log(f"[{key}] finished earlier; reusing {done}")
         result = json.loads(done.read_text())
@@ -329,13 +330,31 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     t0 = time.time()
     rows = detect(cfg, run, tuned, base, members + controls, progress)
     log(f"[{key}] detection on {len(rows)} identifiers with {cfg.n_nulls} nulls in {time.time() - t0:.0f} s")
+    # the run's own wall time (planting, training, detection): a study's total is the sum over its runs,
+    # which stays right when runs are computed by different invocations (resumed or grown folders)
     result = {"run": run, "key": key, "documents": len(used), "train": train_info,
-              "rows": [r.to_dict() for r in rows], "summary": summarise(cfg, rows)}
+              "rows": [r.to_dict() for r in rows], "summary": summarise(cfg, rows),
+              "seconds": round(time.time() - t_run, 1)}
     atomic_write(done, json.dumps(result, indent=2, default=str).encode("utf-8"))
     return result
 
 
 # --- 3. the whole study ------------------------------------------------------------------------------
+
+
+def study_seconds(out: Path, results: list[dict[str, Any]]) -> float:
+    """The study's wall time: the sum of its runs' own wall times when every run recorded one; else (runs
+    from before they did) the wall time of the invocation that first completed the folder (timing.json)."""
+    timing_path = out / "timing.json"
+    if all(isinstance(r.get("seconds"), (int, float)) for r in results):
+        seconds = round(sum(float(r["seconds"]) for r in results), 1)
+    elif timing_path.exists():
+        return float(json.loads(timing_path.read_text())["seconds"])
+    else:
+        seconds = round(sum(float(r.get("seconds") or 0) for r in results), 1)
+    if not timing_path.exists():
+        timing_path.write_text(json.dumps({"seconds": seconds}))
+    return seconds
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
@@ -360,14 +379,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, progress: bool = True,
     if not hasattr(base, "model"):
         raise ModelError(f"{cfg.model}: the study fine-tunes the model, so it needs a local (hf:) model")
     results = [run_one(cfg, r, out, base, docs, progress, log) for r in cfg.runs()]
-    # Wall time of the invocation that completed the study; a later resume only re-renders the outputs.
-    timing_path = out / "timing.json"
-    this_call = round(time.time() - t0, 1)
-    if timing_path.exists():
-        seconds = json.loads(timing_path.read_text())["seconds"]
-    else:
-        seconds = this_call
-        timing_path.write_text(json.dumps({"seconds": seconds}))
+    seconds, this_call = study_seconds(out, results), round(time.time() - t0, 1)
     doc_words = [len(d.text.split()) for d in docs[: cfg.n_documents]]
     study = {
         "config": cfg.to_dict(),
