@@ -50,6 +50,11 @@ class OutputClosedError(GhostsentError):
     exit_code = EXIT_BROKEN_PIPE
 
 
+class WorkerDied(GhostsentError):
+    """A worker process of a parallel run ended before the run did (killed, out of memory)."""
+    exit_code = EXIT_INPUT
+
+
 class LedgerError(GhostsentError):
     exit_code = EXIT_LEDGER
 

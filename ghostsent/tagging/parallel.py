@@ -36,6 +36,8 @@ from collections import deque
 from itertools import islice
 from typing import Any, Iterator, NamedTuple
 
+from ghostsent.errors import WorkerDied
+
 CHUNK = 2000  # lines; a chunk also ends at each checkpoint boundary
 _STATE: dict[str, Any] = {}
 _COUNTS = ("records", "inserted", "already_tagged", "no_boundary", "not_selected", "blank")
@@ -169,6 +171,29 @@ class Workers(NamedTuple):
     pool: Any
     n: int
     local: ChunkState
+    processes: tuple = ()   # the pool's processes as started: none of them may end before the run does
+
+    def died(self) -> int | None:
+        """The exit code of a worker process that has ended (-9: killed by SIGKILL), else None."""
+        return next((p.exitcode for p in self.processes if p.exitcode is not None), None)
+
+
+POLL_S = 0.2  # how often a wait for a chunk checks that the worker processes are alive
+
+
+def _result(workers: Workers, fut: Any) -> Any:
+    """A chunk's result, or WorkerDied as soon as a worker process has ended. multiprocessing.Pool
+    replaces a dead worker but loses the chunk it held, so waiting on that chunk would never end: a
+    worker killed by the out-of-memory killer or `kill -9` must stop the run (the main process then
+    cleans up as for any failure: the last checkpoint stays, resumable), not hang it."""
+    while not fut.ready():
+        fut.wait(POLL_S)
+        code = workers.died()
+        if code is not None and not fut.ready():
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            raise WorkerDied(f"a tagging worker process ended during the run ({how}; e.g. the out-of-memory "
+                             "killer); the run stopped")
+    return fut.get()
 
 
 @contextlib.contextmanager
@@ -182,7 +207,8 @@ def worker_pool(tagger: Any) -> Iterator[Workers]:
     local = ChunkState.of(LedgerGhosts(led, opts, tagger.wordlist, tagger.check_ghost, defer_sync=True), lr)
     args = (str(led.path), getattr(led, "timeout", 30.0), opts, lr, tagger.wordlist, tagger.check_ghost)
     with _QuietSpawn().Pool(opts.workers - 1, initializer=_init, initargs=args) as pool:
-        yield Workers(pool, opts.workers, local)
+        # Pool keeps its processes in a private list; a snapshot at start is what died() watches
+        yield Workers(pool, opts.workers, local, tuple(getattr(pool, "_pool", ())))
 
 
 class _QuietPopen(popen_spawn_posix.Popen):
@@ -251,7 +277,7 @@ def _in_order(workers: Workers, calls: Iterator[tuple[Any, Any, tuple]]) -> Iter
         if queue and (queue[0][1] is None or queue[0][1].ready() or not more or len(queue) >= cap):
             args, fut, res = queue.popleft()
             if fut is not None:
-                res = fut.get()
+                res = _result(workers, fut)
                 in_flight -= 1
             yield args, res
             continue

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -120,6 +121,56 @@ def kill_and_resume(d: Path, seed: int, lines: int = 4000, max_kills: int = 6, w
     assert harness.check_jsonl(data, out.read_bytes(), ledger, str(inp)) == len(ref_records)
     assert not Path(str(out) + ".partial").exists() and not Path(str(out) + ".lock").exists()
     return kills
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The multiprocessing worker processes started by `pid` (Linux /proc)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmd:
+            out.append(int(name))
+    return out
+
+
+def worker_killed_then_resume(d: Path, seed: int, lines: int = 30000) -> float:
+    """tag-jsonl --workers 2 whose worker process is killed with SIGKILL mid-run (as the out-of-memory
+    killer would): the run must stop by itself, in one line with exit code 3, leave a consistent,
+    resumable state, and one resumed process must give the uninterrupted result. (multiprocessing.Pool
+    replaces a dead worker but loses its chunk: without the check the run waits forever.) Returns how
+    long the stopped run took after the kill."""
+    rng = random.Random(seed)
+    inp = d / "in.jsonl"
+    data = harness.corpus(lines, seed=seed)
+    inp.write_bytes(data)
+    args = ["--skip-bad", "--seed", "7", "--checkpoint-every", "500", "--no-progress"]
+    ref_out, ref_records, _ = reference(d, inp, args)
+    out, ledger = d / "out.jsonl", d / "l.db"
+    p = popen("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger, "--workers", "2")
+    partial = Path(str(out) + ".partial")
+    while p.poll() is None and not (partial.exists() and partial.stat().st_size > rng.randint(1, 200_000)):
+        time.sleep(0.01)
+    workers = _workers_of(p.pid)
+    assert p.poll() is None and workers, f"seed {seed}: the run ended before a worker could be killed"
+    os.kill(workers[0], signal.SIGKILL)
+    t0 = time.time()
+    _, err = p.communicate(timeout=120)   # a hang is the defect this scenario exists for
+    took = time.time() - t0
+    one_line_error(subprocess.CompletedProcess(p.args, p.returncode, b"", err), 3, "worker process ended",
+                   "signal 9", "resume")
+    assert inp.read_bytes() == data
+    check_interrupted(out, ledger, ref_out, ref_records)
+    res = gs("tag-jsonl", inp, out, *args, "--resume", "--ledger", ledger)
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == ref_out and records(ledger) == ref_records, f"seed {seed}"
+    assert not partial.exists()
+    return took
 
 
 def insert_kill_rerun(d: Path, seed: int, files: int = 40, rounds: int = 3) -> None:

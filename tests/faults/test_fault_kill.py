@@ -24,5 +24,11 @@ def test_random_kills_with_workers_then_resume(tmp_path):
     scenarios.kill_and_resume(tmp_path, SEED + 2, lines=4000, max_kills=4, workers=2)
 
 
+def test_a_killed_worker_stops_the_run_in_one_line_and_resume_finishes_it(tmp_path):
+    """kill -9 of a --workers process (the out-of-memory killer's way): one error line, exit 3, state
+    consistent, resumable — not a run that waits forever for the chunk the dead worker held."""
+    assert scenarios.worker_killed_then_resume(tmp_path, SEED + 3) < 30
+
+
 def test_random_kills_during_insert_in_place_then_rerun(tmp_path):
     scenarios.insert_kill_rerun(tmp_path, SEED + 1, files=40, rounds=3)
