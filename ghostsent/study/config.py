@@ -27,7 +27,7 @@ class StudyConfig:
     n_controls: int = 40             # never-inserted identifiers per run
     words: tuple[int, ...] = (12,)
     positions: tuple[str, ...] = ("latter-half",)
-    templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)  # what `new`/`insert`/`tag` draw by default
+    templates: tuple[str, ...] = (DEFAULT_TEMPLATE,)  # what `new` and `tag` draw by default
     wordlists: tuple[str, ...] = ("en",)
     model: str | None = None         # default = the embedded model
     gguf: str | None = None
