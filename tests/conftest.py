@@ -101,6 +101,24 @@ def upstream_llama_server(default_gguf, server_logs):
     sp.stop()
 
 
+@pytest.fixture(scope="session")
+def cpp_llama_server(default_gguf, server_logs):
+    """llama.cpp's C++ `llama-server` (ServerProcess) on the embedded GGUF: the server that continues a
+    final assistant message. Built by scripts/build_llama_server.sh (CI does); an error in CI without
+    it, a skip elsewhere."""
+    import servers
+
+    binary = servers.llama_server_binary()
+    if binary is None:
+        msg = "llama.cpp's llama-server is not built (bash scripts/build_llama_server.sh)"
+        if os.environ.get("CI"):
+            pytest.fail(msg + "; required when CI is set")
+        pytest.skip(msg)
+    sp = servers.start_llama_server(binary, default_gguf, server_logs)
+    yield sp
+    sp.stop()
+
+
 @pytest.fixture()
 def api_key_env(monkeypatch):
     """Returns set(key) -> env var name: puts a server's key in a test-only environment variable."""

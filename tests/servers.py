@@ -1,6 +1,6 @@
 """Real OpenAI-compatible servers on loopback for the tests.
 
-Three pieces, all real HTTP over 127.0.0.1 and real llama.cpp inference on the embedded GGUF:
+Four pieces, all real HTTP over 127.0.0.1 and real llama.cpp inference on the embedded GGUF:
 
 * `start_llama_cpp_server`: the upstream `python -m llama_cpp.server`. Its echo log-probabilities are
   shifted by one token (llama_cpp/llama.py reads token i's log-probability from the logits row that
@@ -9,6 +9,8 @@ Three pieces, all real HTTP over 127.0.0.1 and real llama.cpp inference on the e
 * `start_reference_server` (`python tests/servers.py reference ...`): a minimal OpenAI-compatible
   server over `llama_cpp.Llama` whose echo log-probabilities are computed correctly (row i-1 for token
   i). Chat and plain completions go straight to llama_cpp's own implementations.
+* `start_llama_server`: llama.cpp's own C++ `llama-server` (built by scripts/build_llama_server.sh), the
+  server that continues a final assistant message (prefill) for the word-rank test's prefill mode.
 * `LogprobProxy`: a proxy in front of either that breaks responses the ways servers do in the wild:
   `strip` (only generated-token log-probabilities), `shift` (each value attached to the next token),
   `429` (the first N requests get 429 + Retry-After), `leak` (the first N get a 503 whose message
@@ -104,6 +106,24 @@ def start_llama_cpp_server(gguf: Path, log_dir: Path, timeout: float = 120) -> S
             "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512",
             "--logits_all", "true", "--verbose", "false", "--n_threads", "1", "--n_threads_batch", "1"]
     return _spawn(args, key, log_dir, "llama_cpp_server", port, timeout)
+
+
+def llama_server_binary() -> str | None:
+    """llama.cpp's own C++ server (`llama-server`): $GHOSTSENT_LLAMA_SERVER, else on PATH.
+    `bash scripts/build_llama_server.sh` builds it from the llama.cpp sources llama-cpp-python vendors."""
+    import shutil
+
+    return os.environ.get("GHOSTSENT_LLAMA_SERVER") or shutil.which("llama-server")
+
+
+def start_llama_server(binary: str, gguf: Path, log_dir: Path, timeout: float = 120) -> ServerProcess:
+    """llama.cpp's C++ `llama-server`: continues a final assistant message (prefill), which the Python
+    server does not. The key goes in through LLAMA_API_KEY (its documented environment variable)."""
+    port = free_port()
+    key = new_key()
+    args = ["/bin/sh", "-c", f'LLAMA_API_KEY="${KEY_ENV}" exec "$0" "$@"', binary, "-m", str(gguf),
+            "--host", "127.0.0.1", "--port", str(port), "-c", "1024", "-np", "1", "-t", "1", "--no-webui"]
+    return _spawn(args, key, log_dir, "llama_server_cpp", port, timeout)
 
 
 def start_reference_server(gguf: Path, log_dir: Path, timeout: float = 120) -> ServerProcess:

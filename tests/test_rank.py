@@ -1,6 +1,7 @@
 """The word-rank test (issue 10, section 1): exact validity by enumeration against innocent and
 adversarial models, power on text the real model knows, the real llama.cpp server's top log-probabilities
-over /v1/completions and chat, the capability refusal, and the CLI (rank-test, audit --tests rank)."""
+over /v1/completions and chat, chat with prefill over llama.cpp's C++ server, the capability refusals, and the
+CLI (rank-test, audit --tests rank)."""
 from __future__ import annotations
 
 import itertools
@@ -107,8 +108,36 @@ class WordModel(LocalModel):
                          for h, r in zip(hs, rows)])
 
 
+class TextModel(Target):
+    """An innocent text-only subject: greedy replies made from the prompt (its last words echoed, a
+    fragment glued to the last word, other casing, punctuation) and list words chosen from the prompt,
+    never from the held-out word."""
+
+    spec = "test:text"
+    supports_raw = True
+
+    def _reply(self, text: str) -> str:
+        seen = text.split()
+        h = sum(map(ord, text))
+        return [" " + " ".join(seen[-2:]) + " " + SMALL[h % 7],            # echo, then a list word
+                "s " + SMALL[h % 5].upper() + ", " + SMALL[h % 3],          # glued fragment, casing
+                "Sure! " + " ".join(seen[-3:]) + ": " + SMALL[(h // 7) % 7],  # chat-like echo and colon
+                ""][h % 4]
+
+    def generate_many(self, prompts: Sequence[str], **k: Any) -> list[list[str]]:
+        return [[self._reply(p)] for p in prompts]
+
+    def chat_many(self, conversations: Sequence[Any], **k: Any) -> list[list[str]]:
+        return [[self._reply(c[-1]["content"])] for c in conversations]
+
+    score = generate = chat = TopNModel.score
+
+
 @pytest.mark.parametrize("model,mode", [(TopNModel("echo"), "completions"), (TopNModel("echo"), "chat"),
+                                        (TextModel(), "text"), (TextModel(), "text-prefill"),
+                                        (TextModel(), "text-chat"),
                                         (TopNModel("prefixes"), "chat"), (TopNModel("none"), "completions"),
+                                        (TopNModel("echo"), "prefill"), (TopNModel("prefixes"), "prefill"),
                                         (TopNModel("none"), "chat"),
                                         (LocalModel(), "local"), (WordModel(), "local")])
 @pytest.mark.parametrize("template", ["{words}", "The ghost sentence of this post is {words}."])
@@ -394,3 +423,140 @@ def test_real_model_chat_rank_gives_fresh_passphrases_unremarkable_p(default_tar
     rs = rank.rank_tests(default_target, fresh, wl.words, mode="chat", top_n=20)
     assert all(len(r.replies) == len(r.positions) == 6 for r in rs)
     assert min(r.p_value for r in rs) > 1e-3, [(r.p_value, r.at_or_above) for r in rs]
+
+
+# --- chat with prefill: the shown text is the start of the assistant's reply ---------------------------------
+
+@pytest.fixture(scope="module")
+def prefill_target(cpp_llama_server):
+    from ghostsent.targets import load_target
+
+    os.environ["GHOSTSENT_PREFILL_TEST_KEY"] = cpp_llama_server.key
+    t = load_target("openai:smollm2", base_url=cpp_llama_server.base_url, api_key_env="GHOSTSENT_PREFILL_TEST_KEY")
+    yield t
+    t.close()
+
+
+def test_local_prefill_continues_the_assistant_message(default_target):
+    """The in-process chat template (what the study uses for rank_prefill20) leaves the final assistant
+    message open: the prompt ends with the shown text, not with an end-of-turn, and a half word is finished."""
+    ids = default_target._chat_ids(rank.prefill_prompt("to be or not to be that"))
+    text = default_target.tokenizer.decode(ids)
+    assert text.endswith("assistant\nto be or not to be that"), text[-80:]
+    assert text.count(rank.PREFILL_INSTRUCTION) == 1 and "to be or not" not in text.split("assistant")[1]
+    [top] = default_target.top_next_tokens([rank.prefill_prompt("Monday, Tuesday, Wednesday, Thurs")], 5)
+    assert max(top, key=top.get).startswith("day"), top
+
+
+def test_prefill_check_passes_servers_that_continue_and_refuses_one_that_starts_a_new_reply(
+        default_target, prefill_target, upstream_target):
+    """llama.cpp's C++ server and the local model continue the message; llama-cpp-python's server ignores
+    continue_final_message and starts a new reply: refused in one line before any test is counted."""
+    from ghostsent.targets.capability import require_top_logprobs
+
+    require_top_logprobs(default_target, "prefill", 20)
+    require_top_logprobs(prefill_target, "prefill", 20)
+    with pytest.raises(CapabilityError) as e:
+        require_top_logprobs(upstream_target, "prefill", 20)
+    assert "does not continue a final assistant message" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_local_prefill_top_n_agrees_with_the_llama_cpp_cpp_server(default_target, prefill_target):
+    """HFTarget.top_next_tokens on a prefill conversation against llama-server on the same model: the same
+    best token and most of the top 10 (Q4 weights dequantised vs llama.cpp: close, not equal)."""
+    for shown in ("to be or not to be, that is the", "The capital of France is"):
+        [local] = default_target.top_next_tokens([rank.prefill_prompt(shown)], 10)
+        [server] = prefill_target.top_next_tokens([rank.prefill_prompt(shown)], 10)
+        assert max(local, key=local.get) == max(server, key=server.get), (local, server)
+        assert len(set(local) & set(server)) >= 6, (local, server)
+
+
+def test_prefill_rank_over_llama_cpp_server_detects_known_text(prefill_target):
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(prefill_target, [Ghost(FAMOUS, "{words}")], words, mode="prefill", top_n=20)
+    assert r.mode == "prefill" and r.combiner.startswith("truncated-product") and r.p_value < 1e-5, r
+    assert all(p[-1] == {"role": "assistant", "content": rank.context(Ghost(FAMOUS, "{words}"), j)}
+               for p, j in zip(r.prompts, r.positions))
+
+
+def test_real_model_prefill_rank_gives_fresh_passphrases_unremarkable_p(default_target):
+    """The innocent embedded model through the prefill rule: nothing near detection."""
+    rng = random.Random(6)
+    wl = load_wordlist()
+    fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(3)]
+    rs = rank.rank_tests(default_target, fresh, wl.words, mode="prefill", top_n=20)
+    assert min(r.p_value for r in rs) > 1e-3, [(r.p_value, r.at_or_above) for r in rs]
+
+
+def test_rank_test_cli_prefill_refused_uncounted_then_counted_on_llama_server(tmp_path, upstream_llama_server,
+                                                                             cpp_llama_server):
+    db = tmp_path / "l.db"
+    env = child_env(GHOSTSENT_RANK_TEST_KEY=upstream_llama_server.key, GHOSTSENT_PREFILL_TEST_KEY=cpp_llama_server.key)
+    made = gs("new", "--owner", "o", "--words", "6", "--json", "--ledger", db, env=env)
+    ident = json.loads(made.stdout)["id"]
+    common = ["-m", "openai:smollm2", "--rank-mode", "prefill", "--controls", "1", "--json", "--ledger", str(db)]
+    refused = gs("rank-test", ident, "--base-url", upstream_llama_server.base_url, "--api-key-env",
+                 "GHOSTSENT_RANK_TEST_KEY", *common, env=env, timeout=300)
+    err = refused.stderr.decode()
+    assert refused.returncode == 5 and "does not continue a final assistant message" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    ok = gs("rank-test", ident, "--base-url", cpp_llama_server.base_url, "--api-key-env",
+            "GHOSTSENT_PREFILL_TEST_KEY", *common, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    member = [x for x in json.loads(ok.stdout)["subjects"] if x["role"] == "member"][0]
+    assert member["rank"]["mode"] == "prefill" and member["test_number"] == 1 and 0 < member["p_value"] <= 1
+
+
+# --- text only: the greedy reply's next word ------------------------------------------------------------------
+
+def test_next_word_place_rules():
+    assert rank.next_word_place(["fig", "date"], " fig date", "an apple", rank.TEXT) == 0
+    assert rank.next_word_place(["s", "fig"], "s fig", "an apple", rank.TEXT) == 1        # glued: "apples"
+    assert rank.next_word_place(["fig"], ", fig", "an apple", rank.TEXT_PREFILL) == 0
+    shown = "one two three"
+    assert rank.next_word_place(["sure", "two", "three", "fig"], "Sure! two three fig", shown, rank.TEXT_CHAT) == 3
+    assert rank.next_word_place(["fig", "date"], "fig date", shown, rank.TEXT_CHAT) == 0
+
+
+def test_text_modes_record_replies_places_and_p_is_one_over_v_per_hit():
+    class Knows(TextModel):
+        def _reply(self, text: str) -> str:   # a model that knows the ghost "apple fig date"
+            nxt = {"apple": "fig", "fig": "date"}.get(text.split()[-1], "cherry")
+            return " " + nxt + " and more"
+
+    g = Ghost(("apple", "fig", "date"), "{words}")
+    for mode in rank.TEXT_MODES[:2]:
+        [r] = rank.rank_tests(Knows(), [g], SMALL, mode=mode)
+        assert r.p_positions == [1 / 7, 1 / 7] and r.at_or_above == [1, 1] and r.reply_positions == [0, 0]
+        assert r.replies == [" fig and more", " date and more"] and r.combiner.startswith("truncated-product")
+        assert r.p_value == pytest.approx(stats.truncated_product([1 / 7, 1 / 7], rank.TPM_TAU))
+
+
+def test_local_text_rank_detects_known_text_and_not_fresh_passphrases(default_target):
+    """The embedded model continues Hamlet's line word by word (raw text and prefill, greedy, no
+    log-probabilities read), and fresh passphrases give nothing near detection."""
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(default_target, [Ghost(FAMOUS, "{words}")], words, mode=rank.TEXT)
+    assert r.p_value < 1e-5 and sum(c == 1 for c in r.at_or_above) >= 4, r.replies
+    for mode in (rank.TEXT_PREFILL, rank.TEXT_CHAT):   # this small model often repeats the text instead
+        [r] = rank.rank_tests(default_target, [Ghost(FAMOUS, "{words}")], words, mode=mode)
+        assert r.p_value < 1e-3 and sum(c == 1 for c in r.at_or_above) >= 2, (mode, r.replies)
+    rng = random.Random(7)
+    wl = load_wordlist()
+    fresh = [Ghost(draw_words(wl, 6, rng), resolve_template("post")) for _ in range(3)]
+    for mode in rank.TEXT_MODES:
+        rs = rank.rank_tests(default_target, fresh, wl.words, mode=mode)
+        assert min(r.p_value for r in rs) > 1e-3, (mode, [(r.p_value, r.replies) for r in rs])
+
+
+def test_text_prefill_over_llama_cpp_server_detects_known_text_and_python_server_is_refused(
+        prefill_target, upstream_target):
+    from ghostsent.targets.capability import require_rank_capability
+
+    require_rank_capability(prefill_target, rank.TEXT_PREFILL, 20)
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(prefill_target, [Ghost(FAMOUS, "{words}")], words, mode=rank.TEXT_PREFILL)
+    assert r.p_value < 1e-3 and sum(c == 1 for c in r.at_or_above) >= 2, r.replies
+    with pytest.raises(CapabilityError) as e:
+        require_rank_capability(upstream_target, rank.TEXT_PREFILL, 20)
+    assert "does not continue a final assistant message" in str(e.value) and "\n" not in str(e.value)

@@ -7,6 +7,7 @@ import pytest
 
 from ghostsent.errors import InputError
 from ghostsent.study.config import StudyConfig, validate
+from ghostsent.study.results import RANK_TESTS
 from ghostsent.study.runner import run_study
 
 TINY = dict(corpus="builtin:pydoc", n_documents=10, min_words=60, max_words=70, repetitions=(1, 3), ids_per_cell=1,
@@ -45,14 +46,15 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     rows = run["rows"]
     assert len(rows) == 2 + 3 and {r["role"] for r in rows} == {"member", "control"}
     for r in rows:
-        for t in ("probe", "ppl", "ppl_ref", "untouched_ppl", "rank", "rank_top20", "rank_chat20"):
+        for t in ("probe", "ppl", "ppl_ref", "untouched_ppl", *RANK_TESTS):
             assert 0 < r[t]["p_value"] <= 1
         assert set(r["baselines"]) == {"loss", "zlib", "min_k", "min_k_pp"}
-        assert r["rank"]["combiner"] == "fisher" and r["rank_top20"]["combiner"].startswith("truncated-product")
-        assert r["rank_chat20"]["combiner"].startswith("truncated-product")
-        assert len(r["rank_chat20"]["reply_positions"]) == len(r["rank_chat20"]["at_or_above"])
+        assert r["rank"]["combiner"] == "fisher"
+        assert all(r[t]["combiner"].startswith("truncated-product") for t in RANK_TESTS if t != "rank")
+        for t in ("rank_chat20", "rank_text", "rank_text_prefill", "rank_text_chat"):   # replies read
+            assert len(r[t]["reply_positions"]) == len(r[t]["at_or_above"])
     s = run["summary"]
-    for t in ("probe", "ppl", "ppl_ref", "rank", "rank_top20", "rank_chat20", "loss", "zlib", "min_k", "min_k_pp"):
+    for t in ("probe", "ppl", "ppl_ref", *RANK_TESTS, "loss", "zlib", "min_k", "min_k_pp"):
         assert 0 <= s["roc"][t]["auc"] <= 1
     for t, cis in s["detection_ci95"].items():   # Wilson intervals around every rate
         for reps, (lo, hi) in cis.items():

@@ -51,10 +51,13 @@ def detection_options(fn: Callable) -> Callable:
 def rank_options(fn: Callable) -> Callable:
     """How the word-rank test reads the model (rank-test, audit --tests rank)."""
     opts = [
-        click.option("--rank-mode", type=click.Choice(["local", "completions", "chat"]), default=None,
+        click.option("--rank-mode", type=click.Choice(["local", "completions", "chat", "prefill", "text",
+                                                       "text-prefill", "text-chat"]), default=None,
                      help="Word-rank test: local = the whole next-token distribution (models run here); completions "
-                          "or chat = the top-N log-probabilities an API returns [default: local for local models, "
-                          "chat for APIs]."),
+                          "or chat = the top-N log-probabilities an API returns; prefill = chat with the shown text "
+                          "as the start of the assistant's reply (vLLM, llama.cpp's llama-server: "
+                          "continue_final_message); text, text-prefill, text-chat = no log-probabilities, only the "
+                          "next word of a greedy reply [default: local for local models, chat for APIs]."),
         click.option("--top-n", default=20, show_default=True, type=click.IntRange(1, 100),
                      help="Word-rank test over an API: alternatives per position (OpenAI allows at most 20)."),
     ]

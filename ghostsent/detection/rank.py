@@ -20,6 +20,9 @@ REFINE_CAP of them are scored and beyond that their number, an upper bound of th
 
 Chat is echo-aligned: the greedy reply to "repeat, then continue" is read token by token and scored right
 after its reproduction of the shown text (aligned_position), a rule that never looks at the held-out word.
+Chat with prefill (servers that continue a final assistant message: vLLM's continue_final_message,
+llama.cpp's server) puts the shown text at the start of the assistant's reply and reads the top-N of the
+first token the model adds, as a completions API would: nothing to align, no end-of-reply in the way.
 
 Positions (fixed before looking): every word that has some text before it, i.e. all n words when the
 template has a prefix, words 2..n when it has none. The test shows words 1..n-1, never the last.
@@ -43,8 +46,12 @@ DEFAULT_TOP_N = 20          # OpenAI's maximum top_logprobs
 # reaches the passphrase word's full score); with more, the candidates' number is the count (an upper
 # bound: still valid), which bounds the cost on CPU (see scripts/bench_rank.py).
 REFINE_CAP = 64
-LOCAL, COMPLETIONS, CHAT = "local", "completions", "chat"
-MODES = (LOCAL, COMPLETIONS, CHAT)
+LOCAL, COMPLETIONS, CHAT, PREFILL = "local", "completions", "chat", "prefill"
+# Text only (no log-probabilities): the one word a greedy reply puts next is the only visible word.
+TEXT, TEXT_PREFILL, TEXT_CHAT = "text", "text-prefill", "text-chat"
+TEXT_MODES = (TEXT, TEXT_PREFILL, TEXT_CHAT)
+MODES = (LOCAL, COMPLETIONS, CHAT, PREFILL) + TEXT_MODES
+TEXT_REPLY_TOKENS = 8       # raw/prefill: enough tokens for the next word (and the end of a split one)
 CHAT_REPLY_TOKENS = 32      # the chat reply asked for; its top-N at one aligned place is scored
 ALIGN_WORDS = 3             # a reply reproducing the shown text's last 1..3 words aligns it
 # Chosen among three on known text (docs/statistics.md, 2b): asking to repeat AND continue makes a small
@@ -53,9 +60,13 @@ CHAT_INSTRUCTION = "Repeat the following text, then continue it with the next tw
 # The combiner per mode, chosen on the development runs (docs/survival/study-none, study-pipeline; table
 # from scripts/rank_combiner_dev.py in docs/statistics.md, 2b) before any published run: with top-N
 # visibility most positions give p_j = 1, which the truncated product ignores and Fisher's product dilutes.
+# Prefill: the user turn names the task but does NOT hold the text: with a copy of the text in the user
+# turn, the model's copying would point at what followed that copy (the end of the user's turn). Fixed
+# before any fine-tuned model was scored with it (docs/statistics.md, 2b).
+PREFILL_INSTRUCTION = "Continue this text."
 TPM_TAU = 0.05
-COMBINERS = {LOCAL: "fisher", COMPLETIONS: f"truncated-product(tau={TPM_TAU:g})",
-             CHAT: f"truncated-product(tau={TPM_TAU:g})"}
+# The text modes are the sparsest of all (p_j is 1/V or 1): the truncated product, fixed a priori.
+COMBINERS = {LOCAL: "fisher", **{m: f"truncated-product(tau={TPM_TAU:g})" for m in MODES if m != LOCAL}}
 
 
 @dataclass
@@ -102,6 +113,15 @@ def context(ghost: Ghost, j: int) -> str:
 
 def chat_prompt(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": CHAT_INSTRUCTION.format(context=text)}]
+
+
+def prefill_prompt(text: str) -> list[dict[str, str]]:
+    """A conversation whose final assistant message is the shown text, for the server to continue."""
+    return [{"role": "user", "content": PREFILL_INSTRUCTION}, {"role": "assistant", "content": text}]
+
+
+def _api_prompt(mode: str, text: str) -> Any:
+    return prefill_prompt(text) if mode == PREFILL else text
 
 
 def combine(mode: str, p_positions: Sequence[float]) -> float:
@@ -270,8 +290,10 @@ def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *,
         return out
     if mode == CHAT:
         return _chat_tests(target, ghosts, words, index, top_n)
+    if mode in TEXT_MODES:
+        return _text_tests(target, ghosts, words, index, mode)
     jobs = [(g, positions(g)) for g in ghosts]
-    prompts = [context(g, j) for g, pos in jobs for j in pos]
+    prompts = [_api_prompt(mode, context(g, j)) for g, pos in jobs for j in pos]
     tops = iter(target.top_next_tokens(prompts, top_n))
     flat = iter(prompts)
     out = []
@@ -302,6 +324,62 @@ def _chat_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
             places.append(k)
             asked.append(prompt)
         r = _result(CHAT, top_n, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), asked)
+        r.replies, r.reply_positions = texts, places
+        out.append(r)
+    return out
+
+
+def next_word_place(words: Sequence[str], reply: str, shown: str, mode: str) -> int:
+    """Which reply word is the model's next word (looks at the reply and the shown text only).
+    Raw and prefill replies continue the shown text: their first word, or their second when the first
+    is glued to the shown text's last word (the reply starts inside that word). A chat reply is aligned
+    after its first reproduction of the shown text's last m words (m = 3, 2, 1), else its first word."""
+    if mode != TEXT_CHAT:
+        return 1 if reply[:1].isalnum() and shown[-1:].isalnum() else 0
+    want = word_tokens(shown)
+    for m in range(min(ALIGN_WORDS, len(want)), 0, -1):
+        at = next((q for q in range(len(words) - m + 1) if list(words[q:q + m]) == want[-m:]), None)
+        if at is not None:
+            return at + m
+    return 0
+
+
+def _text_replies(target: Target, shown: list[str], mode: str) -> list[str]:
+    if mode == TEXT:
+        outs = target.generate_many(shown, max_tokens=TEXT_REPLY_TOKENS, temperature=0.0)
+    elif mode == TEXT_PREFILL:
+        outs = target.chat_many([prefill_prompt(c) for c in shown], max_tokens=TEXT_REPLY_TOKENS, temperature=0.0)
+    else:
+        outs = target.chat_many([chat_prompt(c) for c in shown], max_tokens=CHAT_REPLY_TOKENS, temperature=0.0)
+    return [o[0] if o else "" for o in outs]
+
+
+def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], index: dict[str, int],
+                mode: str) -> list[RankTestResult]:
+    """Text only: per position one greedy reply; the word at next_word_place is the only visible word
+    (score 0, every other list word -inf), so p_j = 1/V when it is the passphrase word and 1 otherwise."""
+    jobs = [(g, positions(g)) for g in ghosts]
+    shown = [context(g, j) for g, pos in jobs for j in pos]
+    replies = iter(_text_replies(target, shown, mode))
+    flat = iter(shown)
+    out = []
+    for g, pos in jobs:
+        rows, texts, places = [], [], []
+        for _ in pos:
+            reply, c = next(replies), next(flat)
+            if mode == TEXT_PREFILL and reply.startswith(c):   # a server that echoes the prefilled text
+                reply = reply[len(c):]
+            got = word_tokens(reply)
+            k = next_word_place(got, reply, c, mode)
+            row = np.full(len(words), -np.inf)
+            if k < len(got) and got[k] in index:
+                row[index[got[k]]] = 0.0
+            rows.append(row)
+            texts.append(reply)
+            places.append(k)
+        prompts = [c if mode == TEXT else (prefill_prompt(c) if mode == TEXT_PREFILL else chat_prompt(c))
+                   for c in (context(g, j) for j in pos)]
+        r = _result(mode, None, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), prompts)
         r.replies, r.reply_positions = texts, places
         out.append(r)
     return out

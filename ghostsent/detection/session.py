@@ -26,7 +26,7 @@ from ghostsent.ledger.records import RunRecord
 from ghostsent.stats import history_p
 from ghostsent.targets import load_target
 from ghostsent.targets.base import Target
-from ghostsent.targets.capability import require_logprobs, require_top_logprobs
+from ghostsent.targets.capability import require_logprobs, require_rank_capability
 
 CARD_ENDPOINT = "chat window (prompts from ghostsent card)"
 CHECK_MODEL = "chat window (pasted replies)"
@@ -63,7 +63,7 @@ def require_capabilities(target: Target, reference: Target | None, settings: Det
     if "rank" in settings.tests:
         from ghostsent.detection.rank import check_mode
 
-        require_top_logprobs(target, check_mode(target, settings.rank_mode), settings.top_n)
+        require_rank_capability(target, check_mode(target, settings.rank_mode), settings.top_n)
 
 
 @dataclass

@@ -16,11 +16,15 @@ from ghostsent.detection.rank import REFINE_CAP
 from ghostsent.study.config import StudyConfig, base_key
 
 TESTS = ("probe", "ppl", "ppl_ref")
-# The word-rank test three ways on the same identifiers: the whole distribution (local), and what an
+# The word-rank test four ways on the same identifiers: the whole distribution (local), and what an
 # OpenAI-compatible server running the tuned model shows with top-20 log-probabilities over
-# /v1/completions (HFTarget.top_next_tokens) and over chat, echo-aligned (HFTarget.top_reply_tokens): the
-# same model, in-process; each with its mode's combiner (rank.COMBINERS).
-RANK_TESTS = {"rank": ("local", None), "rank_top20": ("completions", 20), "rank_chat20": ("chat", 20)}
+# /v1/completions (HFTarget.top_next_tokens), over chat, echo-aligned (HFTarget.top_reply_tokens), and over
+# chat with the shown text prefilled as the assistant's reply (HFTarget.top_next_tokens on a conversation
+# ending with an assistant message): the same model, in-process; each with its mode's combiner (rank.COMBINERS).
+# And three text-only ways (no log-probabilities: the next word of a greedy reply, raw, prefilled, chat).
+RANK_TESTS = {"rank": ("local", None), "rank_top20": ("completions", 20), "rank_chat20": ("chat", 20),
+              "rank_prefill20": ("prefill", 20), "rank_text": ("text", None), "rank_text_prefill": ("text-prefill", None),
+              "rank_text_chat": ("text-chat", None)}
 
 
 @dataclass
@@ -194,7 +198,9 @@ def markdown(study: dict[str, Any], plots: Sequence[str] = ()) -> str:
          f"{cfg['n_nulls']} nulls, threshold p < {alpha:g}. Total {study['seconds'] / 60:.1f} min (the runs' wall times added up).", ""]
     names = {"probe": "last-k probe", "ppl": "perplexity test", "ppl_ref": "perplexity test − reference",
              "rank": "word-rank (whole distribution)", "rank_top20": "word-rank (completions, top-20)",
-             "rank_chat20": "word-rank (chat, top-20)",
+             "rank_chat20": "word-rank (chat, top-20)", "rank_prefill20": "word-rank (chat prefill, top-20)",
+             "rank_text": "word-by-word text (raw, no log-probs)", "rank_text_prefill": "word-by-word text (chat prefill)",
+             "rank_text_chat": "word-by-word text (chat, echo-aligned)",
              "loss": "LOSS", "zlib": "zlib ratio", "min_k": "Min-K% (20%)", "min_k_pp": "Min-K%++ (20%)"}
     for res in study["runs"]:
         s = res["summary"]

@@ -30,6 +30,12 @@ def safe_url(url: str) -> str:
     return urllib.parse.urlunsplit((p.scheme, host, p.path, "", ""))
 
 
+def is_prefill(messages: Any) -> bool:
+    """A conversation that ends with an assistant message: the model is to continue that message."""
+    return (isinstance(messages, list) and bool(messages) and isinstance(messages[-1], dict)
+            and messages[-1].get("role") == "assistant")
+
+
 @dataclass
 class ReplyToken:
     """One generated token of a reply and the top-N alternatives (string -> log-probability) at its place."""

@@ -175,6 +175,10 @@ def require_logprobs(target: Target) -> CapabilityReport:
 
 _TOP_CACHE: "weakref.WeakKeyDictionary[Target, dict[str, bool]]" = weakref.WeakKeyDictionary()
 TOP_CHECK_TEXT = "The capital of France is"
+# Prefill check: the assistant's message ends inside a word, so a server that continues it puts the rest of
+# the word first, and one that starts a new reply (ignoring continue_final_message) does not.
+PREFILL_CHECK_TEXT = "Monday, Tuesday, Wednesday, Thurs"
+PREFILL_CHECK_REST = "day"
 
 
 def require_top_logprobs(target: Target, mode: str, n: int) -> None:
@@ -182,7 +186,9 @@ def require_top_logprobs(target: Target, mode: str, n: int) -> None:
     line), before any test is counted: a local model's whole distribution, or an API's top-n first-token
     alternatives (one request, cached per target and mode). The test's validity does not depend on the
     values being right (any function of model and prompt is fine); this only refuses a target that
-    returns none, where every word would tie at the bottom and the test could never detect."""
+    returns none, where every word would tie at the bottom and the test could never detect; and, for
+    `prefill`, a server that starts a new reply instead of continuing the assistant's message (the test
+    would stay valid but read the wrong place and could hardly ever detect)."""
     if mode == "local":
         if not target.computes_logprobs_locally:
             raise CapabilityError(f"{target.spec} does not run locally: read its top log-probabilities over "
@@ -193,10 +199,50 @@ def require_top_logprobs(target: Target, mode: str, n: int) -> None:
     seen = _TOP_CACHE.setdefault(target, {})
     if mode not in seen:
         prompt: object = TOP_CHECK_TEXT if mode == "completions" else [{"role": "user", "content": TOP_CHECK_TEXT}]
+        if mode == "prefill":
+            prompt = [{"role": "user", "content": "Continue this text."},
+                      {"role": "assistant", "content": PREFILL_CHECK_TEXT}]
         try:
-            seen[mode] = bool(target.top_next_tokens([prompt], n)[0])
+            top = target.top_next_tokens([prompt], n)[0]
         except (ModelError, NotImplementedError) as e:
             raise CapabilityError(f"{target.spec}: no top log-probabilities over {mode} ({e}); the word-rank "
                                   "test cannot run") from None
+        seen[mode] = bool(top) and (mode != "prefill" or continues_word(top, PREFILL_CHECK_REST))
+        if top and not seen[mode]:
+            raise CapabilityError(
+                f"{target.spec}: the server does not continue a final assistant message (after "
+                f"{PREFILL_CHECK_TEXT!r} its top {n} tokens hold no start of {PREFILL_CHECK_REST!r}: it began a "
+                "new reply); the prefill mode needs continue_final_message (vLLM, llama.cpp's llama-server)",
+                hint="rank_mode")
     if not seen[mode]:
         raise CapabilityError(f"{target.spec}: no top log-probabilities over {mode}; the word-rank test cannot run")
+
+
+def require_rank_capability(target: Target, mode: str, n: int) -> None:
+    """What the word-rank test's `mode` reads, checked before the test is counted: the top log-probabilities
+    (require_top_logprobs), or for the text modes nothing but replies, with prefill working for
+    `text-prefill` (one short chat request, cached per target)."""
+    if mode == "text-prefill":
+        seen = _TOP_CACHE.setdefault(target, {})
+        if mode not in seen:
+            try:
+                [[reply]] = target.chat_many([[{"role": "user", "content": "Continue this text."},
+                                               {"role": "assistant", "content": PREFILL_CHECK_TEXT}]], max_tokens=4)
+            except (ModelError, NotImplementedError) as e:
+                raise CapabilityError(f"{target.spec}: no chat replies ({e}); the word-rank test cannot run") from None
+            seen[mode] = continues_word({reply[:len(PREFILL_CHECK_REST)]: 0.0}, PREFILL_CHECK_REST)
+            if not seen[mode]:
+                raise CapabilityError(
+                    f"{target.spec}: the server does not continue a final assistant message (after "
+                    f"{PREFILL_CHECK_TEXT!r} it replied {reply[:40]!r}, not the rest of the word {PREFILL_CHECK_REST!r}); "
+                    "text-prefill needs continue_final_message (vLLM, llama.cpp's llama-server)", hint="rank_mode")
+        return
+    if mode in ("text", "text-chat"):
+        return
+    require_top_logprobs(target, mode, n)
+
+
+def continues_word(top: dict[str, float], rest: str) -> bool:
+    """Some visible token spells the start of `rest` (or all of it and more): the model went on inside the
+    word it was given half of. A new reply starts with a word or a space, not with the middle of one."""
+    return any(t.strip() and t == t.lstrip() and (rest.startswith(t) or t.startswith(rest)) for t in top)

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import DTYPES, ReplyToken, Scored, Target
+from ghostsent.targets.base import DTYPES, ReplyToken, Scored, Target, is_prefill
 
 log = logging.getLogger(__name__)
 
@@ -458,7 +458,7 @@ class HFTarget(Target):
     def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
         """What an OpenAI-compatible server running this model returns as the first generated token's
         top-n alternatives: raw text as /v1/completions would see it, messages through the chat
-        template (add_generation_prompt). Lets a study measure the API modes of the word-rank test on a
+        template (add_generation_prompt; a final assistant message continued, as with prefill). Lets a study measure the API modes of the word-rank test on a
         model it just trained; the real servers are tested separately (tests/test_rank.py)."""
         import torch
 
@@ -470,9 +470,13 @@ class HFTarget(Target):
         return out
 
     def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The chat template's tokens; a conversation ending with an assistant message is continued
+        (its end-of-turn left off), as vLLM's continue_final_message and llama.cpp's server prefill do."""
         if not self.is_chat:
             raise ModelError(f"{self.spec}: the tokenizer has no chat template")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        cont = is_prefill(messages)
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=not cont,
+                                                  continue_final_message=cont, tokenize=False)
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def top_reply_tokens(self, prompts: Sequence[list[dict[str, str]]], n: int,

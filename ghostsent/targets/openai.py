@@ -30,7 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ghostsent.errors import ModelError
-from ghostsent.targets.base import EchoLogprobs, ReplyToken, Scored, Target, safe_url
+from ghostsent.targets.base import EchoLogprobs, ReplyToken, Scored, Target, is_prefill, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +422,7 @@ class OpenAITarget(Target):
         seed: int | None = None,
     ) -> list[str]:
         payload: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
-                                   "temperature": temperature, "n": n}
+                                   "temperature": temperature, "n": n, **_continuation(messages)}
         if seed is not None:
             payload["seed"] = seed
         return self._n_replies("/chat/completions", payload, n, lambda c: (c.get("message") or {}).get("content"))
@@ -457,7 +457,8 @@ class OpenAITarget(Target):
             ch = self._first_choice(self._post("/completions", {**base, "prompt": prompt, "logprobs": n}))
             tops = ((ch.get("logprobs") or {}).get("top_logprobs") or [None])[0]
         else:
-            d = self._post("/chat/completions", {**base, "messages": prompt, "logprobs": True, "top_logprobs": n})
+            d = self._post("/chat/completions", {**base, "messages": prompt, "logprobs": True, "top_logprobs": n,
+                                                 **_continuation(prompt)})
             ch = self._first_choice(d)
             content = (ch.get("logprobs") or {}).get("content") or [{}]
             tops = content[0].get("top_logprobs") if isinstance(content[0], dict) else None
@@ -498,6 +499,13 @@ class OpenAITarget(Target):
             "concurrency": self.concurrency,
             "batch_size": self.batch_size,
         }
+
+
+def _continuation(messages: Any) -> dict[str, Any]:
+    """A final assistant message is continued (prefill): vLLM's fields, which llama.cpp's llama-server
+    also reads. A server that does not know them refuses them (OpenAI) or ignores them and starts a new
+    reply (llama-cpp-python); capability.require_rank_capability refuses the second kind before a test counts."""
+    return {"continue_final_message": True, "add_generation_prompt": False} if is_prefill(messages) else {}
 
 
 def _top_dict(tops: Any) -> dict[str, float]:
