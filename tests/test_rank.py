@@ -528,8 +528,8 @@ def test_text_modes_record_replies_places_and_p_is_one_over_v_per_hit():
     for mode in rank.TEXT_MODES[:2]:
         [r] = rank.rank_tests(Knows(), [g], SMALL, mode=mode)
         assert r.p_positions == [1 / 7, 1 / 7] and r.at_or_above == [1, 1] and r.reply_positions == [0, 0]
-        assert r.replies == [" fig and more", " date and more"] and r.combiner.startswith("truncated-product")
-        assert r.p_value == pytest.approx(stats.truncated_product([1 / 7, 1 / 7], rank.TPM_TAU))
+        assert r.replies == [" fig and more", " date and more"] and r.combiner == "binomial-hits"
+        assert r.p_value == pytest.approx((1 / 7) ** 2)     # P(Binomial(2, 1/7) >= 2)
 
 
 def test_local_text_rank_detects_known_text_and_not_fresh_passphrases(default_target):

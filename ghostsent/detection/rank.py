@@ -37,7 +37,7 @@ import numpy as np
 
 from ghostsent.errors import InputError
 from ghostsent.passphrase import Ghost
-from ghostsent.stats import fisher_combine, truncated_product
+from ghostsent.stats import binom_tail, fisher_combine, truncated_product
 from ghostsent.targets.base import ReplyToken, Target
 from ghostsent.wordlists import word_tokens
 
@@ -65,8 +65,12 @@ CHAT_INSTRUCTION = "Repeat the following text, then continue it with the next tw
 # before any fine-tuned model was scored with it (docs/statistics.md, 2b).
 PREFILL_INSTRUCTION = "Continue this text."
 TPM_TAU = 0.05
-# The text modes are the sparsest of all (p_j is 1/V or 1): the truncated product, fixed a priori.
-COMBINERS = {LOCAL: "fisher", **{m: f"truncated-product(tau={TPM_TAU:g})" for m in MODES if m != LOCAL}}
+# The text modes' p_j is 1/V (a hit) or 1, so the number of hits is the whole statistic, and its exact
+# tail under H0 is at most Binomial(positions, 1/V)'s (docs/statistics.md, 2b): 1 hit in 12 positions
+# gives 1.5e-3, 2 hits 1.1e-6, where the truncated product (made for continuous p) gives 0.041 and 6.0e-4.
+# Chosen on this arithmetic before any fine-tuned model was scored with these modes.
+COMBINERS = {LOCAL: "fisher", **{m: f"truncated-product(tau={TPM_TAU:g})" for m in MODES if m != LOCAL},
+             **{m: "binomial-hits" for m in TEXT_MODES}}
 
 
 @dataclass
@@ -125,8 +129,14 @@ def _api_prompt(mode: str, text: str) -> Any:
 
 
 def combine(mode: str, p_positions: Sequence[float]) -> float:
-    """The mode's combiner (COMBINERS): Fisher's product locally, the truncated product for top-N."""
-    return fisher_combine(p_positions) if mode == LOCAL else truncated_product(p_positions, TPM_TAU)
+    """The mode's combiner (COMBINERS): Fisher's product locally, the truncated product for top-N, and
+    for the text modes P(Binomial(n, 1/V) >= hits), a hit being a position with p_j < 1 (p_j = 1/V)."""
+    if mode == LOCAL:
+        return fisher_combine(p_positions)
+    if mode in TEXT_MODES:
+        hits = [p for p in p_positions if p < 1.0]
+        return binom_tail(len(hits), len(p_positions), max(hits, default=0.0))
+    return truncated_product(p_positions, TPM_TAU)
 
 
 def _holds(tokens: Sequence[str], upto: int, at: int, gram: list[str]) -> bool:
