@@ -17,9 +17,7 @@ VER=${LLAMA_CPP_PYTHON_VERSION:-$("$PY" -c "import importlib.metadata as m; prin
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-"$PY" -m pip download -q --no-deps --no-binary llama-cpp-python --no-build-isolation -d "$WORK" \
-    "llama-cpp-python==$VER" 2>/dev/null \
-  || "$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$WORK" "llama-cpp-python==$VER"
+"$PY" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$WORK" "llama-cpp-python==$VER" 2>/dev/null
 tar xzf "$WORK"/llama_cpp_python-*.tar.gz -C "$WORK"
 SRC=$(echo "$WORK"/llama_cpp_python-*/vendor/llama.cpp)
 cmake -S "$SRC" -B "$WORK/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \

@@ -247,6 +247,20 @@ def rank_completions_sparse(ctx: Context, seed: int) -> float:
                    seed, ctx.nulls, tests=("rank",), rank_mode="completions")
 
 
+def rank_text_random(ctx: Context, seed: int) -> float:
+    """Text only, raw: every greedy reply starts with a random list word, so each position hits with
+    probability exactly 1/V (the bound binomial-hits assumes is met with equality)."""
+    return _detect(RandomReplies(ctx.user, "random", seed=seed), _members(ctx.user, 1, seed), seed, ctx.nulls,
+                   tests=("rank",), rank_mode="text")
+
+
+def rank_text_chat_echo(ctx: Context, seed: int) -> float:
+    """Text only, chat: replies echo the shown text's last words, then random list words (the aligned
+    place reads one of them)."""
+    return _detect(RandomReplies(ctx.user, "echo", seed=seed), _members(ctx.user, 1, seed), seed, ctx.nulls,
+                   tests=("rank",), rank_mode="text-chat")
+
+
 def rank_audit_api(ctx: Context, seed: int) -> float:
     return _detect(RandomNextTokens(ctx.en, "api", seed=seed), _members(ctx.en, 3, seed), seed, ctx.nulls,
                    tests=("probe", "rank"), rank_mode="completions", modes=("chat",))
@@ -322,6 +336,10 @@ WORKFLOWS = [
              "(user list, no prefix)", rank_api_chat),
     Workflow("rank-completions-tpm", "rank-test over completions top-20, truncated product, 11 positions",
              rank_completions_sparse),
+    Workflow("rank-text-random", "rank-test --rank-mode text, replies start with a random list word (user list)",
+             rank_text_random),
+    Workflow("rank-text-chat-echo", "rank-test --rank-mode text-chat, replies echo the prompt then random words "
+             "(user list)", rank_text_chat_echo),
     Workflow("audit-probe-rank", "audit --tests probe,rank over completions top-20, 3 identifiers", rank_audit_api),
     Workflow("broken-rule", "SELF-CHECK: min of two valid p-values (must FAIL)", broken_rule, self_check=True),
 ]

@@ -425,13 +425,7 @@ class HFTarget(Target):
 
     def chat_many(self, conversations, *, max_tokens: int = 48, temperature: float = 0.0, n: int = 1,
                   seed: int | None = None) -> list[list[str]]:
-        if not self.is_chat:
-            raise ModelError(f"{self.spec}: the tokenizer has no chat template; use generate() (raw text)")
-        rows = []
-        for messages in conversations:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            rows.append(list(self.tokenizer(text, add_special_tokens=False).input_ids))
-        return self._generate_batch(rows, max_tokens, temperature, n, seed)
+        return self._generate_batch([self._chat_ids(m) for m in conversations], max_tokens, temperature, n, seed)
 
     def generate(
         self, prompt: str, *, max_tokens: int = 32, temperature: float = 0.0, n: int = 1, seed: int | None = None
@@ -448,12 +442,8 @@ class HFTarget(Target):
         n: int = 1,
         seed: int | None = None,
     ) -> list[str]:
-        """Reply through the tokenizer's chat template (add_generation_prompt=True)."""
-        if not self.is_chat:
-            raise ModelError(f"{self.spec}: the tokenizer has no chat template; use generate() (raw text)")
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        ids = list(self.tokenizer(text, add_special_tokens=False).input_ids)
-        return self._generate_ids(ids, max_tokens, temperature, n, seed)
+        """Reply through the tokenizer's chat template (_chat_ids: a final assistant message is continued)."""
+        return self._generate_ids(self._chat_ids(messages), max_tokens, temperature, n, seed)
 
     def top_next_tokens(self, prompts: Sequence[Any], n: int) -> list[dict[str, float]]:
         """What an OpenAI-compatible server running this model returns as the first generated token's
@@ -473,7 +463,7 @@ class HFTarget(Target):
         """The chat template's tokens; a conversation ending with an assistant message is continued
         (its end-of-turn left off), as vLLM's continue_final_message and llama.cpp's server prefill do."""
         if not self.is_chat:
-            raise ModelError(f"{self.spec}: the tokenizer has no chat template")
+            raise ModelError(f"{self.spec}: the tokenizer has no chat template; use generate() (raw text)")
         cont = is_prefill(messages)
         text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=not cont,
                                                   continue_final_message=cont, tokenize=False)
