@@ -73,6 +73,14 @@ def test_tiny_grid_runs_end_to_end_and_resumes(tmp_path, default_target):
     before = (out / "runs" / run["key"] / "result.json").stat().st_mtime
     run_study(cfg, out, progress=False, log=lambda m: None)
     assert (out / "runs" / run["key"] / "result.json").stat().st_mtime == before
+    # A run killed after training (no result.json) reuses the checkpoint, and its wall time still counts
+    # the training an earlier invocation did.
+    (out / "runs" / run["key"] / "result.json").unlink()
+    logged: list[str] = []
+    again = run_study(cfg, out, progress=False, log=logged.append)["runs"][0]
+    assert any("reusing trained checkpoint" in m for m in logged)
+    assert again["seconds"] >= again["train"]["seconds"] > 0
+    assert [x["ghost_text"] for x in again["rows"]] == [x["ghost_text"] for x in rows]
     with pytest.raises(InputError, match="another configuration"):
         run_study(StudyConfig(**{**TINY, "seed": 1}), out, progress=False, log=lambda m: None)
 

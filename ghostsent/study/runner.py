@@ -308,7 +308,8 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
                      grad_accum=cfg.grad_accum, seed=cfg.seed, method=cfg.method, max_steps=cfg.max_steps,
                      device=cfg.device or "auto")
     train_info_path = rdir / "train.json"
-    if (ckpt / "config.json").exists() and train_info_path.exists():
+    reused = (ckpt / "config.json").exists() and train_info_path.exists()
+    if reused:
         from ghostsent.targets import load_target
 
         log(f"[{key}] reusing trained checkpoint {ckpt}")
@@ -331,10 +332,12 @@ def run_one(cfg: StudyConfig, run: dict[str, Any], out: Path, base: Any, docs: l
     rows = detect(cfg, run, tuned, base, members + controls, progress)
     log(f"[{key}] detection on {len(rows)} identifiers with {cfg.n_nulls} nulls in {time.time() - t0:.0f} s")
     # the run's own wall time (planting, training, detection): a study's total is the sum over its runs,
-    # which stays right when runs are computed by different invocations (resumed or grown folders)
+    # which stays right when runs are computed by different invocations (resumed or grown folders); a
+    # checkpoint trained by an earlier invocation adds its recorded training time
+    trained_before = float(train_info.get("seconds") or 0) if reused else 0.0
     result = {"run": run, "key": key, "documents": len(used), "train": train_info,
               "rows": [r.to_dict() for r in rows], "summary": summarise(cfg, rows),
-              "seconds": round(time.time() - t_run, 1)}
+              "seconds": round(time.time() - t_run + trained_before, 1)}
     atomic_write(done, json.dumps(result, indent=2, default=str).encode("utf-8"))
     return result
 
