@@ -311,12 +311,17 @@ def test_refined_beats_the_leading_token_rule_on_known_text(default_target):
 
 # --- the real llama.cpp server -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def upstream_target(upstream_llama_server):
+def _api_target(server, key_env: str):
+    """An OpenAI-compatible target on a loopback ServerProcess, its key in `key_env`."""
     from ghostsent.targets import load_target
 
-    os.environ["GHOSTSENT_RANK_TEST_KEY"] = upstream_llama_server.key
-    t = load_target("openai:smollm2", base_url=upstream_llama_server.base_url, api_key_env="GHOSTSENT_RANK_TEST_KEY")
+    os.environ[key_env] = server.key
+    return load_target("openai:smollm2", base_url=server.base_url, api_key_env=key_env)
+
+
+@pytest.fixture(scope="module")
+def upstream_target(upstream_llama_server):
+    t = _api_target(upstream_llama_server, "GHOSTSENT_RANK_TEST_KEY")
     yield t
     t.close()
 
@@ -429,10 +434,7 @@ def test_real_model_chat_rank_gives_fresh_passphrases_unremarkable_p(default_tar
 
 @pytest.fixture(scope="module")
 def prefill_target(cpp_llama_server):
-    from ghostsent.targets import load_target
-
-    os.environ["GHOSTSENT_PREFILL_TEST_KEY"] = cpp_llama_server.key
-    t = load_target("openai:smollm2", base_url=cpp_llama_server.base_url, api_key_env="GHOSTSENT_PREFILL_TEST_KEY")
+    t = _api_target(cpp_llama_server, "GHOSTSENT_PREFILL_TEST_KEY")
     yield t
     t.close()
 
