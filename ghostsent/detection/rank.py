@@ -354,14 +354,20 @@ def next_word_place(words: Sequence[str], reply: str, shown: str, mode: str) -> 
     return 0
 
 
-def _text_replies(target: Target, shown: list[str], mode: str) -> list[str]:
+def text_prompt(mode: str, text: str) -> Any:
+    """What a text mode sends for shown text: the text itself (raw), a prefill conversation, or the echo
+    instruction (chat)."""
+    return text if mode == TEXT else prefill_prompt(text) if mode == TEXT_PREFILL else chat_prompt(text)
+
+
+def _text_replies(target: Target, prompts: list[Any], mode: str) -> list[str]:
+    """One greedy reply per prompt ("" where a target gave none)."""
     if mode == TEXT:
-        outs = target.generate_many(shown, max_tokens=TEXT_REPLY_TOKENS, temperature=0.0)
-    elif mode == TEXT_PREFILL:
-        outs = target.chat_many([prefill_prompt(c) for c in shown], max_tokens=TEXT_REPLY_TOKENS, temperature=0.0)
+        outs = target.generate_many(prompts, max_tokens=TEXT_REPLY_TOKENS, temperature=0.0)
     else:
-        outs = target.chat_many([chat_prompt(c) for c in shown], max_tokens=CHAT_REPLY_TOKENS, temperature=0.0)
-    return [o[0] if o else "" for o in outs]
+        outs = target.chat_many(prompts, max_tokens=TEXT_REPLY_TOKENS if mode == TEXT_PREFILL else CHAT_REPLY_TOKENS,
+                                temperature=0.0)
+    return [str(o[0]) if o else "" for o in outs]
 
 
 def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], index: dict[str, int],
@@ -370,13 +376,14 @@ def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
     (score 0, every other list word -inf), so p_j = 1/V when it is the passphrase word and 1 otherwise."""
     jobs = [(g, positions(g)) for g in ghosts]
     shown = [context(g, j) for g, pos in jobs for j in pos]
-    replies = iter(_text_replies(target, shown, mode))
-    flat = iter(shown)
+    prompts = [text_prompt(mode, c) for c in shown]
+    replies = iter(_text_replies(target, prompts, mode))
+    flat = iter(zip(shown, prompts))
     out = []
     for g, pos in jobs:
-        rows, texts, places = [], [], []
+        rows, texts, places, asked = [], [], [], []
         for _ in pos:
-            reply, c = next(replies), next(flat)
+            reply, (c, prompt) = next(replies), next(flat)
             if mode == TEXT_PREFILL and reply.startswith(c):   # a server that echoes the prefilled text
                 reply = reply[len(c):]
             got = word_tokens(reply)
@@ -387,9 +394,8 @@ def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
             rows.append(row)
             texts.append(reply)
             places.append(k)
-        prompts = [c if mode == TEXT else (prefill_prompt(c) if mode == TEXT_PREFILL else chat_prompt(c))
-                   for c in (context(g, j) for j in pos)]
-        r = _result(mode, None, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), prompts)
+            asked.append(prompt)
+        r = _result(mode, None, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), asked)
         r.replies, r.reply_positions = texts, places
         out.append(r)
     return out
