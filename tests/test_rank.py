@@ -534,6 +534,20 @@ def test_text_modes_record_replies_places_and_p_is_one_over_v_per_hit():
         assert r.p_value == pytest.approx((1 / 7) ** 2)     # P(Binomial(2, 1/7) >= 2)
 
 
+def test_text_and_chat_modes_count_refusals_apart():
+    class Declines(TextModel):
+        def _reply(self, text: str) -> str:
+            return "I'm sorry, I can't reproduce that text." if len(text) % 2 else " fig"
+
+    g = Ghost(("apple", "fig", "date", "cherry"), "{words}")
+    for mode in rank.TEXT_MODES:
+        [r] = rank.rank_tests(Declines(), [g], SMALL, mode=mode)
+        assert r.refusals == sum("sorry" in x for x in r.replies) and 0 < r.refusals < len(r.positions), r.replies
+        assert r.to_dict()["refusals"] == r.refusals
+    [r] = rank.rank_tests(TopNModel("echo"), [g], SMALL, mode="chat")
+    assert r.refusals == 0
+
+
 def test_local_text_rank_detects_known_text_and_not_fresh_passphrases(default_target):
     """The embedded model continues Hamlet's line word by word (raw text and prefill, greedy, no
     log-probabilities read), and fresh passphrases give nothing near detection."""

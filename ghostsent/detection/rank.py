@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ghostsent.errors import InputError
+from ghostsent.detection.probe import is_refusal
 from ghostsent.passphrase import Ghost
 from ghostsent.stats import binom_tail, fisher_combine, truncated_product
 from ghostsent.targets.base import ReplyToken, Target
@@ -86,8 +87,9 @@ class RankTestResult:
     p_value: float                 # the mode's combiner over the positions (COMBINERS)
     vocab_size: int
     combiner: str = "fisher"
-    replies: list[str] | None = None        # chat: the greedy reply to each position's prompt
-    reply_positions: list[int] | None = None  # chat: the reply token whose top-N was scored
+    replies: list[str] | None = None        # chat and text: the greedy reply to each position's prompt
+    reply_positions: list[int] | None = None  # chat: the reply token whose top-N was scored; text: the word
+    refusals: int | None = None             # chat and text: replies that decline (a miss, recorded apart)
     prompts: list[Any] = field(default_factory=list)
     refined: bool = False          # local: full-word scores (refined_count), not the leading token alone
     cap: int | None = None         # refined: most full-word scores computed per position (None: no cap)
@@ -334,7 +336,7 @@ def _chat_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
             places.append(k)
             asked.append(prompt)
         r = _result(CHAT, top_n, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), asked)
-        r.replies, r.reply_positions = texts, places
+        r.replies, r.reply_positions, r.refusals = texts, places, sum(map(is_refusal, texts))
         out.append(r)
     return out
 
@@ -396,6 +398,6 @@ def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
             places.append(k)
             asked.append(prompt)
         r = _result(mode, None, g, pos, np.array(rows).reshape(len(pos), len(words)), index, len(words), asked)
-        r.replies, r.reply_positions = texts, places
+        r.replies, r.reply_positions, r.refusals = texts, places, sum(map(is_refusal, texts))
         out.append(r)
     return out

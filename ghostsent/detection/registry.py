@@ -208,8 +208,9 @@ class RankTest(DetectionTest):
     def summary(self, outcome: Any) -> str:
         top = f" top-{outcome.top_n}" if outcome.top_n else ""
         how = "" if outcome.combiner == "fisher" else f", {outcome.combiner}"
+        refused = f", {outcome.refusals} replies refused" if outcome.refusals else ""
         return (f"rank p={format_p(outcome.p_value)} ({outcome.first_place}/{len(outcome.positions)} words "
-                f"ranked first, {outcome.mode}{top}{how})")
+                f"ranked first, {outcome.mode}{top}{how}{refused})")
 
 
 # Run order: the perplexity test first (it draws the nulls), then the probes, then the word-rank test.
