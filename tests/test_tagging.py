@@ -420,6 +420,30 @@ def test_jsonl_workers_that_cannot_open_the_ledger_fail_in_one_error_not_a_hang(
     assert not out.exists() and not Path(str(out) + ".partial").exists()
 
 
+def test_a_pool_shutdown_that_never_returns_does_not_hang_the_run(tmp_path, monkeypatch):
+    """Fault injection: Pool.terminate() that never returns (CPython's can wait forever for its task
+    handler; seen in this file's test above). The run still ends, with its own outcome, after STOP_S."""
+    import multiprocessing.pool
+    import threading
+    import time
+
+    from ghostsent.errors import LedgerError
+    from ghostsent.tagging import parallel
+
+    real = multiprocessing.pool.Pool.terminate
+    monkeypatch.setattr(multiprocessing.pool.Pool, "terminate", lambda self: (real(self), threading.Event().wait()))
+    monkeypatch.setattr(parallel, "STOP_S", 1.0)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_corpus(inp, 50)
+    with Ledger(tmp_path / "l.db") as led:
+        t0 = time.monotonic()
+        tag_jsonl(led, str(inp), str(out), opts(workers=2))              # success: the output is complete
+        assert out.exists() and time.monotonic() - t0 < 60
+        monkeypatch.setattr(led, "path", tmp_path / "gone.db")           # failure: its own error
+        with pytest.raises(LedgerError, match="gone.db"):
+            tag_jsonl(led, str(inp), str(tmp_path / "out2.jsonl"), opts(workers=2))
+
+
 @settings(max_examples=300, deadline=None)
 @given(seed=st.binary(min_size=24, max_size=24), bounds=st.lists(st.integers(1, 5000), min_size=1, max_size=30))
 def test_keyed_random_randrange_draws_like_random_randrange(seed, bounds):
