@@ -473,6 +473,16 @@ def test_local_prefill_top_n_agrees_with_the_llama_cpp_cpp_server(default_target
         assert len(set(local) & set(server)) >= 6, (local, server)
 
 
+def test_completions_rank_over_llama_server_reads_its_chat_form_logprobs(prefill_target):
+    """llama.cpp's C++ server answers /v1/completions with logprobs in the chat form (content[i].top_logprobs),
+    not OpenAI's legacy top_logprobs dicts: both are read."""
+    [comp] = prefill_target.top_next_tokens(["The capital of France is"], 20)
+    assert len(comp) >= 10 and max(comp, key=comp.get) == " Paris"
+    words = _list_with(FAMOUS)
+    [r] = rank.rank_tests(prefill_target, [Ghost(FAMOUS, "{words}")], words, mode="completions", top_n=20)
+    assert r.p_value < 1e-5, r
+
+
 def test_prefill_rank_over_llama_cpp_server_detects_known_text(prefill_target):
     words = _list_with(FAMOUS)
     [r] = rank.rank_tests(prefill_target, [Ghost(FAMOUS, "{words}")], words, mode="prefill", top_n=20)

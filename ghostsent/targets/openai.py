@@ -455,13 +455,13 @@ class OpenAITarget(Target):
         base = {"model": self.model, "max_tokens": 1, "temperature": 0}
         if isinstance(prompt, str):
             ch = self._first_choice(self._post("/completions", {**base, "prompt": prompt, "logprobs": n}))
-            tops = ((ch.get("logprobs") or {}).get("top_logprobs") or [None])[0]
+            # OpenAI's legacy form (top_logprobs: one dict per token); llama.cpp's llama-server answers
+            # /completions in the chat form (content: one entry per token, with its top_logprobs list)
+            tops = ((ch.get("logprobs") or {}).get("top_logprobs") or [None])[0] or _first_content_top(ch)
         else:
             d = self._post("/chat/completions", {**base, "messages": prompt, "logprobs": True, "top_logprobs": n,
                                                  **_continuation(prompt)})
-            ch = self._first_choice(d)
-            content = (ch.get("logprobs") or {}).get("content") or [{}]
-            tops = content[0].get("top_logprobs") if isinstance(content[0], dict) else None
+            tops = _first_content_top(self._first_choice(d))
         got = _top_dict(tops)
         if not got:
             path = "/completions" if isinstance(prompt, str) else "/chat/completions"
@@ -499,6 +499,14 @@ class OpenAITarget(Target):
             "concurrency": self.concurrency,
             "batch_size": self.batch_size,
         }
+
+
+def _first_content_top(choice: dict[str, Any]) -> Any:
+    """The first generated token's alternatives in the chat form: logprobs.content[0].top_logprobs."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    first = content[0] if isinstance(content, list) and content else None
+    return first.get("top_logprobs") if isinstance(first, dict) else None
 
 
 def _continuation(messages: Any) -> dict[str, Any]:
