@@ -126,8 +126,12 @@ def prefill_prompt(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": PREFILL_INSTRUCTION}, {"role": "assistant", "content": text}]
 
 
-def _api_prompt(mode: str, text: str) -> Any:
-    return prefill_prompt(text) if mode == PREFILL else text
+def prompt_for(mode: str, text: str) -> Any:
+    """What an API mode sends for shown text: the text itself (completions, text), a prefill conversation
+    (prefill, text-prefill), or the echo instruction (chat, text-chat)."""
+    if mode in (PREFILL, TEXT_PREFILL):
+        return prefill_prompt(text)
+    return chat_prompt(text) if mode in (CHAT, TEXT_CHAT) else text
 
 
 def combine(mode: str, p_positions: Sequence[float]) -> float:
@@ -305,7 +309,7 @@ def rank_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], *,
     if mode in TEXT_MODES:
         return _text_tests(target, ghosts, words, index, mode)
     jobs = [(g, positions(g)) for g in ghosts]
-    prompts = [_api_prompt(mode, context(g, j)) for g, pos in jobs for j in pos]
+    prompts = [prompt_for(mode, context(g, j)) for g, pos in jobs for j in pos]
     tops = iter(target.top_next_tokens(prompts, top_n))
     flat = iter(prompts)
     out = []
@@ -321,7 +325,7 @@ def _chat_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
     nothing: every word unmatched, p_j = 1)."""
     jobs = [(g, positions(g)) for g in ghosts]
     shown = [context(g, j) for g, pos in jobs for j in pos]
-    prompts = [chat_prompt(c) for c in shown]
+    prompts = [prompt_for(CHAT, c) for c in shown]
     replies = iter(target.top_reply_tokens(prompts, top_n, CHAT_REPLY_TOKENS))
     flat = iter(zip(shown, prompts))
     out = []
@@ -356,12 +360,6 @@ def next_word_place(words: Sequence[str], reply: str, shown: str, mode: str) -> 
     return 0
 
 
-def text_prompt(mode: str, text: str) -> Any:
-    """What a text mode sends for shown text: the text itself (raw), a prefill conversation, or the echo
-    instruction (chat)."""
-    return text if mode == TEXT else prefill_prompt(text) if mode == TEXT_PREFILL else chat_prompt(text)
-
-
 def _text_replies(target: Target, prompts: list[Any], mode: str) -> list[str]:
     """One greedy reply per prompt ("" where a target gave none)."""
     if mode == TEXT:
@@ -378,7 +376,7 @@ def _text_tests(target: Target, ghosts: Sequence[Ghost], words: Sequence[str], i
     (score 0, every other list word -inf), so p_j = 1/V when it is the passphrase word and 1 otherwise."""
     jobs = [(g, positions(g)) for g in ghosts]
     shown = [context(g, j) for g, pos in jobs for j in pos]
-    prompts = [text_prompt(mode, c) for c in shown]
+    prompts = [prompt_for(mode, c) for c in shown]
     replies = iter(_text_replies(target, prompts, mode))
     flat = iter(zip(shown, prompts))
     out = []
