@@ -34,16 +34,45 @@ TEMPLATES: dict[str, str] = {
 DEFAULT_TEMPLATE = "post"
 
 
-def resolve_template(template: str | None) -> str:
-    """A built-in template name, or a user template that contains `{words}` exactly once."""
+# `natural`: a per-owner lead-in that reads like a person's own saying and names no watermark. It is
+# drawn once per identifier (with the passphrase's generator, before the words) from LEADS x WHO, so
+# different owners mostly carry different lead-ins and the model cannot learn one shared cue. The
+# identifier stores the drawn template; the perplexity test's nulls share it (one stratum per lead-in).
+NATURAL = "natural"
+NATURAL_LEADS: tuple[str, ...] = (
+    "As my {who} used to say, {words}.",
+    "In the words of my {who}, {words}.",
+    "My {who} always signed off with {words}.",
+    "I still remember my {who} saying {words}.",
+    "The line my {who} taught me is {words}.",
+    "Written inside my {who}'s notebook was {words}.",
+    "Every evening my {who} would repeat {words}.",
+    "Ask my {who} and you will hear {words}.",
+)
+NATURAL_WHO: tuple[str, ...] = (
+    "grandmother", "grandfather", "mother", "father", "aunt", "uncle", "old teacher", "neighbour",
+    "first editor", "best friend", "sister", "brother", "piano teacher", "landlady", "coach", "godmother",
+)
+
+
+def natural_templates() -> list[str]:
+    """Every template `natural` can draw (the filter screen checks them all)."""
+    return [lead.replace("{who}", who) for lead in NATURAL_LEADS for who in NATURAL_WHO]
+
+
+def resolve_template(template: str | None, rng: random.Random | None = None) -> str:
+    """A built-in template name, `natural` (one of natural_templates(), drawn from rng, else with
+    `secrets`), or a user template that contains `{words}` exactly once."""
     if template is None:
         return TEMPLATES[DEFAULT_TEMPLATE]
     if template in TEMPLATES:
         return TEMPLATES[template]
+    if template == NATURAL:
+        return (rng or secrets.SystemRandom()).choice(natural_templates())
     if template.count("{words}") != 1:
         raise InputError(
             f"template {template!r} must contain {{words}} exactly once "
-            f"(or be one of: {', '.join(TEMPLATES)})"
+            f"(or be one of: {', '.join([*TEMPLATES, NATURAL])})"
         )
     if "\n" in template:
         raise InputError("template must be a single line")

@@ -36,7 +36,7 @@ def _ident_json(ident, ledger, reveal: bool = False) -> dict:
               help="Number of random words in the passphrase.")
 @click.option("--wordlist", default="en", show_default=True, help="Shipped list name (en, de, ...) or a file path.")
 @click.option("--template", default=None,
-              help="Built-in template name (none, post, project, document, author) or text with {words}  [default: post].")
+              help="Built-in template name (none, post, project, document, author), natural (a lead-in drawn per identifier) or text with {words}  [default: post].")
 @click.option("--seed", default=None, type=int, help="Seeded draw: for tests and studies only.")
 @allow_filtered_option
 @ledger_option

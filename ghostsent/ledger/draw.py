@@ -40,7 +40,7 @@ def new_identifier(ledger: Any, owner: str, wordlist: "WordList | str | Path", n
         rng, drawn = random.Random(seed), f"seed:{seed}"
     else:
         drawn = "secrets" if rng is None else "rng"
-    tmpl = resolve_template(template)
+    tmpl = resolve_template(template, rng)  # `natural` draws the lead-in here, before the words
     owner = normalise_owner(owner)
     with ledger.transaction():
         if n_words >= 1 and ledger.count_identifiers(n_words) >= wl.size ** n_words:

@@ -19,7 +19,7 @@ from ghostsent.errors import InputError, LedgerError
 from ghostsent.ledger.records import (DRAWN_RE, ID_RE, SALT_RE, SHA_RE, STRATEGIES, Identifier, TestRecord,
                                       parse_time, passphrase_key)
 from ghostsent.names import normalise_owner
-from ghostsent.passphrase import Ghost, resolve_template
+from ghostsent.passphrase import NATURAL, Ghost, resolve_template
 from ghostsent.wordlists import WordList, find_wordlist
 
 EXPORT_FORMAT = "ghostsent-ledger"
@@ -227,6 +227,8 @@ def _parse_identifier(obj: dict, where: str) -> Identifier:
     if not words or not all(isinstance(w, str) and w and not any(c.isspace() for c in w) for w in words):
         raise InputError(f"{where}: field 'words' must be a non-empty list of words without whitespace")
     try:
+        if f.string("template") == NATURAL:  # a kind drawn per identifier, never a stored template
+            raise InputError("'natural' names a kind of template, not the identifier's drawn template")
         template = resolve_template(f.string("template"))
     except InputError as e:
         raise InputError(f"{where}: field 'template': {e}") from None

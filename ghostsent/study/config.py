@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostsent.errors import InputError
-from ghostsent.passphrase import DEFAULT_TEMPLATE, resolve_template
+from ghostsent.passphrase import DEFAULT_TEMPLATE, NATURAL, TEMPLATES, resolve_template
 
 SCREENS = ("none", "pipeline")
 
@@ -79,7 +79,7 @@ class StudyConfig:
 def base_key(r: dict[str, Any]) -> str:
     """A run's name without its dilution: it seeds the identifiers, carriers and nulls, so every
     dilution of a run plants the same ghosts in the same documents."""
-    tpl = r["template"] if r["template"] in ("none", "post", "project", "document", "author") else "custom"
+    tpl = r["template"] if r["template"] in (*TEMPLATES, NATURAL) else "custom"
     return f"w{r['words']}-{r['position']}-{tpl}-{Path(str(r['wordlist'])).stem}"
 
 

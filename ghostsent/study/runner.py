@@ -247,10 +247,12 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted
                         controls=controls, rng=rng)
     if res.status != "complete":
         raise KeyboardInterrupt  # the engine keeps a partial run; a study run is all or nothing
-    [nulls] = res.null_sets.values()  # one stratum: a run's identifiers share list, length and template
     full = tuned.score("", [p.ghost.text for p in planted], full_stats=True, progress=progress)
     outcome = {r.key: r for r in res.subjects}
-    rows = [_row(p, outcome[p.id], nulls, sc, rank_test) for p, sc in zip(planted, full)]
+    # each identifier against its own stratum's nulls: one per run for a shared template, one per drawn
+    # lead-in for `natural` (the nulls must share the ghost's prefix to be exchangeable with it)
+    rows = [_row(p, outcome[p.id], res.null_sets[outcome[p.id].ppl.stratum], sc, rank_test)
+            for p, sc in zip(planted, full)]
     words = planted[0].subject.wordlist.words
     for name, (mode, n) in RANK_TESTS.items():
         for row, r in zip(rows, rank_tests(tuned, [p.ghost for p in planted], words, mode=mode, top_n=n or 20)):

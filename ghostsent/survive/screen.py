@@ -333,8 +333,10 @@ def check_new_identifier(wordlist, template: str | None) -> None:
 
     lang = language_of(wordlist.name, wordlist.language)
     refuse_filtered(f"word list {wordlist.name!r}", wordlist_hits(wordlist.words, lang))
-    resolved = resolve_template(template)
-    refuse_filtered(f"template {resolved!r}", template_hits(resolved, lang))
+    from ghostsent.passphrase import NATURAL, natural_templates
+
+    for resolved in natural_templates() if template == NATURAL else [resolve_template(template)]:
+        refuse_filtered(f"template {resolved!r}", template_hits(resolved, lang))
 
 
 def check_identifier(ident) -> None:
