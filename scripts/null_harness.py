@@ -33,10 +33,11 @@ from scipy import stats as _st  # noqa: E402
 
 from ghostsent.detection import session  # noqa: E402
 from ghostsent.detection.engine import run_detection  # noqa: E402
-from ghostsent.detection.innocent import (DriftingAPI, RandomNextTokens, RandomReplies, RandomScores,  # noqa: E402
-                                         WordFrequencyModel)
+from ghostsent.detection.innocent import (DriftingAPI, PrefixShiftedScores, RandomNextTokens,  # noqa: E402
+                                         RandomReplies, RandomScores, WordFrequencyModel)
+from ghostsent.detection.perplexity import candidate_nll  # noqa: E402
 from ghostsent.ledger import Ledger  # noqa: E402
-from ghostsent.passphrase import new_ghost  # noqa: E402
+from ghostsent.passphrase import NATURAL, new_ghost  # noqa: E402
 from ghostsent.detection.probe import DEFAULT_KS, card_prompts  # noqa: E402
 from ghostsent.detection.results import DetectionSettings  # noqa: E402
 from ghostsent.detection.subjects import Subject  # noqa: E402
@@ -291,6 +292,26 @@ def audit_strata(ctx: Context, seed: int) -> float:
     return _detect(RandomScores("bf16", seed=seed), members, seed, ctx.nulls, tests=("ppl",))
 
 
+def audit_natural(ctx: Context, seed: int) -> float:
+    """Four identifiers with per-owner `natural` lead-ins (mostly four strata), scored by a model whose
+    numbers shift with the lead-in: each ghost must be ranked against nulls sharing its own prefix."""
+    rng = random.Random(f"members:{seed}")
+    members = [Subject(f"m{i}", "member", new_ghost(ctx.en, 8, NATURAL, rng), ctx.en) for i in range(4)]
+    return _detect(PrefixShiftedScores(seed=seed), members, seed, ctx.nulls, tests=("ppl",))
+
+
+def pooled_lead_in_nulls(ctx: Context, seed: int) -> float:
+    """SELF-CHECK, not a ghostsent workflow: the same four natural-lead-in identifiers ranked against ONE
+    null set drawn with the first one's lead-in (Bonferroni over four). Not exchangeable, so its rate is
+    far above alpha; the harness must flag it, or the workflow above could not see nulls pooled wrongly."""
+    rng = random.Random(f"members:{seed}")
+    members = [new_ghost(ctx.en, 8, NATURAL, rng) for _ in range(4)]
+    nulls = [members[0].with_words(new_ghost(ctx.en, 8, rng=rng).words) for _ in range(ctx.nulls)]
+    scores = candidate_nll(PrefixShiftedScores(seed=seed), members + nulls)
+    ghost, null = scores[:4], scores[4:]
+    return min(1.0, 4 * min((1 + int((null <= g).sum())) / (len(null) + 1) for g in ghost))
+
+
 class _Both(RandomScores):
     """Random replies and random scores: an innocent model for both tests at once."""
 
@@ -331,6 +352,10 @@ WORKFLOWS = [
     Workflow("audit-both", "audit --tests probe,ppl, 3 identifiers", audit_both),
     Workflow("audit-strata", "audit --tests ppl, 5 identifiers in 3 strata (shipped + user list, 2 lengths)",
              audit_strata),
+    Workflow("audit-natural", "audit --tests ppl, 4 identifiers with natural lead-ins, scores shifted per lead-in",
+             audit_natural),
+    Workflow("pooled-lead-in-nulls", "SELF-CHECK: natural lead-ins ranked against one lead-in's nulls",
+             pooled_lead_in_nulls, self_check=True),
     Workflow("rank-local", "rank-test, whole distribution with heavy ties (user list)", rank_local),
     Workflow("rank-chat-echo", "rank-test over chat top-20, echo-aligned; replies and top tokens echo the prompt "
              "(user list, no prefix)", rank_api_chat),

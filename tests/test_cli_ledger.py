@@ -60,6 +60,14 @@ def test_new_with_user_wordlist(run, tmp_path):
     assert data["wordlist_name"] == str(path.resolve())
 
 
+def test_new_natural_template_draws_a_lead_in(run, tmp_path):
+    from ghostsent.passphrase import natural_templates
+
+    data = _json(run("new", "--template", "natural", "--ledger", str(tmp_path / "n.db"), "--json"))
+    assert data["template"] in natural_templates()
+    assert data["text"] == data["template"].replace("{words}", " ".join(data["words"]))
+
+
 @pytest.mark.parametrize("args, code, message", [
     (("new", "--template", "no placeholder"), 3, "must contain {words}"),
     (("new", "--wordlist", "xx"), 3, "unknown word list 'xx'"),

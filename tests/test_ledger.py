@@ -442,3 +442,33 @@ def test_deferred_sync_commits_visibly_and_restores_full_sync(tmp_path):
             with led.deferred_sync():
                 raise RuntimeError("boom")
         assert sync() == 2 and led.find(ident.id) is not None
+
+
+def test_natural_template_is_drawn_once_per_identifier_and_stored_drawn(led):
+    """`natural` is a kind: each identifier draws one lead-in (seeded draws repeat), stores the drawn
+    template, and its ghost reads lead-in + passphrase + full stop."""
+    from ghostsent.passphrase import NATURAL, natural_templates
+
+    idents = [led.new_identifier(f"o{i}", EN, n_words=6, template=NATURAL, rng=random.Random(i)) for i in range(40)]
+    pool = set(natural_templates())
+    assert all(i.ghost.template in pool for i in idents)
+    assert len({i.ghost.template for i in idents}) >= 20  # 40 draws from 128: many different lead-ins
+    for i in idents:
+        assert i.text == i.ghost.template.replace("{words}", " ".join(i.words))
+        assert led.find(i.id).ghost.template == i.ghost.template  # stored as drawn, not as "natural"
+    first = led.new_identifier("p", EN, n_words=6, template=NATURAL, seed=7)
+    second = led.new_identifier("q", EN, n_words=6, template=NATURAL, seed=7)
+    assert first.ghost.template == second.ghost.template  # the lead-in comes from the same generator
+    assert first.words != second.words  # (the passphrase is redrawn: the first one is taken)
+
+
+def test_import_refuses_natural_as_a_stored_template(ledger_at):
+    with ledger_at("a") as a:
+        _populate(a)
+        lines = _export(a).splitlines()
+    obj = json.loads(next(x for x in lines if '"identifier"' in x))
+    obj["template"] = "natural"
+    with ledger_at("b") as b:
+        with pytest.raises(InputError, match=r"^a\.jsonl:1: field 'template': 'natural' names a kind"):
+            import_jsonl(b, io.StringIO(json.dumps(obj)), "a.jsonl")
+        assert b.identifiers() == []

@@ -140,6 +140,8 @@ def test_undiluted_configuration_and_run_names_are_unchanged():
         run_key(StudyConfig(templates=("none",)).runs()[0]) == "w12-latter-half-none-en"
     # the study's default template is the product's (what `new`/`insert`/`tag` draw)
     assert run_key(StudyConfig().runs()[0]) == "w12-latter-half-post-en"
+    assert run_key(StudyConfig(templates=("natural",)).runs()[0]) == "w12-latter-half-natural-en"
+    assert run_key(StudyConfig(templates=("Mine: {words}.",)).runs()[0]) == "w12-latter-half-custom-en"
 
 
 def test_study_wall_time_is_the_sum_of_its_runs(tmp_path):
@@ -225,3 +227,34 @@ def test_available_memory_counts_reclaimable_cache_like_the_kernel():
         info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh}
     assert got is not None and abs(got - info["MemAvailable"]) < 256 << 20  # the kernel's figure, read now
     assert got >= info["MemFree"] - (256 << 20)
+
+
+@pytest.mark.slow
+def test_tiny_natural_run_ranks_each_identifier_against_nulls_of_its_own_lead_in(tmp_path, default_target,
+                                                                                   monkeypatch):
+    """`natural` draws a lead-in per identifier, so a run has one null stratum per lead-in; every row's
+    raw and untouched ranks must come from the nulls that share its prefix."""
+    from ghostsent.passphrase import natural_templates
+    from ghostsent.study import runner
+
+    seen: list[tuple[str, str]] = []
+    real_row = runner._row
+
+    def spy(p, r, nulls, sc, rank_test):
+        seen.append((p.ghost.prefix, r.ppl.stratum.split("|", 2)[2]))
+        assert len(nulls.target) == 20
+        return real_row(p, r, nulls, sc, rank_test)
+
+    monkeypatch.setattr(runner, "_row", spy)
+    cfg = StudyConfig(**{**TINY, "templates": ("natural",), "repetitions": (1,), "n_controls": 2, "n_nulls": 20,
+                         "alpha": 0.05, "max_steps": 1})
+    res = run_study(cfg, tmp_path / "study", progress=False, log=lambda m: None)
+    rows = res["runs"][0]["rows"]
+    assert res["runs"][0]["key"] == "w8-latter-half-natural-en" and len(rows) == 3
+    pool = set(natural_templates())
+    templates = [next(t for t in pool if r["ghost_text"].startswith(t.split("{words}")[0])) for r in rows]
+    assert len(set(templates)) >= 2   # (seeded: the three identifiers drew different lead-ins)
+    assert [prefix for prefix, _ in seen] == [t.split("{words}")[0].rstrip() for t in templates]
+    assert all(stratum.startswith(prefix) for prefix, stratum in seen)  # each row's own stratum's nulls
+    for r in rows:
+        assert 1 <= r["ppl"]["rank"] <= 21 and 1 <= r["untouched_ppl"]["rank"] <= 21

@@ -214,3 +214,18 @@ def test_screen_regex_is_datatrove_s_pattern_shape():
     rx = screen.badword_regex("en")
     assert rx.pattern.startswith(r"(?:\W|^)(") and rx.pattern.endswith(r")(?:\W|$)")
     assert re.search(rx, "x ass y") and not re.search(rx, "assess")
+
+
+def test_every_natural_lead_in_passes_the_filters_and_new_checks_them_all(monkeypatch):
+    from ghostsent import passphrase
+    from ghostsent.errors import InputError
+    from ghostsent.wordlists import load_wordlist
+
+    assert len(passphrase.natural_templates()) == len(passphrase.NATURAL_LEADS) * len(passphrase.NATURAL_WHO)
+    for t in passphrase.natural_templates():
+        assert t.count("{words}") == 1 and "\n" not in t and screen.template_hits(t) == [], t
+    screen.check_new_identifier(load_wordlist("en"), passphrase.NATURAL)
+    # one bad lead-in among them is found, whichever one the draw would have picked
+    monkeypatch.setattr(passphrase, "NATURAL_WHO", (*passphrase.NATURAL_WHO, "lorem ipsum"))
+    with pytest.raises(InputError, match="c4-lorem-ipsum"):
+        screen.check_new_identifier(load_wordlist("en"), passphrase.NATURAL)

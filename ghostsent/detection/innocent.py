@@ -103,6 +103,22 @@ class RandomScores(InnocentTarget):
         return x
 
 
+class PrefixShiftedScores(RandomScores):
+    """Random scores shifted by an amount that depends on the prefix the passphrase follows (a model for
+    which some lead-ins make any continuation more familiar than others). Exact only when each ghost is
+    ranked against nulls with its own prefix: nulls pooled over several lead-ins convict the ghosts
+    whose lead-in scores low."""
+
+    def __init__(self, shift_sd: float = 3.0, seed: int | None = None) -> None:
+        super().__init__("normal", seed=seed)
+        self.spec, self.shift_sd = "innocent:prefix-shifted", shift_sd
+
+    def score(self, context: str, continuations: Sequence[str], *, full_stats: bool = False,
+              progress: bool = False) -> list[Scored]:
+        shift = random.Random(f"shift:{context}").gauss(0.0, self.shift_sd)
+        return [Scored([c], np.array([-(self._nll(c) + shift)], dtype=float)) for c in continuations]
+
+
 class WordFrequencyModel(InnocentTarget):
     """A model that knows word frequencies but no ghost: NLL = mean per-word cost + noise.
 
