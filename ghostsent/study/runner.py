@@ -253,8 +253,10 @@ def detect(cfg: StudyConfig, run: dict[str, Any], tuned: Any, base: Any, planted
     # lead-in for `natural` (the nulls must share the ghost's prefix to be exchangeable with it)
     rows = [_row(p, outcome[p.id], res.null_sets[outcome[p.id].ppl.stratum], sc, rank_test)
             for p, sc in zip(planted, full)]
+    from tqdm.auto import tqdm
+
     words = planted[0].subject.wordlist.words
-    for name, (mode, n) in RANK_TESTS.items():
+    for name, (mode, n) in tqdm(RANK_TESTS.items(), desc="word-rank tests", unit="test", disable=not progress):
         for row, r in zip(rows, rank_tests(tuned, [p.ghost for p in planted], words, mode=mode, top_n=n or 20)):
             row.ranks[name] = RankOutcome(r.p_value, r.at_or_above, r.first_place, r.combiner, r.reply_positions,
                                           r.refined if mode == "local" else None, r.candidates or None)
