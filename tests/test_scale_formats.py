@@ -209,3 +209,40 @@ def test_tag_table_text_field_must_be_a_string_column(tmp_path, name, message):
             "--ledger", tmp_path / "l.db")
     assert r.exit_code == 3 and message in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_only_the_fields_the_rules_read_become_python_rows_and_the_result_equals_jsonl(tmp_path):
+    """tag_arrow converts the text, owner and id columns only (a nested owner path reads its struct);
+    the tagged texts, insertions and documents are those of the same records tagged as JSONL."""
+    from ghostsent.tagging import JsonlOptions, tag_jsonl
+    from ghostsent.tagging.tables import read_columns
+
+    n = 40
+    t = pa.table({
+        "id": pa.array(range(n), pa.int64()), "wide": ["x" * 50] * n,
+        "body": [f"Row {i} begins here. Then a middle part. Done now." for i in range(n)],
+        "meta": pa.array([{"author": f"u{i % 3}", "n": i} for i in range(n)]),
+    })
+    opts = dict(text_field="body", owner_field="meta.author", id_field="id", max_per_owner=3, seed=11)
+    assert [t.column_names[i] for i in read_columns(t.column_names, JsonlOptions(**opts).policy())] == \
+        ["id", "body", "meta"]
+    pq.write_table(t, tmp_path / "in.parquet")
+    with open(tmp_path / "in.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in t.to_pylist())
+    outs = {}
+    for fmt in ("parquet", "jsonl"):
+        with Ledger(tmp_path / f"{fmt}.db") as led:
+            if fmt == "jsonl":
+                tag_jsonl(led, str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), JsonlOptions(**opts))
+                texts = [json.loads(x)["body"] for x in open(tmp_path / "out.jsonl")]
+            else:
+                from ghostsent.tagging.tables import tag_table
+                tag_table(led, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"), JsonlOptions(**opts),
+                          "parquet")
+                texts = pq.read_table(tmp_path / "out.parquet").column("body").to_pylist()
+            rows = sorted((int(x.document.split("=")[-1]), x.offset) for x in led.insertions())
+            assert [k for k in range(n) if texts[k] != t.column("body")[k].as_py()] == [k for k, _ in rows]
+            outs[fmt] = rows
+    # the same rows chosen (the --seed keyed rule), the ghost at the same offsets, every other column kept
+    assert len(outs["parquet"]) == 9 and outs["parquet"] == outs["jsonl"]
+    assert pq.read_table(tmp_path / "out.parquet").drop_columns(["body"]).equals(t.drop_columns(["body"]))

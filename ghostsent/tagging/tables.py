@@ -106,6 +106,14 @@ def _tag_rows(rows: list[dict], rules: RecordRules, ghosts: LedgerGhosts, label:
     return texts, pending, counts, bad, owners
 
 
+def read_columns(columns: list[str], policy: Any) -> list[int]:
+    """The top-level columns the rules read (text, owner and id fields, dotted paths included): only
+    these become Python rows; every other column stays in Arrow and is written back as it was read."""
+    names = [f for f in (policy.text_field, policy.owner_field, policy.id_field) if f]
+    tops = {text_path(columns, n)[0] for n in names}
+    return [i for i, c in enumerate(columns) if c in tops]  # by index: a repeated name reads as before
+
+
 def tag_arrow(ledger: Any, table: Any, label: str, opts: JsonlOptions,
               check_ghost: Callable[[Any], None] | None = None) -> ArrowTag:
     """Tag a pyarrow Table's text column (rows numbered from 1); nothing is recorded yet."""
@@ -113,7 +121,7 @@ def tag_arrow(ledger: Any, table: Any, label: str, opts: JsonlOptions,
     wordlist = opts.validate()
     policy = opts.policy()
     check_text_field(table.schema, policy.text_field, label)
-    rows = table.to_pylist()
+    rows = table.select(read_columns(table.column_names, policy)).to_pylist()
     rules = RecordRules(policy, job_selection(ledger, opts))
     ghosts = LedgerGhosts(ledger, opts, wordlist, check_ghost)
     if rules.selection.needs_first_pass:
