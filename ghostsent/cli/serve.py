@@ -19,7 +19,7 @@ from ghostsent.cli import TIMEOUT_ENV, default_ledger_path, ledger_option, posit
 @click.option("--words", "n_words", default=12, show_default=True, type=click.IntRange(1),
               help="Passphrase length of identifiers drawn for new owners.")
 @click.option("--wordlist", default="en", show_default=True, help="Word list for new owners' identifiers.")
-@click.option("--template", default=None, help="Template for new owners' identifiers  [default: post].")
+@click.option("--template", default=None, help="Template for new owners' identifiers (name, natural, or text with {words})  [default: post].")
 @position_option
 @click.option("--allow-reveal", is_flag=True,
               help="Let GET /identifiers/OWNER?reveal=true return passphrases (default: never).")

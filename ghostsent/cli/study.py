@@ -22,7 +22,7 @@ from ghostsent.passphrase import DEFAULT_TEMPLATE
 @click.option("--controls", "n_controls", default=40, show_default=True, type=click.IntRange(1))
 @click.option("--words", default="12", show_default=True, help="Passphrase lengths (grid axis).")
 @click.option("--position", "positions", default="latter-half", show_default=True, help="Position strategies (grid axis).")
-@click.option("--template", "templates", default=DEFAULT_TEMPLATE, show_default=True, help="Prefix templates (grid axis; names only).")
+@click.option("--template", "templates", default=DEFAULT_TEMPLATE, show_default=True, help="Prefix templates (grid axis; names only, natural: a lead-in drawn per identifier).")
 @click.option("--wordlist", "wordlists", default="en", show_default=True, help="Word lists (grid axis).")
 @click.option("--model", "-m", default=None, help="Local model to fine-tune [default: embedded model].")
 @click.option("--gguf", default=None)

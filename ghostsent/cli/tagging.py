@@ -85,7 +85,7 @@ def insert(identifier, paths, globs, out_dir, in_place, no_backup, dry_run, posi
 @click.option("--words", "n_words", default=12, show_default=True, type=click.IntRange(1),
               help="Words per passphrase for owners seen the first time.")
 @click.option("--wordlist", default="en", show_default=True, help="Word list for new identifiers.")
-@click.option("--template", default=None, help="Template for new identifiers (name or text with {words})  [default: post].")
+@click.option("--template", default=None, help="Template for new identifiers (name, natural for a lead-in drawn per identifier, or text with {words})  [default: post].")
 @position_option
 @click.option("--skip-bad", is_flag=True, help="Copy malformed lines through unchanged and list them at the end.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same OUT.")
