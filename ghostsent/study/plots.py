@@ -89,7 +89,8 @@ def _dilution_plots(study: dict[str, Any], save: Any, plt: Any) -> None:
         groups.setdefault(base_key(res["run"]), []).append(res)
     reps = cfg["repetitions"]
     for key, runs in groups.items():
-        tests = [t for t in ("probe", "ppl_ref", "rank", "rank_chat20") if t in runs[0]["summary"]["detection_rate"]]
+        tests = [t for t in ("probe", "ppl_ref", "rank", "rank_top20", "rank_prefill20", "rank_text_prefill")
+                 if t in runs[0]["summary"]["detection_rate"]]  # the API tests whose power changes
         fig, axes = plt.subplots(1, len(tests), figsize=(3.2 * len(tests), 3.2), sharey=True, squeeze=False)
         for ax, t in zip(axes[0], tests):
             for res in sorted(runs, key=lambda r: r["run"].get("dilution", 1)):
