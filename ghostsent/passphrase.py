@@ -60,6 +60,11 @@ def natural_templates() -> list[str]:
     return [lead.replace("{who}", who) for lead in NATURAL_LEADS for who in NATURAL_WHO]
 
 
+def possible_templates(template: str | None) -> list[str]:
+    """Every template this name can resolve to: all lead-ins for `natural`, else the one it names."""
+    return natural_templates() if template == NATURAL else [resolve_template(template)]
+
+
 def resolve_template(template: str | None, rng: random.Random | None = None) -> str:
     """A built-in template name, `natural` (one of natural_templates(), drawn from rng, else with
     `secrets`), or a user template that contains `{words}` exactly once."""

@@ -329,13 +329,11 @@ def language_of(wordlist_name: str, declared: str | None = None) -> str:
 
 def check_new_identifier(wordlist, template: str | None) -> None:
     """Refuse (InputError) a word list or template that would trip pipeline filters."""
-    from ghostsent.passphrase import resolve_template
+    from ghostsent.passphrase import possible_templates
 
     lang = language_of(wordlist.name, wordlist.language)
     refuse_filtered(f"word list {wordlist.name!r}", wordlist_hits(wordlist.words, lang))
-    from ghostsent.passphrase import NATURAL, natural_templates
-
-    for resolved in natural_templates() if template == NATURAL else [resolve_template(template)]:
+    for resolved in possible_templates(template):  # `natural`: every lead-in it could draw
         refuse_filtered(f"template {resolved!r}", template_hits(resolved, lang))
 
 
